@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from google.api import annotations_pb2
 import grpc_tools
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, duration_pb2, field_mask_pb2, timestamp_pb2
 from grpc_tools import protoc
 
@@ -32,7 +32,7 @@ EXTRA_IMAGE_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto"
 
 def validate_descriptor_set() -> bytes:
     """buf/validate/validate.proto and its imports, as a FileDescriptorSet."""
-    from protovalidate._gen.buf.validate import validate_pb  # noqa: PLC0415 - build-time only
+    from protovalidate._gen.buf.validate import validate_pb
 
     fds = descriptor_pb2.FileDescriptorSet()
     for module in (descriptor_pb2, duration_pb2, field_mask_pb2, timestamp_pb2):

@@ -1,0 +1,76 @@
+# Conduit Mesh — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
+        check-generated openapi format clean
+
+help: ## list every target
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./clients/python -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the server, the SDK and the dev tools
+
+run: $(STAMP) ## start PostgreSQL, Redis, every service and Envoy (TLS); Ctrl-C stops everything
+	$(BIN)/conduit run
+
+test: check ## run the checks, then the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint typecheck buf-lint buf-format buf-breaking check-generated ## ruff, mypy, buf lint/format/breaking, generated-code drift
+
+lint: $(STAMP) ## ruff on every hand-written file
+	$(BIN)/ruff check .
+
+format: $(STAMP) ## apply ruff's fixes and buf format
+	$(BIN)/ruff check --fix .
+	$(BIN)/buf format -w proto
+
+typecheck: $(STAMP) ## mypy --strict on hand-written code (generated code excluded)
+	$(BIN)/mypy server gateway/conduit_gateway tests
+
+buf-lint: $(STAMP) ## buf lint on the contract
+	$(BIN)/buf lint gateway/conduit.binpb --path conduit
+
+buf-format: $(STAMP) ## fail when buf format would change a .proto
+	$(BIN)/buf format -d --exit-code proto
+
+buf-breaking: $(STAMP) ## no breaking change against main's contract
+	@if git rev-parse -q --verify main:gateway/conduit.binpb >/dev/null; then \
+	  tmp=$$(mktemp -d) && git show main:gateway/conduit.binpb > $$tmp/main.binpb && \
+	  $(BIN)/buf breaking gateway/conduit.binpb --against $$tmp/main.binpb --path conduit; \
+	  status=$$?; rm -rf $$tmp; exit $$status; \
+	else echo "buf-breaking: main has no contract yet; nothing to compare"; fi
+
+generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set and the OpenAPI document
+	$(PY) proto/generate.py
+	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
+
+openapi: $(STAMP) ## regenerate gateway/openapi.yaml from the descriptor set
+	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
+
+check-generated: $(STAMP) ## fail when `make generate` would change any committed file
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(PY) proto/generate.py --out-src $$tmp/src --image $$tmp/conduit.binpb 2>/dev/null && \
+	diff -r -x __pycache__ $$tmp/src/conduit clients/python/src/conduit -x client -x py.typed -x '__init__.py' >/dev/null && \
+	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
+	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
+	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
+	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+clean: ## remove caches (keeps .venv and .state)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

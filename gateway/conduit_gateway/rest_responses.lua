@@ -1,0 +1,106 @@
+-- RealWorld status codes and error bodies for REST calls (docs/decisions/0002-rest-errors.md).
+--
+-- Runs before jwt_authn and the transcoder, so on the way back it sees the transcoded
+-- response. Native gRPC and gRPC-Web calls (application/grpc* once grpc_web has run) are
+-- never touched; neither is a text/event-stream body, which body() would buffer whole.
+
+local NAMESPACE = "conduit.gateway"
+
+-- grpc-status -> HTTP status; any other non-zero code is 500.
+local HTTP_STATUS = {
+  ["3"] = 422, ["6"] = 422, ["9"] = 422, -- INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION
+  ["16"] = 401, ["7"] = 403, ["5"] = 404, ["8"] = 429,
+  ["14"] = 503, ["4"] = 504, ["12"] = 501, ["11"] = 400,
+}
+
+local function starts_with(text, prefix)
+  return string.sub(text, 1, #prefix) == prefix
+end
+
+local function percent_decode(text)
+  return (string.gsub(text, "%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
+local function json_string(text)
+  local escaped = string.gsub(text, '[%c"\\]', function(char)
+    if char == '"' then return '\\"' end
+    if char == "\\" then return "\\\\" end
+    return string.format("\\u%04x", string.byte(char))
+  end)
+  return '"' .. escaped .. '"'
+end
+
+-- The gRPC and internal headers mean nothing to a REST client.
+local function strip_internal(headers)
+  local names = {}
+  for name, _ in pairs(headers) do
+    if starts_with(name, "grpc-") or starts_with(name, "x-conduit-") then
+      names[#names + 1] = name
+    end
+  end
+  for _, name in ipairs(names) do
+    headers:remove(name)
+  end
+end
+
+function envoy_on_request(handle)
+  local content_type = handle:headers():get("content-type") or ""
+  if not starts_with(content_type, "application/grpc") then
+    handle:streamInfo():dynamicMetadata():set(NAMESPACE, "rest", true)
+  end
+end
+
+local function answer_error(handle, headers, grpc_status)
+  local status = HTTP_STATUS[grpc_status] or 500
+  local body = headers:get("x-conduit-error-body")
+  local oauth = headers:get("x-conduit-oauth-error")
+  if oauth ~= nil then
+    -- RFC 6749 section 5.2: 401 for a failed client authentication, 400 for the rest.
+    body = oauth
+    if string.find(oauth, '"error":"invalid_client"', 1, true) then
+      status = 401
+      headers:replace("www-authenticate", 'Basic realm="conduit"')
+    else
+      status = 400
+    end
+    headers:replace("cache-control", "no-store")
+  elseif body == nil then
+    local message = percent_decode(headers:get("grpc-message") or "")
+    body = '{"errors":{"body":[' .. json_string(message) .. "]}}"
+  end
+  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "grpc_status", grpc_status)
+  strip_internal(headers)
+  -- Headers first: changes made after body() are ignored.
+  headers:replace(":status", tostring(status))
+  headers:replace("content-type", "application/json")
+  handle:body(true):setBytes(body)
+end
+
+function envoy_on_response(handle)
+  local rest = handle:streamInfo():dynamicMetadata():get(NAMESPACE)
+  if rest == nil or not rest["rest"] then
+    return
+  end
+  local headers = handle:headers()
+  local grpc_status = headers:get("grpc-status")
+  if grpc_status ~= nil and grpc_status ~= "0" then
+    answer_error(handle, headers, grpc_status)
+    return
+  end
+  strip_internal(headers)
+  if headers:get(":status") ~= "200" then
+    return
+  end
+  -- The route matched after transcoding is the RPC's, carrying its success status.
+  local success = handle:metadata():get("success_status")
+  if success == 204 then
+    headers:replace(":status", "204")
+    headers:remove("content-type")
+    if headers:get("content-length") ~= nil and headers:get("content-length") ~= "0" then
+      handle:body(true):setBytes("")
+    end
+    headers:remove("content-length")
+  elseif success ~= nil then
+    headers:replace(":status", tostring(success))
+  end
+end

@@ -1,0 +1,3 @@
+from conduit_server.cli import main
+
+main()

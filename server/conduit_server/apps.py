@@ -1,0 +1,68 @@
+"""The composition root: builds each service's app from settings and shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import grpc
+import redis.asyncio as aioredis
+
+from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
+from conduit.search.v1 import search_pb2, search_pb2_grpc
+from conduit.users.v1 import users_pb2, users_pb2_grpc
+from conduit_server.runtime.db import Database
+from conduit_server.runtime.server import Binding, ServiceApp
+from conduit_server.runtime.settings import ServiceName, Settings
+
+
+@dataclass
+class Resources:
+    """What a service process shares between its parts."""
+
+    settings: Settings
+    database_url: str
+    redis: aioredis.Redis
+    users_channel: grpc.aio.Channel
+
+    def database(self, schema: str) -> Database:
+        return Database.from_settings(self.settings, self.database_url, schema)
+
+
+class SkeletonApp:
+    """A service whose contract is served but whose methods are not built yet (UNIMPLEMENTED).
+
+    """
+
+    def __init__(self, name: str, bindings: Sequence[Binding]) -> None:
+        self.name = name
+        self._bindings = bindings
+
+    def bindings(self) -> Sequence[Binding]:
+        return self._bindings
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
+    if name == "articles":
+        from conduit_server.articles.app import ArticlesApp
+
+        return ArticlesApp(resources.settings, resources.database("articles"), resources.redis)
+    if name == "users":
+        return SkeletonApp("users", [unimplemented(users_pb2, users_pb2_grpc, service) for service in (
+            "UsersService", "ProfilesService", "AuthService", "AdminService", "UserDirectoryService")])
+    if name == "search":
+        return SkeletonApp("search", [unimplemented(search_pb2, search_pb2_grpc, "SearchService")])
+    return SkeletonApp("realtime", [unimplemented(realtime_pb2, realtime_pb2_grpc, "RealtimeService")])
+
+
+def unimplemented(messages: ModuleType, stubs: ModuleType, service: str) -> Binding:
+    """A binding of the generated servicer base: every method answers UNIMPLEMENTED."""
+    return Binding(messages.DESCRIPTOR.services_by_name[service],
+                   getattr(stubs, f"add_{service}Servicer_to_server"), getattr(stubs, f"{service}Servicer")())

@@ -1,0 +1,35 @@
+"""`conduit`: the one operator command ."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from conduit_server.runtime.logs import configure_logging
+from conduit_server.runtime.settings import SERVICES, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conduit", description="Operate Conduit Mesh.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "serve":
+        from conduit_server import serve
+
+        serve.main(args.service, settings)
+    elif args.command == "run":
+        from conduit_server import mesh
+
+        configure_logging("mesh", settings.log_level)
+        mesh.run(settings)
+    else:  # pragma: no cover - argparse rejects unknown commands
+        logging.getLogger("conduit").error("unknown command %s", args.command)

