@@ -38,7 +38,7 @@ JWKS_PATH = "/api/.well-known/jwks.json"
 JWKS_LISTENER = "conduit_jwks_internal"
 JWKS_CLUSTER = "conduit_jwks"
 LUA_FILTER = "envoy.filters.http.lua"
-# Lua writes here (`rest`, `grpc_status`); the access log reads it.
+# Lua marks REST requests here (`rest`).
 METADATA_NAMESPACE = "conduit.gateway"
 SECURITY_HEADERS = (
     ("x-content-type-options", "nosniff"),
@@ -365,6 +365,7 @@ def _local_reply_config() -> Config:
         # Set by the transcoder once it has rewritten a REST request to gRPC.
         {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True}}},
         {"header_filter": {"header": {"name": "content-type", "invert_match": True,
+                                      "treat_missing_header_as_empty": True,
                                       "string_match": {"prefix": "application/grpc"}}}},
     ]}}
     return {"mappers": [{
@@ -381,13 +382,12 @@ def _access_log() -> Config:
         "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
         log_format={"json_format": {
             "time": "%START_TIME%",
-            "method": "%REQ(:METHOD)%",
+            "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
             "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
             "rpc": "%REQ(:PATH)%",
             "protocol": "%PROTOCOL%",
             "status": "%RESPONSE_CODE%",
             "grpc_status": "%GRPC_STATUS_NUMBER%",
-            "rest_grpc_status": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:grpc_status)%",
             "response_flags": "%RESPONSE_FLAGS%",
             "details": "%RESPONSE_CODE_DETAILS%",
             "duration_ms": "%DURATION%",

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from buf.validate import validate_pb2
-from conduit.options.v1 import auth_pb2
-from conduit.options.v1 import http_pb2 as conduit_http_pb2
 from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped,unused-ignore]  # .pyi, no py.typed
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
+
+from buf.validate import validate_pb2
+from conduit.options.v1 import auth_pb2
+from conduit.options.v1 import http_pb2 as conduit_http_pb2
 
 # Paths inside SourceCodeInfo locations: field numbers of descriptor.proto.
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from buf.validate import validate_pb2
 from google.protobuf import descriptor
 
+from buf.validate import validate_pb2
 from conduit_gateway.descriptors import Contract, HttpBinding, RpcInfo, field_rules
 
-__all__ = ["DEFAULT_SERVER_URL", "DEFAULT_VERSION", "build_document", "main", "to_yaml"]
+__all__ = ["DEFAULT_SERVER_URL", "DEFAULT_VERSION", "build_document", "component_schemas", "main", "to_yaml"]
 
 Schema = dict[str, Any]
 
@@ -31,36 +31,30 @@ DEFAULT_SERVER_URL = "https://localhost:8443"
 TOKEN_URL = "/api/oauth/token"  # noqa: S105 - a URL, not a secret
 ERROR_SCHEMA = "GenericErrorModel"
 HTTP_BODY = "google.api.HttpBody"
+_GATEWAY_DIR = Path(__file__).resolve().parents[1]  # gateway/ of a checkout
 _REF = "#/components/schemas/"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _VARIABLE_PATTERN = re.compile(r"\{([^}=]+)=[^}]*\}")
 _FD = descriptor.FieldDescriptor
 _SCALARS: dict[int, Schema] = {  # the proto3 JSON mapping: 64-bit integers are strings
-    _FD.TYPE_INT32: {"type": "integer", "format": "int32"},
-    _FD.TYPE_SINT32: {"type": "integer", "format": "int32"},
-    _FD.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
-    _FD.TYPE_UINT32: {"type": "integer", "format": "uint32", "minimum": 0},
-    _FD.TYPE_FIXED32: {"type": "integer", "format": "uint32", "minimum": 0},
-    _FD.TYPE_INT64: {"type": "string", "format": "int64"},
-    _FD.TYPE_SINT64: {"type": "string", "format": "int64"},
-    _FD.TYPE_SFIXED64: {"type": "string", "format": "int64"},
-    _FD.TYPE_UINT64: {"type": "string", "format": "uint64"},
-    _FD.TYPE_FIXED64: {"type": "string", "format": "uint64"},
-    _FD.TYPE_DOUBLE: {"type": "number", "format": "double"},
-    _FD.TYPE_FLOAT: {"type": "number", "format": "float"},
-    _FD.TYPE_BOOL: {"type": "boolean"},
-    _FD.TYPE_STRING: {"type": "string"},
-    _FD.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+    kind: schema for kinds, schema in (
+        ((_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32), {"type": "integer", "format": "int32"}),
+        ((_FD.TYPE_UINT32, _FD.TYPE_FIXED32), {"type": "integer", "format": "uint32", "minimum": 0}),
+        ((_FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64), {"type": "string", "format": "int64"}),
+        ((_FD.TYPE_UINT64, _FD.TYPE_FIXED64), {"type": "string", "format": "uint64"}),
+        ((_FD.TYPE_DOUBLE,), {"type": "number", "format": "double"}),
+        ((_FD.TYPE_FLOAT,), {"type": "number", "format": "float"}),
+        ((_FD.TYPE_BOOL,), {"type": "boolean"}),
+        ((_FD.TYPE_STRING,), {"type": "string"}),
+        ((_FD.TYPE_BYTES,), {"type": "string", "contentEncoding": "base64"}),
+    ) for kind in kinds
 }
-_WELL_KNOWN: dict[str, Schema] = {
+_WELL_KNOWN: dict[str, Schema] = {  # messages with a JSON form of their own
+    **{f"google.protobuf.{name}": {"type": "string"} for name in ("FieldMask", "Duration")},
+    **{f"google.protobuf.{name}": {"type": "object"} for name in ("Empty", "Struct", "Any")},
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
-    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?s$"},
-    "google.protobuf.FieldMask": {"type": "string"},
-    "google.protobuf.Empty": {"type": "object"},
-    "google.protobuf.Struct": {"type": "object"},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array"},
-    "google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}}},
     HTTP_BODY: {"type": "string", "description": "The raw HTTP body."},
 }
 _WRAPPERS = {f"google.protobuf.{kind}Value" for kind in
@@ -147,13 +141,12 @@ def _constrain(schema: Schema, rules: validate_pb2.FieldRules) -> None:
 class _Builder:
     """Builds one document; component schemas are registered as they are referenced."""
 
-    def __init__(self, contract: Contract, rpcs: list[RpcInfo]) -> None:
+    def __init__(self, contract: Contract, responses: Iterable[descriptor.Descriptor]) -> None:
         self.contract = contract
-        self.rpcs = rpcs
         self.schemas: dict[str, Schema] = {}
         # Messages that appear in responses document what proto3 JSON always prints as
         # `required`; request-only messages document what validation insists on.
-        self.responses = _reachable(rpc.output_type for rpc in rpcs)
+        self.responses = _reachable(responses)
 
     def ref(self, target: descriptor.Descriptor | descriptor.EnumDescriptor) -> Schema:
         if target.full_name not in self.schemas:
@@ -249,13 +242,12 @@ class _Builder:
         msg = rpc.input_type
         if not binding.body:
             return None
-        if self._is_http_body(rpc, binding.body):  # the OAuth2 token endpoint's form
-            form = self.message(msg, omit={binding.body, *binding.path_params})
-            form["properties"] = {f.name: form["properties"].pop(f.json_name) for f in msg.fields
-                                  if f.json_name in form["properties"]}
-            form["required"] = [f.name for f in msg.fields if f.json_name in form.get("required", ())]
-            if not form["required"]:
-                del form["required"]
+        if self._is_http_body(rpc, binding.body):  # the OAuth2 token endpoint: a form of the other fields
+            fields = [f for f in msg.fields if f.name not in {binding.body, *binding.path_params}]
+            form = _describe({"type": "object"}, self.contract.comment(msg.full_name))
+            form["properties"] = {f.name: self.field(f) for f in fields}
+            if required := [f.name for f in fields if _must_send(f)]:
+                form["required"] = required
             return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": form}}}
         if binding.body == "*":
             omit = {p.split(".")[0] for p in binding.path_params}
@@ -356,7 +348,7 @@ def build_document(contract: Contract, *, version: str = DEFAULT_VERSION,
     """The OpenAPI 3.1 document for every HTTP-mapped RPC of `conduit.*` not internal-only."""
     public = [rpc for rpc in contract.rpcs("conduit.") if rpc.access != "ACCESS_INTERNAL"]
     routed = [rpc for rpc in public if rpc.has_http]
-    builder = _Builder(contract, routed)
+    builder = _Builder(contract, (rpc.output_type for rpc in routed))
     paths: dict[str, Schema] = {}
     for rpc in routed:
         for index, binding in enumerate(rpc.bindings):
@@ -382,6 +374,19 @@ def build_document(contract: Contract, *, version: str = DEFAULT_VERSION,
             "securitySchemes": _security_schemes(public),
         },
     }
+
+
+def component_schemas(contract: Contract, *full_names: str, responses: bool = True) -> dict[str, Schema]:
+    """The component schemas of some messages and of everything they refer to, by full name.
+
+    `responses` picks the `required` rule: what proto3 JSON always prints (True) or what
+    validation insists on (False).
+    """
+    roots = [contract.message(name) for name in full_names]
+    builder = _Builder(contract, roots if responses else ())
+    for root in roots:
+        builder.ref(root)
+    return dict(sorted(builder.schemas.items()))
 
 
 def _openapi_path(template: str) -> str:
@@ -410,8 +415,8 @@ def to_yaml(document: Schema) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the OpenAPI 3.1 document from the descriptor set.")
-    parser.add_argument("--descriptor", type=Path, default=Path("gateway/conduit.binpb"))
-    parser.add_argument("--out", type=Path, default=Path("gateway/openapi.yaml"))
+    parser.add_argument("--descriptor", type=Path, default=_GATEWAY_DIR / "conduit.binpb")
+    parser.add_argument("--out", type=Path, default=_GATEWAY_DIR / "openapi.yaml")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="info.version of the document")
     parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument("--check", action="store_true", help="fail if --out is not what would be written")

@@ -68,7 +68,6 @@ local function answer_error(handle, headers, grpc_status)
     local message = percent_decode(headers:get("grpc-message") or "")
     body = '{"errors":{"body":[' .. json_string(message) .. "]}}"
   end
-  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "grpc_status", grpc_status)
   strip_internal(headers)
   -- Headers first: changes made after body() are ignored.
   headers:replace(":status", tostring(status))
@@ -76,9 +75,16 @@ local function answer_error(handle, headers, grpc_status)
   handle:body(true):setBytes(body)
 end
 
+-- jwt_authn answers 403 for a token it rejects (wrong audience, unknown key); to a REST
+-- client any unusable token is a 401. Its replies carry `error="invalid_token"`.
+local function is_token_rejection(headers)
+  local challenge = headers:get("www-authenticate") or ""
+  return headers:get(":status") == "403" and string.find(challenge, 'error="invalid_token"', 1, true) ~= nil
+end
+
 function envoy_on_response(handle)
-  local rest = handle:streamInfo():dynamicMetadata():get(NAMESPACE)
-  if rest == nil or not rest["rest"] then
+  local meta = handle:streamInfo():dynamicMetadata():get(NAMESPACE)
+  if meta == nil or not meta["rest"] then
     return
   end
   local headers = handle:headers()
@@ -87,20 +93,32 @@ function envoy_on_response(handle)
     answer_error(handle, headers, grpc_status)
     return
   end
+  local streaming = starts_with(headers:get("content-type") or "", "text/event-stream")
   strip_internal(headers)
-  if headers:get(":status") ~= "200" then
-    return
+  if is_token_rejection(headers) then
+    headers:replace(":status", "401")
   end
   -- The route matched after transcoding is the RPC's, carrying its success status.
-  local success = handle:metadata():get("success_status")
+  local success = nil
+  if headers:get(":status") == "200" then
+    success = handle:metadata():get("success_status")
+  end
   if success == 204 then
     headers:replace(":status", "204")
     headers:remove("content-type")
-    if headers:get("content-length") ~= nil and headers:get("content-length") ~= "0" then
-      handle:body(true):setBytes("")
-    end
     headers:remove("content-length")
+    -- Emptied chunk by chunk: body() would set content-length, which a 204 must not carry.
+    for chunk in handle:bodyChunks() do
+      chunk:setBytes("")
+    end
   elseif success ~= nil then
     headers:replace(":status", tostring(success))
+  end
+  if not streaming then
+    -- Over HTTP/2 the transcoder forwards the gRPC trailers.
+    local trailers = handle:trailers()
+    if trailers ~= nil then
+      strip_internal(trailers)
+    end
   end
 end

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import ModuleType
 
-import grpc
-import redis.asyncio as aioredis
 
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit.search.v1 import search_pb2, search_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc
-from conduit_server.runtime.db import Database
+from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding, ServiceApp
-from conduit_server.runtime.settings import ServiceName, Settings
-
-
-@dataclass
-class Resources:
-    """What a service process shares between its parts."""
-
-    settings: Settings
-    database_url: str
-    redis: aioredis.Redis
-    users_channel: grpc.aio.Channel
-
-    def database(self, schema: str) -> Database:
-        return Database.from_settings(self.settings, self.database_url, schema)
+from conduit_server.runtime.settings import ServiceName
 
 
 class SkeletonApp:
@@ -53,7 +37,7 @@ def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
     if name == "articles":
         from conduit_server.articles.app import ArticlesApp
 
-        return ArticlesApp(resources.settings, resources.database("articles"), resources.redis)
+        return ArticlesApp.from_resources(resources)
     if name == "users":
         return SkeletonApp("users", [unimplemented(users_pb2, users_pb2_grpc, service) for service in (
             "UsersService", "ProfilesService", "AuthService", "AdminService", "UserDirectoryService")])

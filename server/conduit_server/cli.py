@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
 from conduit_server.runtime.logs import configure_logging
@@ -16,6 +15,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
+    # Each service adds its own operator commands (users: admins, keys, accounts; articles: import).
+    from conduit_server.articles import cli as articles_cli
+    from conduit_server.users import cli as users_cli
+
+    users_cli.register(commands)
+    articles_cli.register(commands)
     return parser
 
 
@@ -31,5 +36,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         configure_logging("mesh", settings.log_level)
         mesh.run(settings)
-    else:  # pragma: no cover - argparse rejects unknown commands
-        logging.getLogger("conduit").error("unknown command %s", args.command)
+    else:
+        configure_logging("cli", settings.log_level)
+        args.handler(args, settings)

@@ -65,17 +65,18 @@ def wait_serving(address: str, timeout_seconds: float = 60.0,
             time.sleep(0.1)
 
 
-def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes], timeout_seconds: float = 30.0) -> None:
+def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes],
+                     timeout_seconds: float = 30.0) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"envoy exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as answer:
-                if answer.status == 200:
-                    return
+        url = f"http://127.0.0.1:{admin_port}/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310
+            if answer.status == 200:
+                return
         time.sleep(0.1)
     raise TimeoutError("envoy not ready")
 
@@ -177,7 +178,7 @@ class Mesh:
             lines.append(f"  REST + gRPC over TLS  https://localhost:{s.gateway_tls_port}/api")
             lines.append(f"  Local CA to trust     {tls}")
             if s.gateway_http_port:
-                lines.append(f"  REST, plain HTTP      http://localhost:{s.gateway_http_port}/api  (local only)")
+                lines.append(f"  REST, plain HTTP      http://localhost:{s.gateway_http_port}/api (local)")
             lines.append(f"  Envoy admin           http://127.0.0.1:{s.gateway_admin_port}/")
         lines.extend(f"  {name:<21} grpc://{s.address_of(name)}" for name in self.services)
         lines.extend(["  PostgreSQL            " + self.env.get("CONDUIT_DATABASE_URL", ""),

@@ -9,11 +9,12 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conduit_server.apps import Resources, build_app
+from conduit_server.apps import build_app
 from conduit_server.runtime import channels
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
 from conduit_server.runtime.redis import connect
+from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import ServiceName, Settings

@@ -32,6 +32,30 @@ SAMPLE_STRINGS = {
     "tag": "dragons", "author": "jake", "favorited": "jake",
 }
 
+# RealWorld operationId -> RPC. The mapping test derives this table from methods and paths
+# and compares; the other tests use it to pick messages and operations.
+EXPECTED_RPCS = {
+    "Login": "UsersService.Login",
+    "CreateUser": "UsersService.CreateUser",
+    "GetCurrentUser": "UsersService.GetCurrentUser",
+    "UpdateCurrentUser": "UsersService.UpdateCurrentUser",
+    "GetProfileByUsername": "ProfilesService.GetProfile",
+    "FollowUserByUsername": "ProfilesService.FollowProfile",
+    "UnfollowUserByUsername": "ProfilesService.UnfollowProfile",
+    "GetArticlesFeed": "ArticlesService.ListFeedArticles",
+    "GetArticles": "ArticlesService.ListArticles",
+    "CreateArticle": "ArticlesService.CreateArticle",
+    "GetArticle": "ArticlesService.GetArticle",
+    "UpdateArticle": "ArticlesService.UpdateArticle",
+    "DeleteArticle": "ArticlesService.DeleteArticle",
+    "GetArticleComments": "CommentsService.ListComments",
+    "CreateArticleComment": "CommentsService.CreateComment",
+    "DeleteArticleComment": "CommentsService.DeleteComment",
+    "CreateArticleFavorite": "ArticlesService.FavoriteArticle",
+    "DeleteArticleFavorite": "ArticlesService.UnfavoriteArticle",
+    "GetTags": "TagsService.ListTags",
+}
+
 
 @dataclass(frozen=True)
 class RealWorldOperation:
@@ -142,6 +166,8 @@ def sample_json(schema: Any, document: Mapping[str, Any], name: str = "") -> Any
         return 1
     if kind == "boolean":
         return True
+    if schema.get("format") == "date-time":
+        return "2026-11-25T12:34:56.789Z"
     return SAMPLE_STRINGS.get(name, f"sample-{name}")
 
 

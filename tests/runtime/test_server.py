@@ -24,7 +24,8 @@ from .conftest import INTERNAL_TOKEN, StaticApp, serving
 
 
 def _trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    return {item.key: item.value for item in error.trailing_metadata() or ()}
+    metadata: Any = error.trailing_metadata() or ()  # pairs at runtime, typed as _Metadatum
+    return dict(metadata)
 
 
 def _details(error: grpc.aio.AioRpcError) -> dict[str, Any]:

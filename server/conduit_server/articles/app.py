@@ -11,6 +11,7 @@ from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit_server.articles import api, domain, models, repository
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
 
@@ -25,6 +26,10 @@ class ArticlesApp:
         self.database = database
         self.redis = redis
         self.tags = domain.Tags(database, repository.TagRepository())
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> ArticlesApp:
+        return cls(resources.settings, resources.database(models.SCHEMA), resources.redis)
 
     def bindings(self) -> Sequence[Binding]:
         services = articles_pb2.DESCRIPTOR.services_by_name

@@ -1,0 +1,14 @@
+"""Operator commands of the articles service (import articles from a JSON Lines file)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    """Add this service's subcommands; each sets `handler(args, settings)` with set_defaults."""
+    del commands  # the articles issue adds its commands here
+
+
+__all__ = ["argparse", "register"]

@@ -1,0 +1,158 @@
+"""Transactional outbox: events are rows written with the change, relayed to a Redis Stream.
+
+Writers call `append()` as the *last* statement of their transaction. It takes a
+transaction-scoped advisory lock first, so outbox ids are assigned in commit
+order (see docs/decisions/0003-outbox-commit-order.md). The relay publishes
+unpublished rows in id order with XADD, then marks them published. A crash
+between the two re-publishes the batch on restart: delivery is at least once,
+and consumers deduplicate by `event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from google.protobuf.message import Message
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Table, Uuid, func, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit_server.runtime.db import Database
+
+log = logging.getLogger("conduit.outbox")
+
+# Both writers and the relay of one schema agree on these lock keys.
+_APPEND_LOCK = "conduit-outbox-append"
+_RELAY_LOCK = "conduit-outbox-relay"
+
+
+def stream_name(service: str) -> str:
+    """The Redis Stream a service's events are published to."""
+    return f"conduit:events:{service}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An outbox row as the relay reads it."""
+
+    id: int
+    event_id: uuid.UUID
+    event_type: str
+    payload: bytes
+
+
+def outbox_columns() -> list[Column[object]]:
+    """The outbox table's columns, for each service's own metadata (and migration)."""
+    return [
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("event_type", String(64), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+    ]
+
+
+async def append(session: AsyncSession, event_type: str, payload: Message, *,
+                 event_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Add an event to the current transaction; call it last, just before commit."""
+    event_id = event_id or uuid.uuid4()
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :key))"),
+                          {"key": _APPEND_LOCK})
+    await session.execute(
+        text("INSERT INTO outbox (event_id, event_type, payload) VALUES (:event_id, :event_type, :payload)"),
+        {"event_id": event_id, "event_type": event_type, "payload": payload.SerializeToString()})
+    await session.execute(text("SELECT pg_notify(current_schema() || '_outbox', '')"))
+    return event_id
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox to its stream, in order; one active relay per schema (advisory lock).
+
+    `after_publish` is a fault-injection point for tests: it runs after XADD and
+    before the rows are marked published.
+    """
+
+    def __init__(self, database: Database, redis: aioredis.Redis, stream: str, *, batch_size: int = 500,
+                 poll_seconds: float = 1.0, stream_max_len: int = 100_000,
+                 after_publish: Callable[[Sequence[Event]], Awaitable[None]] | None = None) -> None:
+        self.database = database
+        self.redis = redis
+        self.stream = stream
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.stream_max_len = stream_max_len
+        self.after_publish = after_publish
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def pending(self) -> int:
+        async with self.database.read() as session:
+            count = await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+            return int(count or 0)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many rows it published."""
+        async with self.database.read() as session:
+            rows = (await session.execute(text(
+                "SELECT id, event_id, event_type, payload FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT :limit"), {"limit": self.batch_size})).all()
+        if not rows:
+            return 0
+        events = [Event(row.id, row.event_id, row.event_type, bytes(row.payload)) for row in rows]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(self.stream, {"event_id": str(event.event_id), "type": event.event_type,
+                                        "payload": event.payload, "seq": str(event.id)},
+                          maxlen=self.stream_max_len, approximate=True)
+            await pipe.execute()
+        if self.after_publish is not None:
+            await self.after_publish(events)
+        async with self.database.transaction() as session:
+            await session.execute(text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"),
+                                  {"ids": [event.id for event in events]})
+        self.published += len(events)
+        return len(events)
+
+    async def run(self) -> None:
+        """Relay until cancelled: wake on NOTIFY or every `poll_seconds`; back off on failures."""
+        backoff = 0.1
+        async with self.database.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            await raw.add_listener(f"{self.database.schema}_outbox", lambda *_: self._wake.set())
+            while not await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :key))"),
+                    {"key": _RELAY_LOCK}):
+                await connection.commit()
+                await asyncio.sleep(self.poll_seconds)  # another replica relays; stand by
+            await connection.commit()  # the lock is per session; leave no transaction open
+            while True:
+                try:
+                    while await self.relay_once() == self.batch_size:
+                        pass
+                    backoff = 0.1
+                except Exception as error:  # noqa: BLE001 - Redis or PostgreSQL away: retry, never drop
+                    log.warning("outbox relay failed, retrying in %.1fs: %s", backoff, error)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.stream}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
