@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import ModuleType
 
-
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit.search.v1 import search_pb2, search_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc

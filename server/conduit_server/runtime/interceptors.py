@@ -154,7 +154,7 @@ class ErrorStage(_Stage):
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - every failure must become a status
                 await self._handle(method, context, error)
         return call
 
@@ -165,7 +165,7 @@ class ErrorStage(_Stage):
                     yield item
             except grpc.aio.AbortError:
                 raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - every failure must become a status
                 await self._handle(method, context, error)
         return call
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Table, Uuid, func, text
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Uuid, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit_server.runtime.db import Database

@@ -219,7 +219,7 @@ class JwksCache:
                 async with asyncio.timeout(self._fetch_timeout):
                     document = await self._fetch()
                 keys = parse_jwks(document)
-            except Exception as error:  # any transport failure: keep serving the keys we have
+            except Exception as error:  # noqa: BLE001 - any transport failure: keep serving the keys we have
                 logger.warning("JWKS refresh failed: %s", type(error).__name__)
                 return
             self._keys, self._loaded_at = keys, now

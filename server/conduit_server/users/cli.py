@@ -1,4 +1,4 @@
-"""Operator commands of the users service (create the first admin, rotate signing keys, manage service accounts)."""
+"""Operator commands of the users service (first admin, signing keys, service accounts)."""
 
 from __future__ import annotations
 
