@@ -34,11 +34,12 @@ from conduit_gateway.tls import TlsMaterial
 Config = dict[str, Any]
 
 JWT_PROVIDER = "conduit"
+UNROUTED_CLUSTER = "conduit_unrouted"
 JWKS_PATH = "/api/.well-known/jwks.json"
 JWKS_LISTENER = "conduit_jwks_internal"
 JWKS_CLUSTER = "conduit_jwks"
 LUA_FILTER = "envoy.filters.http.lua"
-# Lua marks REST requests here (`rest`).
+# Lua writes here: `rest` on REST requests, `grpc_status` of REST errors (for the access log).
 METADATA_NAMESPACE = "conduit.gateway"
 SECURITY_HEADERS = (
     ("x-content-type-options", "nosniff"),
@@ -110,34 +111,35 @@ def build_config(spec: GatewaySpec) -> Config:
     listeners = [_listener("conduit_tls", spec, spec.tls_port, public, clusters, tls=True)]
     if spec.http_port:
         listeners.append(_listener("conduit_http", spec, spec.http_port, public, clusters, tls=False))
-    cluster_configs = [_upstream_cluster(name, address, limits) for address, name in
-                       sorted(set(clusters.items()), key=lambda item: item[1])]
+    cluster_configs = [_upstream_cluster(name, address, limits) for address, name in clusters.items()]
+    cluster_configs.append({
+        "name": UNROUTED_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": UNROUTED_CLUSTER, "endpoints": []},
+    })
     config: Config = {
         "node": {"id": "conduit-gateway", "cluster": "conduit-gateway"},
         "admin": {"address": _address("127.0.0.1", spec.admin_port)},
         "overload_manager": {"resource_monitors": [{
             "name": "envoy.resource_monitors.global_downstream_max_connections",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections"
-                         ".v3.DownstreamConnectionsConfig",
-                "max_active_downstream_connections": limits.max_downstream_connections,
-            },
+            "typed_config": _typed(
+                "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                max_active_downstream_connections=limits.max_downstream_connections,
+            ),
         }]},
         "static_resources": {"listeners": listeners, "clusters": cluster_configs},
     }
     if spec.local_jwks is None:
         jwks_method = _jwks_method(public)
         target = spec.jwks_upstream or spec.upstreams[jwks_method.service]
-        jwks_cluster = clusters.get(target)
-        if jwks_cluster is None:
-            jwks_cluster = "jwks_upstream"
-            cluster_configs.append(_upstream_cluster(jwks_cluster, target, limits))
+        jwks_upstream = clusters.get((target[0], target[1]))
+        if jwks_upstream is None:
+            jwks_upstream = "jwks_upstream"
+            cluster_configs.append(_upstream_cluster(jwks_upstream, target, limits))
         config["bootstrap_extensions"] = [{
             "name": "envoy.bootstrap.internal_listener",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener"
-                                      ".v3.InternalListener"},
+            "typed_config": _typed("envoy.extensions.bootstrap.internal_listener.v3.InternalListener"),
         }]
-        listeners.append(_jwks_listener(spec, jwks_method, jwks_cluster))
+        listeners.append(_jwks_listener(spec, jwks_method, jwks_upstream))
         cluster_configs.append(_jwks_cluster())
     return config
 
@@ -269,6 +271,11 @@ def _connection_manager(name: str, spec: GatewaySpec, public: Sequence[ServiceIn
                 "envoy.extensions.filters.http.lua.v3.Lua",
                 default_source_code={"inline_string": lua_source()})},
             _jwt_authn(spec, public),
+            # The transcoder's max_request_body_size is not enforced on streamed JSON (observed:
+            # 2 MiB passed); the buffer filter is, and is disabled on client-streaming routes.
+            {"name": "envoy.filters.http.buffer", "typed_config": _typed(
+                "envoy.extensions.filters.http.buffer.v3.Buffer",
+                max_request_bytes=limits.max_request_body_bytes)},
             _transcoder(spec, [s.name for s in public if any(m.bindings for m in s.methods)]),
             _router(),
         ],
@@ -368,13 +375,21 @@ def _local_reply_config() -> Config:
                                       "treat_missing_header_as_empty": True,
                                       "string_match": {"prefix": "application/grpc"}}}},
     ]}}
-    return {"mappers": [{
-        "filter": rest,
-        "body_format_override": {
-            "json_format": {"errors": {"body": ["%LOCAL_REPLY_BODY%"]}},
-            "content_type": "application/json",
-        },
-    }]}
+    json_body = {"json_format": {"errors": {"body": ["%LOCAL_REPLY_BODY%"]}},
+                 "content_type": "application/json"}
+    early_bad_request = {"and_filter": {"filters": [
+        rest,
+        {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": 400,
+                                                                      "runtime_key": "conduit.none"}}}},
+        # Rejected by the connection manager before a request id is even generated.
+        {"header_filter": {"header": {"name": "x-request-id", "present_match": False}}},
+    ]}}
+    return {"mappers": [
+        # path_with_escaped_slashes_action (`%2F`) rejects with an empty body.
+        {"filter": early_bad_request, "body": {"inline_string": "Bad Request"},
+         "body_format_override": json_body},
+        {"filter": rest, "body_format_override": json_body},
+    ]}
 
 
 def _access_log() -> Config:
@@ -387,7 +402,10 @@ def _access_log() -> Config:
             "rpc": "%REQ(:PATH)%",
             "protocol": "%PROTOCOL%",
             "status": "%RESPONSE_CODE%",
+            # What the client saw (derived from the HTTP status for REST) ...
             "grpc_status": "%GRPC_STATUS_NUMBER%",
+            # ... and, for REST errors, what the service answered (recorded by Lua).
+            "upstream_grpc_status": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:grpc_status)%",
             "response_flags": "%RESPONSE_FLAGS%",
             "details": "%RESPONSE_CODE_DETAILS%",
             "duration_ms": "%DURATION%",
@@ -410,10 +428,16 @@ def _route_config(spec: GatewaySpec, public: Sequence[ServiceInfo],
                   clusters: Mapping[tuple[str, int], str]) -> Config:
     routes = [_method_route(m, clusters[tuple(spec.upstreams[s.name])], spec.limits)  # type: ignore[index]
               for s in public for m in s.public_methods]
-    # REST paths match this before transcoding (CORS reads the virtual host through it); after
-    # transcoding only RPC paths are routed, so anything else, internal RPCs included, is a 404.
-    routes.append({"match": {"prefix": "/"},
-                   "direct_response": {"status": 404, "body": {"inline_string": "Not Found"}}})
+    routes += [
+        # Any other gRPC path, internal RPCs included: 404 (UNIMPLEMENTED to a gRPC client).
+        {"match": {"prefix": "/", "headers": [
+            {"name": "content-type", "string_match": {"prefix": "application/grpc"}}]},
+         "direct_response": {"status": 404, "body": {"inline_string": "Not Found"}}},
+        # REST paths match this before transcoding. It must be a route to a cluster: CORS finds
+        # no policy on a direct response. The transcoder rejects every REST call it cannot map,
+        # so nothing reaches the router through it; if anything did, the empty cluster is a 503.
+        {"match": {"prefix": "/"}, "route": {"cluster": UNROUTED_CLUSTER}},
+    ]
     virtual_host: Config = {"name": "conduit", "domains": ["*"], "routes": routes}
     if spec.cors_origins:
         virtual_host["typed_per_filter_config"] = {"envoy.filters.http.cors": _typed(
@@ -445,6 +469,10 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Confi
             "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
         }
     route: Config = {"match": {"path": method.grpc_path}, "route": action}
+    if method.client_streaming:
+        # Buffering a client stream whole would break it; gRPC's own message limit applies.
+        route["typed_per_filter_config"] = {"envoy.filters.http.buffer": _typed(
+            "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", disabled=True)}
     if method.success_status != 200:
         route["metadata"] = {"filter_metadata": {LUA_FILTER: {"success_status": method.success_status}}}
     return route

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped,unused-ignore]  # .pyi, no py.typed
+from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 

@@ -68,6 +68,7 @@ local function answer_error(handle, headers, grpc_status)
     local message = percent_decode(headers:get("grpc-message") or "")
     body = '{"errors":{"body":[' .. json_string(message) .. "]}}"
   end
+  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "grpc_status", grpc_status)
   strip_internal(headers)
   -- Headers first: changes made after body() are ignored.
   headers:replace(":status", tostring(status))

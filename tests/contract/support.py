@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor
 from google.protobuf.message import Message
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -26,10 +25,18 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$
 # Realistic values for the properties RealWorld clients send, so that the generated
 # document's validation rules (email format, password length) accept them.
 SAMPLE_STRINGS = {
-    "email": "jake@jake.jake", "password": "jakejake", "username": "jake", "bio": "I work at statefarm",
-    "image": "https://i.stack.imgur.com/xHWG8.jpg", "title": "How to train your dragon",
-    "description": "Ever wonder how?", "body": "You have to believe", "slug": "how-to-train-your-dragon",
-    "tag": "dragons", "author": "jake", "favorited": "jake",
+    "email": "jake@jake.jake",
+    "password": "jakejake",
+    "username": "jake",
+    "bio": "I work at statefarm",
+    "image": "https://i.stack.imgur.com/xHWG8.jpg",
+    "title": "How to train your dragon",
+    "description": "Ever wonder how?",
+    "body": "You have to believe",
+    "slug": "how-to-train-your-dragon",
+    "tag": "dragons",
+    "author": "jake",
+    "favorited": "jake",
 }
 
 # RealWorld operationId -> RPC. The mapping test derives this table from methods and paths
@@ -96,9 +103,13 @@ def validator_for(document: Mapping[str, Any], pointer: str, *, strict: bool = T
     """A JSON Schema 2020-12 validator for the schema at `pointer` inside an OpenAPI 3.1 document."""
     contents = closed(copy.deepcopy(dict(document))) if strict else dict(document)
     registry: Registry[Any] = Registry().with_resource(
-        "urn:openapi", Resource.from_contents(contents, default_specification=DRAFT202012))
-    return Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry,
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+        "urn:openapi", Resource.from_contents(contents, default_specification=DRAFT202012)
+    )
+    return Draft202012Validator(
+        {"$ref": f"urn:openapi#{pointer}"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def pointer(*parts: str) -> str:
@@ -138,7 +149,7 @@ def _fill(msg: Message, *, zeros: bool, depth: int) -> None:
             setattr(msg, field.name, _scalar(field))
 
 
-def _scalar(field: descriptor.FieldDescriptor) -> Any:
+def _scalar(field: Any) -> Any:  # a FieldDescriptor (the stubs type upb descriptors apart)
     """A value other than the default for a scalar field."""
     if field.enum_type is not None:
         return field.enum_type.values[-1].number

@@ -87,8 +87,10 @@ def test_every_realworld_operation_maps_to_exactly_one_rpc_with_the_same_method_
         elif rpcs:
             problems.append(f"duplicated: {op.method} {op.path} ({op.operation_id}) -> {', '.join(rpcs)}")
         elif by_path.get(op.key[1]):
-            problems.append(f"differs: {op.method} {op.path} ({op.operation_id}); same path has "
-                            f"{', '.join(by_path[op.key[1]])}")
+            problems.append(
+                f"differs: {op.method} {op.path} ({op.operation_id}); same path has "
+                f"{', '.join(by_path[op.key[1]])}"
+            )
         else:
             problems.append(f"missing: {op.method} {op.path} ({op.operation_id}) has no RPC")
     assert not problems, "RealWorld operations without exactly one RPC:\n" + "\n".join(problems)
@@ -119,8 +121,12 @@ def test_every_rpc_has_an_authorization_rule(contract: Contract) -> None:
 
 
 def test_every_http_rule_is_under_api(contract: Contract) -> None:
-    outside = [f"{b.method} {b.path_template} ({rpc.full_path})"
-               for rpc in contract.rpcs() for b in rpc.bindings if not b.path_template.startswith("/api/")]
+    outside = [
+        f"{b.method} {b.path_template} ({rpc.full_path})"
+        for rpc in contract.rpcs()
+        for b in rpc.bindings
+        if not b.path_template.startswith("/api/")
+    ]
     assert not outside
 
 
@@ -146,17 +152,30 @@ def test_success_statuses_match_the_spec(
             assert rpc.success_status == 0, f"{op.operation_id} documents 200 but sets {rpc.success_status}"
         else:
             assert rpc.success_status == documented, op.operation_id
-    created = {name: contract.rpc(name).success_status for name in (
-        "UsersService.CreateUser", "ArticlesService.CreateArticle",
-        "ArticlesService.DeleteArticle", "CommentsService.DeleteComment")}
-    assert created == {"UsersService.CreateUser": 201, "ArticlesService.CreateArticle": 201,
-                       "ArticlesService.DeleteArticle": 204, "CommentsService.DeleteComment": 204}
+    created = {
+        name: contract.rpc(name).success_status
+        for name in (
+            "UsersService.CreateUser",
+            "ArticlesService.CreateArticle",
+            "ArticlesService.DeleteArticle",
+            "CommentsService.DeleteComment",
+        )
+    }
+    assert created == {
+        "UsersService.CreateUser": 201,
+        "ArticlesService.CreateArticle": 201,
+        "ArticlesService.DeleteArticle": 204,
+        "CommentsService.DeleteComment": 204,
+    }
 
 
 @pytest.mark.parametrize("zeros", [False, True], ids=["populated", "default-values"])
 def test_responses_have_exactly_the_realworld_json_shape(
-    contract: Contract, realworld_spec: dict[str, Any], realworld_operations: list[RealWorldOperation],
-    message_sampler: Callable[..., Message], zeros: bool,
+    contract: Contract,
+    realworld_spec: dict[str, Any],
+    realworld_operations: list[RealWorldOperation],
+    message_sampler: Callable[..., Message],
+    zeros: bool,
 ) -> None:
     for op in realworld_operations:
         rpc = _rpc_for(contract, op)
@@ -165,13 +184,16 @@ def test_responses_have_exactly_the_realworld_json_shape(
             assert not rpc.output_type.fields, f"{op.operation_id} answers no content but has fields"
             continue
         body = _to_json(message_sampler(rpc.output_type.full_name, zeros=zeros))
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                  for e in validator_for(realworld_spec, schema_at).iter_errors(body)]
+        errors = [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator_for(realworld_spec, schema_at).iter_errors(body)
+        ]
         assert not errors, f"{op.operation_id} ({rpc.output_type.full_name}) {body}:\n" + "\n".join(errors)
 
 
 def test_counts_ids_lists_booleans_and_timestamps_print_as_realworld_clients_expect(
-    contract: Contract, message_sampler: Callable[..., Message],
+    contract: Contract,
+    message_sampler: Callable[..., Message],
 ) -> None:
     def new(full_name: str) -> Any:
         return contract.message_class(full_name)()
@@ -217,10 +239,14 @@ def test_realworld_request_bodies_and_parameters_parse_into_the_request_message(
         assert json_format.MessageToDict(msg) == sent, op.operation_id
 
 
-@pytest.mark.parametrize("body", [
-    {"user": {"email": "", "password": "", "username": "jake", "bio": "", "image": ""}},
-    {"user": {"bio": "only this"}},
-], ids=["settings-page-sends-all-five-fields", "one-field"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user": {"email": "", "password": "", "username": "jake", "bio": "", "image": ""}},
+        {"user": {"bio": "only this"}},
+    ],
+    ids=["settings-page-sends-all-five-fields", "one-field"],
+)
 def test_update_user_accepts_what_realworld_settings_pages_send(
     contract: Contract, body: dict[str, Any]
 ) -> None:
