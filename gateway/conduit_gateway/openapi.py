@@ -92,19 +92,14 @@ def _split_comment(comment: str) -> tuple[str, str]:
 
 
 def _reachable(roots: Iterable[descriptor.Descriptor]) -> set[str]:
-    """Full names of the messages and enums a set of messages refers to, transitively."""
+    """Full names of some messages and of every message they contain, transitively."""
     seen: set[str] = set()
     stack = list(roots)
     while stack:
         msg = stack.pop()
-        if msg.full_name in seen:
-            continue
-        seen.add(msg.full_name)
-        for field in msg.fields:
-            if field.message_type is not None:
-                stack.append(field.message_type)
-            elif field.enum_type is not None:
-                seen.add(field.enum_type.full_name)
+        if msg.full_name not in seen:
+            seen.add(msg.full_name)
+            stack.extend(field.message_type for field in msg.fields if field.message_type is not None)
     return seen
 
 
@@ -352,7 +347,8 @@ def build_document(contract: Contract, *, version: str = DEFAULT_VERSION,
     paths: dict[str, Schema] = {}
     for rpc in routed:
         for index, binding in enumerate(rpc.bindings):
-            item = paths.setdefault(_openapi_path(binding.path_template), {})
+            # `{name=shelves/*}` -> `{name}`: OpenAPI cannot say what a variable may match
+            item = paths.setdefault(_VARIABLE_PATTERN.sub(r"{\1}", binding.path_template), {})
             item[binding.method.lower()] = builder.operation(rpc, binding, index)
     used = {rpc.service for rpc in routed}
     tags = [_describe({"name": service.name}, service.comment)
@@ -387,11 +383,6 @@ def component_schemas(contract: Contract, *full_names: str, responses: bool = Tr
     for root in roots:
         builder.ref(root)
     return dict(sorted(builder.schemas.items()))
-
-
-def _openapi_path(template: str) -> str:
-    """`/v1/{name=shelves/*}` -> `/v1/{name}`: OpenAPI cannot say what a variable may match."""
-    return _VARIABLE_PATTERN.sub(r"{\1}", template)
 
 
 class _Dumper(yaml.SafeDumper):

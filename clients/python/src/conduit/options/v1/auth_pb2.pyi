@@ -67,14 +67,15 @@ class AuthRule(_message.Message):
     """The baseline requirement for the caller."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """When non-empty, the caller must hold at least one of these roles
-        (`user`, `moderator`, `admin`). Implies an authenticated caller.
+        """When non-empty, a user token must hold at least one of these roles
+        (`user`, `moderator`, `admin`). A service-account token is refused on a
+        method that lists roles but no scopes.
         """
 
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """When non-empty, a service-account token must carry every one of these
-        OAuth2 scopes. User tokens are not limited by scopes.
+        OAuth2 scopes. User tokens are checked against `roles` instead.
         """
 
     def __init__(
