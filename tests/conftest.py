@@ -10,6 +10,8 @@ import pytest
 
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
+pytest_plugins = ["tests.fixtures.users"]
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

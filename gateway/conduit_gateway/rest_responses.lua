@@ -102,6 +102,7 @@ function envoy_on_response(handle)
   -- The route matched after transcoding is the RPC's, carrying its success status.
   local success = nil
   if headers:get(":status") == "200" then
+    handle:streamInfo():dynamicMetadata():set(NAMESPACE, "grpc_status", "0")
     success = handle:metadata():get("success_status")
   end
   if success == 204 then

@@ -1,50 +1,77 @@
-"""The articles service: wiring of its parts, migrations on start."""
+"""The articles service: wiring of its parts, migrations and the outbox relay on start."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import grpc
 import redis.asyncio as aioredis
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
-from conduit_server.articles import api, domain, models, repository
-from conduit_server.runtime import migrations
+from conduit_server.articles import api, models
+from conduit_server.articles.cache import ArticleCache
+from conduit_server.articles.domain import Articles, Comments, Importer, Tags
+from conduit_server.articles.domain.views import Views
+from conduit_server.articles.repository import (
+    ArticleRepository,
+    CommentRepository,
+    ImportRepository,
+    TagRepository,
+)
+from conduit_server.articles.users_client import UsersClient
+from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+EVENTS_STREAM = outbox.stream_name("articles")
 
 
 class ArticlesApp:
+    """Everything the articles service runs on. It owns the database and Redis client it is given;
+    the users channel belongs to the caller (it is shared with the token verifier)."""
+
     name = "articles"
 
-    def __init__(self, settings: Settings, database: Database, redis: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, database: Database, redis: aioredis.Redis,
+                 users_channel: grpc.aio.Channel) -> None:
         self.settings = settings
         self.database = database
         self.redis = redis
-        self.tags = domain.Tags(database, repository.TagRepository())
+        self.users = UsersClient(users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
+        self.cache = ArticleCache(redis)
+        articles, tags = ArticleRepository(), TagRepository()
+        self.articles = Articles(database, articles, tags, self.cache, self.users)
+        self.comments = Comments(database, articles, CommentRepository(), Views(self.users))
+        self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
+        self.tags = Tags(database, tags, self.cache)
+        self.relay = outbox.OutboxRelay(database, redis, EVENTS_STREAM)
 
     @classmethod
     def from_resources(cls, resources: Resources) -> ArticlesApp:
-        return cls(resources.settings, resources.database(models.SCHEMA), resources.redis)
+        return cls(resources.settings, resources.database(models.SCHEMA), resources.redis,
+                   resources.users_channel)
 
     def bindings(self) -> Sequence[Binding]:
         services = articles_pb2.DESCRIPTOR.services_by_name
+        caller = api.CallerFactory(self.settings.internal_call_timeout_seconds)
         return [
             Binding(services["ArticlesService"], articles_pb2_grpc.add_ArticlesServiceServicer_to_server,
-                    api.ArticlesApi()),  # type: ignore[abstract]  # built by the Articles issue
+                    api.ArticlesApi(self.articles, self.importer, caller)),
             Binding(services["CommentsService"], articles_pb2_grpc.add_CommentsServiceServicer_to_server,
-                    api.CommentsApi()),  # type: ignore[abstract]  # built by the Articles issue
+                    api.CommentsApi(self.comments, caller)),
             Binding(services["TagsService"], articles_pb2_grpc.add_TagsServiceServicer_to_server,
                     api.TagsApi(self.tags)),
         ]
 
     async def start(self) -> None:
         await migrations.upgrade(self.database, MIGRATIONS, models.Base.metadata)
+        self.relay.start()
 
     async def close(self) -> None:
+        await self.relay.stop()
         await self.database.close()
         await self.redis.aclose()

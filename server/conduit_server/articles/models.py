@@ -1,4 +1,4 @@
-"""Tables of the articles service (schema `articles`). Only repository.py queries them."""
+"""Tables of the articles service (schema `articles`). Only the repository package queries them."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ class Article(Base):
     title: Mapped[str] = mapped_column(String(256))
     description: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
+    # Derived from the body on every write (plain-text opening, minutes at 200 words a minute);
+    # kept for the search index and future list views, not exposed by the v1 contract.
+    excerpt: Mapped[str] = mapped_column(Text, server_default="")
+    reading_time_minutes: Mapped[int] = mapped_column(SmallInteger, server_default="1")
     author_id: Mapped[int] = mapped_column(BigInteger)
     # Denormalised so a page never counts favorites row by row; kept exact by
     # updating it in the same statement batch as the favorites row.

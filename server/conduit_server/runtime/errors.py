@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -20,6 +21,10 @@ ERROR_DOMAIN = "conduit.dev"
 # Trailing metadata carrying the RealWorld JSON error body; the gateway turns it
 # into the HTTP response body (see docs/decisions/0002-rest-errors.md).
 ERROR_BODY_KEY = "x-conduit-error-body"
+# Trailing metadata carrying an RFC 6749 §5.2 error body of the OAuth2 token endpoint; the
+# gateway answers REST callers with it verbatim (400, or 401 for invalid_client).
+OAUTH_ERROR_KEY = "x-conduit-oauth-error"
+OAUTH_ERROR_DOMAIN = "oauth2"
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,34 @@ class RateLimited(ConduitError):
         return [*super().details(), retry]
 
 
+OAuthErrorCode = Literal["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                         "unsupported_grant_type", "invalid_scope"]
+
+
+class OAuthError(ConduitError):
+    """An RFC 6749 §5.2 error of the token endpoint, its `error` code as the ErrorInfo reason.
+
+    `invalid_client` (failed client authentication) is UNAUTHENTICATED; every
+    other code is INVALID_ARGUMENT.
+    """
+
+    def __init__(self, error: OAuthErrorCode, description: str) -> None:
+        super().__init__(description, reason=error)
+        self.error = error
+        self.code = (grpc.StatusCode.UNAUTHENTICATED if error == "invalid_client"
+                     else grpc.StatusCode.INVALID_ARGUMENT)
+
+    def details(self) -> list[any_pb2.Any]:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=self.error, domain=OAUTH_ERROR_DOMAIN))
+        return [info]
+
+    def oauth_body(self) -> str:
+        """The RFC 6749 §5.2 JSON error response."""
+        return json.dumps({"error": self.error, "error_description": self.message},
+                          separators=(",", ":"), ensure_ascii=True)
+
+
 @dataclass(frozen=True)
 class StatusPayload:
     """What the error interceptor sends: code, message and trailing metadata."""
@@ -158,6 +191,8 @@ def to_status(error: ConduitError) -> StatusPayload:
                                                (ERROR_BODY_KEY, body)]
     if isinstance(error, RateLimited):
         metadata.append(("retry-after", str(max(1, math.ceil(error.retry_after_seconds)))))
+    if isinstance(error, OAuthError):
+        metadata.append((OAUTH_ERROR_KEY, error.oauth_body()))
     return StatusPayload(error.code, error.message, tuple(metadata))
 
 
@@ -167,7 +202,8 @@ def internal_status() -> StatusPayload:
 
 
 __all__ = [
-    "ERROR_BODY_KEY", "ERROR_DOMAIN", "AlreadyExists", "ConduitError", "FailedPrecondition",
-    "FieldViolation", "InvalidArgument", "NotFound", "OutOfRange", "PermissionDenied", "RateLimited",
-    "StatusPayload", "Unauthenticated", "Unavailable", "internal_status", "to_status",
+    "ERROR_BODY_KEY", "ERROR_DOMAIN", "OAUTH_ERROR_DOMAIN", "OAUTH_ERROR_KEY", "AlreadyExists",
+    "ConduitError", "FailedPrecondition", "FieldViolation", "InvalidArgument", "NotFound", "OAuthError",
+    "OAuthErrorCode", "OutOfRange", "PermissionDenied", "RateLimited", "StatusPayload", "Unauthenticated",
+    "Unavailable", "internal_status", "to_status",
 ]

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # Plain-HTTP listener for local use only; 0 disables it.
     gateway_http_port: int = 8080
     gateway_admin_port: int = 9901
+    # Loopback-only listener from which Envoy's jwt_authn fetches the users JWKS.
+    gateway_jwks_port: int = 9902
     cors_origins: list[str] = Field(default_factory=lambda: [
         "http://localhost:3000", "http://localhost:4200", "http://localhost:5173",
         "http://localhost:8080", "http://127.0.0.1:3000", "http://127.0.0.1:5173",

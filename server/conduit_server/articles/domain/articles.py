@@ -1,0 +1,214 @@
+"""Articles and favorites: lists, feed, reads, writes.
+
+Each public method is one request: one unit of work (a read session or one
+transaction). Writes commit first, then invalidate the cache (see cache.py for
+why that order is race-free), then fetch the author's profile for the answer.
+Calls to the users service never happen while a database connection is held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit_server.articles import events, slugs, text
+from conduit_server.articles.cache import FRONT_PAGE_SIZE, ArticleCache
+from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
+from conduit_server.articles.domain.views import Views
+from conduit_server.articles.records import (
+    ArticleFilter,
+    ArticlePage,
+    ArticleView,
+    Caller,
+    NewArticleRow,
+    StoredArticle,
+)
+from conduit_server.articles.repository import ArticleRepository, TagRepository
+from conduit_server.articles.users_client import UsersClient
+from conduit_server.runtime.db import Database
+from conduit_server.runtime.errors import AlreadyExists, FieldViolation, NotFound
+
+DEFAULT_LIMIT = 20
+# Tries of a slug before giving up: the plain slug, then random suffixes (a clash is ~1 in 2·10⁹).
+SLUG_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class ArticleChanges:
+    """An update; empty fields are left unchanged."""
+
+    title: str = ""
+    description: str = ""
+    body: str = ""
+
+
+def _not_found(slug: str) -> NotFound:
+    return NotFound(f"article '{slug}' not found", reason="ARTICLE_NOT_FOUND")
+
+
+def _slug_exhausted() -> AlreadyExists:
+    return AlreadyExists([FieldViolation("article.title", "has already been taken")])
+
+
+class Articles:
+    def __init__(self, database: Database, articles: ArticleRepository, tags: TagRepository,
+                 cache: ArticleCache, users: UsersClient) -> None:
+        self._database = database
+        self._articles = articles
+        self._tags = tags
+        self._cache = cache
+        self._users = users
+        self._views = Views(users)
+
+    # Reads
+
+    async def list_articles(self, caller: Caller, *, tag: str = "", author: str = "", favorited: str = "",
+                   limit: int = 0, offset: int = 0) -> ArticlePage:
+        """RealWorld's global list: filters by tag, author and favoriting user; newest first."""
+        limit = limit or DEFAULT_LIMIT
+        names = [name for name in (author, favorited) if name]
+        ids = await self._users.resolve(names, caller.deadline) if names else {}
+        if any(name not in ids for name in names):
+            return ArticlePage([], 0)  # an unknown username matches nothing: not an error
+        where = ArticleFilter(tag=text.normalise_tags([tag])[0] if tag.strip() else "",
+                              author_ids=(ids[author],) if author else None,
+                              favorited_by=ids[favorited] if favorited else None)
+        return await self._page(caller, where, limit, offset)
+
+    async def feed(self, caller: Caller, *, limit: int = 0, offset: int = 0) -> ArticlePage:
+        """Articles by the authors the caller follows, newest first."""
+        user_id = require_user(caller, "have a feed")
+        followees = await self._users.followee_ids(user_id, caller.deadline)
+        if not followees:
+            return ArticlePage([], 0)
+        return await self._page(caller, ArticleFilter(author_ids=tuple(sorted(set(followees)))),
+                                limit or DEFAULT_LIMIT, offset)
+
+    async def _page(self, caller: Caller, where: ArticleFilter, limit: int, offset: int) -> ArticlePage:
+        async with self._database.read() as session:
+            if where.is_public_front and offset == 0 and limit <= FRONT_PAGE_SIZE:
+                total, front = await self._cache.front_page(lambda: self._load_front(session))
+                page = front[:limit]
+            else:
+                page = await self._articles.page(session, where, limit=limit, offset=offset)
+                total = await self._articles.count(session, where)
+            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [a.id for a in page])
+        return ArticlePage(await self._views.articles(page, caller, favorited), total)
+
+    async def _load_front(self, session: AsyncSession) -> tuple[int, list[StoredArticle]]:
+        everything = ArticleFilter()
+        page = await self._articles.page(session, everything, limit=FRONT_PAGE_SIZE, offset=0)
+        return await self._articles.count(session, everything), page
+
+    async def get(self, caller: Caller, slug: str) -> ArticleView:
+        async with self._database.read() as session:
+            article = await self._cache.article(slug, lambda: self._articles.by_slug(session, slug))
+            if article is None:
+                raise _not_found(slug)
+            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [article.id])
+        return await self._views.article(article, caller, favorited=bool(favorited))
+
+    # Writes
+
+    async def create(self, caller: Caller, *, title: str, description: str, body: str,
+                     tags: list[str]) -> ArticleView:
+        """Publish an article by the caller; its slug comes from the title, made unique."""
+        author_id = require_user(caller, "write articles")
+        names = text.normalise_tags(tags)
+        row = NewArticleRow(title=title, description=description, body=body, tags=tuple(names),
+                            author_id=author_id, excerpt=text.excerpt(body),
+                            reading_time_minutes=text.reading_time_minutes(body))
+        async with self._database.transaction() as session:
+            article_id = await self._insert_with_unique_slug(session, row)
+            tag_ids = await self._tags.ensure(session, names)
+            await self._tags.attach(session, [(article_id, tag_ids[name], position)
+                                              for position, name in enumerate(names)])
+            article = await self._articles.by_id(session, article_id)
+            await events.article_created(session, article)
+        await self._cache.invalidate(lists=True, tags=bool(names))
+        return await self._views.article(article, caller, favorited=False)
+
+    async def _insert_with_unique_slug(self, session: AsyncSession, row: NewArticleRow) -> int:
+        for slug in slugs.candidates(row.title, SLUG_ATTEMPTS):
+            article_id = await self._articles.insert(session, row, slug)
+            if article_id is not None:
+                return article_id
+        raise _slug_exhausted()
+
+    async def update(self, caller: Caller, slug: str, changes: ArticleChanges) -> ArticleView:
+        """Change an article; only its author may. A new title makes a new slug."""
+        async with self._database.transaction() as session:
+            current = await self._articles.by_slug(session, slug, for_update=True)
+            if current is None:
+                raise _not_found(slug)
+            require_author(caller, current.author_id, "change this article")
+            values = _changed_columns(current, changes)
+            if values:
+                await self._apply(session, current, values)
+                article = await self._articles.by_id(session, current.id)
+                await events.article_updated(session, article, previous_slug=current.slug)
+            else:
+                article = current
+            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [article.id])
+        if values:
+            await self._cache.invalidate(slugs={current.slug, article.slug}, lists=True)
+        return await self._views.article(article, caller, favorited=bool(favorited))
+
+    async def _apply(self, session: AsyncSession, current: StoredArticle, values: dict[str, Any]) -> None:
+        title = values.get("title")
+        if title is None or slugs.slugify(title) == slugs.slugify(current.title):
+            await self._articles.update(session, current.id, values)
+            return
+        for candidate in slugs.candidates(title, SLUG_ATTEMPTS):
+            if await self._articles.update(session, current.id, values, slug=candidate):
+                return
+        raise _slug_exhausted()
+
+    async def delete(self, caller: Caller, slug: str) -> None:
+        """Delete an article; its author, a moderator or an admin may."""
+        async with self._database.transaction() as session:
+            article = await self._articles.by_slug(session, slug, for_update=True)
+            if article is None:
+                raise _not_found(slug)
+            require_author_or_moderator(caller, article.author_id, "delete this article")
+            await self._articles.delete(session, article.id)
+            await events.article_deleted(session, article)
+        await self._cache.invalidate(slugs=[article.slug], lists=True, tags=bool(article.tags))
+
+    async def favorite(self, caller: Caller, slug: str, *, favorited: bool) -> ArticleView:
+        """Add or remove the caller's favorite; repeating either is not an error.
+
+        The counter moves only when a favorites row was really inserted or
+        deleted, in the same transaction, so it stays exact under concurrency.
+        """
+        user_id = require_user(caller, "favorite articles")
+        async with self._database.transaction() as session:
+            article_id = await self._articles.id_by_slug(session, slug, key_share=True)
+            if article_id is None:
+                raise _not_found(slug)
+            if favorited:
+                changed = await self._articles.add_favorite(session, article_id, user_id)
+            else:
+                changed = await self._articles.remove_favorite(session, article_id, user_id)
+            if changed:
+                await self._articles.add_to_favorites_count(session, article_id, 1 if favorited else -1)
+            article = await self._articles.by_id(session, article_id)
+            if changed:
+                await events.favorite_changed(session, article, user_id, favorited=favorited)
+        if changed:
+            await self._cache.invalidate(slugs=[article.slug], lists=True)
+        return await self._views.article(article, caller, favorited=favorited)
+
+
+def _changed_columns(current: StoredArticle, changes: ArticleChanges) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if changes.title and changes.title != current.title:
+        values["title"] = changes.title
+    if changes.description and changes.description != current.description:
+        values["description"] = changes.description
+    if changes.body and changes.body != current.body:
+        values.update(body=changes.body, excerpt=text.excerpt(changes.body),
+                      reading_time_minutes=text.reading_time_minutes(changes.body))
+    return values

@@ -1,0 +1,55 @@
+"""Comments on articles."""
+
+from __future__ import annotations
+
+from conduit_server.articles import events
+from conduit_server.articles.domain.access import require_author_or_moderator, require_user
+from conduit_server.articles.domain.views import Views
+from conduit_server.articles.records import Caller, CommentView
+from conduit_server.articles.repository import ArticleRepository, CommentRepository
+from conduit_server.runtime.db import Database
+from conduit_server.runtime.errors import NotFound
+
+
+def _article_not_found(slug: str) -> NotFound:
+    return NotFound(f"article '{slug}' not found", reason="ARTICLE_NOT_FOUND")
+
+
+class Comments:
+    def __init__(self, database: Database, articles: ArticleRepository, comments: CommentRepository,
+                 views: Views) -> None:
+        self._database = database
+        self._articles = articles
+        self._comments = comments
+        self._views = views
+
+    async def list_comments(self, caller: Caller, slug: str) -> list[CommentView]:
+        """The article's comments, oldest first."""
+        async with self._database.read() as session:
+            article_id = await self._articles.id_by_slug(session, slug)
+            if article_id is None:
+                raise _article_not_found(slug)
+            comments = await self._comments.for_article(session, article_id)
+        return await self._views.comments(comments, caller)
+
+    async def create(self, caller: Caller, slug: str, body: str) -> CommentView:
+        author_id = require_user(caller, "comment")
+        async with self._database.transaction() as session:
+            article_id = await self._articles.id_by_slug(session, slug, key_share=True)
+            if article_id is None:
+                raise _article_not_found(slug)
+            comment = await self._comments.insert(session, article_id, slug, author_id, body)
+            await events.comment_added(session, comment)
+        (view,) = await self._views.comments([comment], caller)
+        return view
+
+    async def delete(self, caller: Caller, slug: str, comment_id: int) -> None:
+        """Delete a comment of the article; its author, a moderator or an admin may."""
+        async with self._database.transaction() as session:
+            comment = await self._comments.in_article_for_update(session, slug, comment_id)
+            if comment is None:
+                raise NotFound(f"comment {comment_id} not found on article '{slug}'",
+                               reason="COMMENT_NOT_FOUND")
+            require_author_or_moderator(caller, comment.author_id, "delete this comment")
+            await self._comments.delete(session, comment.id)
+            await events.comment_deleted(session, comment)

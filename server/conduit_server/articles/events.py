@@ -1,0 +1,92 @@
+"""Outbox events of the articles service (events.proto) and the records they carry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.articles.v1 import events_pb2
+from conduit_server.articles.records import StoredArticle, StoredComment
+from conduit_server.runtime import outbox
+
+ARTICLE_CREATED = "article_created"
+ARTICLE_UPDATED = "article_updated"
+ARTICLE_DELETED = "article_deleted"
+COMMENT_ADDED = "comment_added"
+COMMENT_DELETED = "comment_deleted"
+FAVORITE_CHANGED = "favorite_changed"
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def article_record(article: StoredArticle) -> events_pb2.ArticleRecord:
+    return events_pb2.ArticleRecord(
+        id=article.id, slug=article.slug, title=article.title, description=article.description,
+        body=article.body, tag_list=article.tags, author_id=article.author_id,
+        created_at=timestamp(article.created_at), updated_at=timestamp(article.updated_at),
+        favorites_count=article.favorites_count)
+
+
+def stored_article(record: events_pb2.ArticleRecord) -> StoredArticle:
+    return StoredArticle(
+        id=record.id, slug=record.slug, title=record.title, description=record.description,
+        body=record.body, tags=tuple(record.tag_list), author_id=record.author_id,
+        created_at=record.created_at.ToDatetime(UTC), updated_at=record.updated_at.ToDatetime(UTC),
+        favorites_count=record.favorites_count)
+
+
+def comment_record(comment: StoredComment) -> events_pb2.CommentRecord:
+    return events_pb2.CommentRecord(
+        id=comment.id, article_id=comment.article_id, article_slug=comment.article_slug,
+        author_id=comment.author_id, body=comment.body, created_at=timestamp(comment.created_at),
+        updated_at=timestamp(comment.updated_at))
+
+
+async def _append(session: AsyncSession, event_type: str, event: events_pb2.ArticleEvent) -> None:
+    event_id = uuid.uuid4()
+    event.event_id = str(event_id)
+    event.occurred_at.GetCurrentTime()
+    await outbox.append(session, event_type, event, event_id=event_id)
+
+
+async def article_created(session: AsyncSession, article: StoredArticle) -> None:
+    await _append(session, ARTICLE_CREATED, events_pb2.ArticleEvent(
+        article_created=events_pb2.ArticleCreated(article=article_record(article))))
+
+
+async def article_updated(session: AsyncSession, article: StoredArticle, previous_slug: str) -> None:
+    await _append(session, ARTICLE_UPDATED, events_pb2.ArticleEvent(
+        article_updated=events_pb2.ArticleUpdated(article=article_record(article),
+                                                  previous_slug=previous_slug)))
+
+
+async def article_deleted(session: AsyncSession, article: StoredArticle) -> None:
+    await _append(session, ARTICLE_DELETED, events_pb2.ArticleEvent(
+        article_deleted=events_pb2.ArticleDeleted(article_id=article.id, slug=article.slug,
+                                                  author_id=article.author_id)))
+
+
+async def comment_added(session: AsyncSession, comment: StoredComment) -> None:
+    await _append(session, COMMENT_ADDED, events_pb2.ArticleEvent(
+        comment_added=events_pb2.CommentAdded(comment=comment_record(comment))))
+
+
+async def comment_deleted(session: AsyncSession, comment: StoredComment) -> None:
+    await _append(session, COMMENT_DELETED, events_pb2.ArticleEvent(
+        comment_deleted=events_pb2.CommentDeleted(comment_id=comment.id, article_id=comment.article_id,
+                                                  article_slug=comment.article_slug)))
+
+
+async def favorite_changed(session: AsyncSession, article: StoredArticle, user_id: int, *,
+                           favorited: bool) -> None:
+    await _append(session, FAVORITE_CHANGED, events_pb2.ArticleEvent(
+        favorite_changed=events_pb2.FavoriteChanged(
+            article_id=article.id, article_slug=article.slug, user_id=user_id, favorited=favorited,
+            favorites_count=article.favorites_count)))

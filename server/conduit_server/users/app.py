@@ -1,0 +1,120 @@
+"""The users service: wiring of its parts, migrations, signing keys and the outbox relay on start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from conduit.users.v1 import users_pb2, users_pb2_grpc
+from conduit_server.runtime import migrations, outbox
+from conduit_server.runtime.db import Database
+from conduit_server.runtime.ratelimit import RateLimiter
+from conduit_server.runtime.resources import Resources
+from conduit_server.runtime.server import Binding
+from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.tokens import AccessTokenVerifier
+from conduit_server.users import api, models
+from conduit_server.users.admin import Roles, ServiceAccounts
+from conduit_server.users.cache import DirectoryCache
+from conduit_server.users.domain import Accounts, Directory, Profiles, RateLimits
+from conduit_server.users.keys import derive_kek
+from conduit_server.users.oauth import ClientCredentials
+from conduit_server.users.passwords import PasswordHasher
+from conduit_server.users.repository import (
+    EventRepository,
+    KeyRepository,
+    RefreshTokenRepository,
+    ServiceAccountRepository,
+    UserRepository,
+)
+from conduit_server.users.sessions import Sessions
+from conduit_server.users.signer import Clock, Reloader, Signer, TokenPolicy, utc_now
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def signer_for(settings: Settings, database: Database, *, clock: Clock = utc_now) -> Signer:
+    """The key ring of `database`'s schema, its keys encrypted under the settings' KEK."""
+    policy = TokenPolicy(settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds)
+    kek = derive_kek(settings.key_encryption_key.get_secret_value())
+    return Signer(database, KeyRepository(), kek, policy, clock=clock)
+
+
+def admin_for(database: Database) -> tuple[Roles, ServiceAccounts]:
+    """The administration parts alone (the operator CLI needs nothing else)."""
+    return (Roles(database, UserRepository(), EventRepository()),
+            ServiceAccounts(database, ServiceAccountRepository()))
+
+
+class UsersApp:
+    name = "users"
+
+    def __init__(self, settings: Settings, database: Database, redis: aioredis.Redis, *,
+                 hasher: PasswordHasher | None = None, rate_limits: RateLimits | None = None,
+                 key_reload_seconds: float = 30.0, cache_ttl_seconds: int = 300,
+                 stream: str | None = None, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.database = database
+        self.redis = redis
+        self.signer = signer_for(settings, database, clock=clock)
+        self.hasher = hasher or PasswordHasher()
+        # Keys carry the schema, so two services (or test apps) can share one Redis.
+        prefix = f"conduit:{database.schema}"
+        self.limiter = RateLimiter(redis, prefix=f"{prefix}:ratelimit")
+        self.cache = DirectoryCache(redis, prefix=f"{prefix}:cache", ttl_seconds=cache_ttl_seconds)
+        users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
+        self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
+                                 hasher=self.hasher, signer=self.signer, limiter=self.limiter,
+                                 cache=self.cache, limits=rate_limits, clock=clock)
+        self.profiles = Profiles(database, users, events, self.cache)
+        self.directory = Directory(database, users, self.cache)
+        self.sessions = Sessions(database, self.accounts, users, refresh_tokens,
+                                 refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
+        self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
+        self.roles, self.service_accounts = admin_for(database)
+        self.relay = outbox.OutboxRelay(database, redis, stream or outbox.stream_name("users"))
+        self._reloader = Reloader(self.signer, key_reload_seconds)
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> UsersApp:
+        return cls(resources.settings, resources.database(models.SCHEMA), resources.redis)
+
+    @property
+    def verifier(self) -> AccessTokenVerifier:
+        """Verifies access tokens against this process's own key ring: no call to itself."""
+        return self.signer.verifier
+
+    def bindings(self) -> Sequence[Binding]:
+        services = users_pb2.DESCRIPTOR.services_by_name
+        return [
+            Binding(services["UsersService"], users_pb2_grpc.add_UsersServiceServicer_to_server,
+                    api.UsersApi(self.accounts)),
+            Binding(services["ProfilesService"], users_pb2_grpc.add_ProfilesServiceServicer_to_server,
+                    api.ProfilesApi(self.profiles)),
+            Binding(services["AuthService"], users_pb2_grpc.add_AuthServiceServicer_to_server,
+                    api.AuthApi(self.sessions, self.client_credentials, self.signer)),
+            Binding(services["AdminService"], users_pb2_grpc.add_AdminServiceServicer_to_server,
+                    api.AdminApi(self.roles, self.service_accounts)),
+            Binding(services["UserDirectoryService"],
+                    users_pb2_grpc.add_UserDirectoryServiceServicer_to_server,
+                    api.DirectoryApi(self.directory)),
+        ]
+
+    async def start(self) -> None:
+        await migrations.upgrade(self.database, MIGRATIONS, models.Base.metadata)
+        await self.signer.reload()  # creates the first signing key on a fresh database
+        self.relay.start()
+        self._reloader.start()
+
+    async def close(self) -> None:
+        await self._reloader.stop()
+        await self.relay.stop()
+        await asyncio.to_thread(self.hasher.close)
+        await self.database.close()
+        await self.redis.aclose()
+
+
+__all__ = ["MIGRATIONS", "UsersApp", "admin_for", "signer_for"]

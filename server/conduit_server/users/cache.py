@@ -1,0 +1,82 @@
+"""Redis cache of the hot directory reads: public profiles by id and followee ids by follower.
+
+Entries are deleted after the commit that changes them, and carry a TTL so a
+reader that raced the deletion (read old rows, wrote after the delete) is
+stale for one TTL at most. Redis failures are logged and fall through to
+PostgreSQL: the cache is never a source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("conduit.users.cache")
+
+
+class DirectoryCache:
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, ttl_seconds: int = 300) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+
+    def _profile_key(self, user_id: int) -> str:
+        return f"{self._prefix}:profile:{user_id}"
+
+    def _followees_key(self, user_id: int) -> str:
+        return f"{self._prefix}:followees:{user_id}"
+
+    async def profiles(self, user_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """The cached profiles among `user_ids` (misses are absent)."""
+        if not user_ids:
+            return {}
+        try:
+            values = await self._redis.mget([self._profile_key(user_id) for user_id in user_ids])
+        except RedisError as error:
+            log.warning("profile cache read failed: %s", type(error).__name__)
+            return {}
+        return {user_id: orjson.loads(value) for user_id, value in zip(user_ids, values, strict=True)
+                if value is not None}
+
+    async def store_profiles(self, profiles: Mapping[int, Mapping[str, str]]) -> None:
+        if not profiles:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id, profile in profiles.items():
+                    pipe.set(self._profile_key(user_id), orjson.dumps(profile), ex=self._ttl)
+                await pipe.execute()
+        except RedisError as error:
+            log.warning("profile cache write failed: %s", type(error).__name__)
+
+    async def followees(self, user_id: int) -> list[int] | None:
+        try:
+            value = await self._redis.get(self._followees_key(user_id))
+        except RedisError as error:
+            log.warning("followee cache read failed: %s", type(error).__name__)
+            return None
+        return None if value is None else [int(followee) for followee in orjson.loads(value)]
+
+    async def store_followees(self, user_id: int, followee_ids: Sequence[int]) -> None:
+        try:
+            await self._redis.set(self._followees_key(user_id), orjson.dumps(list(followee_ids)),
+                                  ex=self._ttl)
+        except RedisError as error:
+            log.warning("followee cache write failed: %s", type(error).__name__)
+
+    async def invalidate(self, *, profiles: Iterable[int] = (), followees: Iterable[int] = ()) -> None:
+        keys = [*map(self._profile_key, profiles), *map(self._followees_key, followees)]
+        if not keys:
+            return
+        try:
+            await self._redis.delete(*keys)
+        except RedisError as error:
+            # The TTL bounds the staleness this leaves behind.
+            log.warning("cache invalidation failed: %s", type(error).__name__)
+
+
+__all__ = ["DirectoryCache"]

@@ -1,0 +1,79 @@
+"""`conduit run` (what `make run` calls) as a real process tree on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import free_port
+
+PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "GATEWAY_TLS_PORT",
+                 "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT")
+
+
+@dataclass
+class RunningMesh:
+    process: subprocess.Popen[str]
+    state_dir: Path
+    ports: dict[str, int]
+    banner: str
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['GATEWAY_HTTP_PORT']}"
+
+    @property
+    def https(self) -> str:
+        return f"https://localhost:{self.ports['GATEWAY_TLS_PORT']}"
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "tls" / "ca.pem"
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process of the mesh: the tree plus the daemonised PostgreSQL and Redis."""
+        found = psutil.Process(self.process.pid).children(recursive=True)
+        # PostgreSQL runs with -D <state>/postgres; Redis shows its socket, which the banner prints.
+        socket = self.banner.split("unix://", 1)[1].split()[0]
+        for candidate in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(candidate.info["cmdline"] or ())
+            if (str(self.state_dir) in cmdline or socket in cmdline) and candidate.pid != self.process.pid:
+                found.append(candidate)
+        return found
+
+
+def mesh_ports() -> dict[str, int]:
+    return {name: free_port() for name in PORT_SETTINGS}
+
+
+@contextmanager
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120) -> Iterator[RunningMesh]:
+    """Start `conduit run`, wait for its banner, and Ctrl-C it (SIGINT) on exit."""
+    env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
+           "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()}}
+    process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    banner: list[str] = []
+    deadline = time.monotonic() + timeout_seconds
+    assert process.stdout is not None
+    for line in process.stdout:
+        banner.append(line)
+        if "Press Ctrl-C" in line or time.monotonic() > deadline:
+            break
+    mesh = RunningMesh(process, state_dir, ports, "".join(banner))
+    try:
+        assert "Press Ctrl-C" in mesh.banner, f"mesh did not start: {mesh.banner}"
+        yield mesh
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.wait(60)
