@@ -40,7 +40,11 @@ class Binding:
 
 
 class ServiceApp(Protocol):
-    """What a service package hands to the runtime."""
+    """What a service package hands to the runtime.
+
+    An app may also define `async def shutting_down()`, called as soon as health turns
+    NOT_SERVING, to end its server streams with a resumable status.
+    """
 
     name: str
 
@@ -93,6 +97,10 @@ class GrpcServer:
             return
         self._stopping = True
         await self.health.enter_graceful_shutdown()
+        # Apps with long-lived streams end them now (resumable status) instead of at the grace limit.
+        shutting_down = getattr(self.app, "shutting_down", None)
+        if shutting_down is not None:
+            await shutting_down()
         if self.drain_seconds:
             await asyncio.sleep(self.drain_seconds)
         await self.server.stop(self.grace_seconds)
