@@ -246,3 +246,40 @@ class TagsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists every tag in use."""
 
 def add_TagsServiceServicer_to_server(servicer: TagsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class PingServiceStub:
+    """The cheapest possible call through the whole path (Envoy, TLS, transcoding,
+    interceptors): a liveness probe and the benchmark's ceiling.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> PingServiceAsyncStub: ...
+    Ping: _grpc.UnaryUnaryMultiCallable[_articles_pb2.PingRequest, _articles_pb2.PingResponse]
+    """Answers at once with the server's time; touches no database."""
+
+@_typing.type_check_only
+class PingServiceAsyncStub(PingServiceStub):
+    """The cheapest possible call through the whole path (Envoy, TLS, transcoding,
+    interceptors): a liveness probe and the benchmark's ceiling.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Ping: _aio.UnaryUnaryMultiCallable[_articles_pb2.PingRequest, _articles_pb2.PingResponse]  # type: ignore[assignment]
+    """Answers at once with the server's time; touches no database."""
+
+class PingServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The cheapest possible call through the whole path (Envoy, TLS, transcoding,
+    interceptors): a liveness probe and the benchmark's ceiling.
+    """
+
+    @_abc_1.abstractmethod
+    def Ping(
+        self,
+        request: _articles_pb2.PingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_articles_pb2.PingResponse, _abc.Awaitable[_articles_pb2.PingResponse]]:
+        """Answers at once with the server's time; touches no database."""
+
+def add_PingServiceServicer_to_server(servicer: PingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
