@@ -169,6 +169,15 @@ class CommentsApi(articles_pb2_grpc.CommentsServiceServicer):
         return articles_pb2.DeleteCommentResponse()
 
 
+class PingApi(articles_pb2_grpc.PingServiceServicer):
+    """The cheapest call through the whole path: no database, no Redis, no other service."""
+
+    async def Ping(self, request: articles_pb2.PingRequest, context: Any) -> articles_pb2.PingResponse:
+        response = articles_pb2.PingResponse()
+        response.server_time.GetCurrentTime()
+        return response
+
+
 class TagsApi(articles_pb2_grpc.TagsServiceServicer):
     def __init__(self, tags: Tags) -> None:
         self._tags = tags

@@ -43,9 +43,9 @@ class ArticlesApp:
         self.redis = redis
         self.users = UsersClient(users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
         self.cache = ArticleCache(redis)
-        articles, tags = ArticleRepository(), TagRepository()
-        self.articles = Articles(database, articles, tags, self.cache, self.users)
-        self.comments = Comments(database, articles, CommentRepository(), Views(self.users))
+        articles, tags, views = ArticleRepository(), TagRepository(), Views(self.users)
+        self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, views=views)
+        self.comments = Comments(database, articles, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
         self.relay = outbox.OutboxRelay(database, redis, EVENTS_STREAM)
@@ -65,6 +65,8 @@ class ArticlesApp:
                     api.CommentsApi(self.comments, caller)),
             Binding(services["TagsService"], articles_pb2_grpc.add_TagsServiceServicer_to_server,
                     api.TagsApi(self.tags)),
+            Binding(services["PingService"], articles_pb2_grpc.add_PingServiceServicer_to_server,
+                    api.PingApi()),
         ]
 
     async def start(self) -> None:

@@ -121,9 +121,19 @@ class OutboxRelay:
         return len(events)
 
     async def run(self) -> None:
-        """Relay until cancelled: wake on NOTIFY or every `poll_seconds`; back off on failures."""
+        """Relay until cancelled; a lost database connection starts a new session after a pause."""
+        while True:
+            try:
+                await self._session()
+            except Exception as error:  # noqa: BLE001 - PostgreSQL away: keep trying, never give up
+                log.warning("outbox relay lost its database session, retrying: %s", error)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _session(self) -> None:
+        """Hold the relay lock on one connection, wake on NOTIFY or every `poll_seconds`."""
         backoff = 0.1
-        async with self.database.engine.connect() as connection:
+        connection = await self.database.engine.connect()
+        try:
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None
             await raw.add_listener(f"{self.database.schema}_outbox", lambda *_: self._wake.set())
@@ -146,6 +156,11 @@ class OutboxRelay:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            # Closing the session (not returning it to the pool) releases the advisory lock and
+            # the LISTEN, so a relay restarted in this process can take over at once.
+            await connection.invalidate()
+            await connection.close()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.stream}")

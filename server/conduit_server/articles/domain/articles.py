@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles import events, slugs, text
+from conduit_server.articles import events, normalise, slugs
 from conduit_server.articles.cache import FRONT_PAGE_SIZE, ArticleCache
 from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
 from conduit_server.articles.domain.views import Views
@@ -53,14 +53,14 @@ def _slug_exhausted() -> AlreadyExists:
 
 
 class Articles:
-    def __init__(self, database: Database, articles: ArticleRepository, tags: TagRepository,
-                 cache: ArticleCache, users: UsersClient) -> None:
+    def __init__(self, database: Database, articles: ArticleRepository, tags: TagRepository, *,
+                 cache: ArticleCache, users: UsersClient, views: Views) -> None:
         self._database = database
         self._articles = articles
         self._tags = tags
         self._cache = cache
         self._users = users
-        self._views = Views(users)
+        self._views = views
 
     # Reads
 
@@ -72,7 +72,7 @@ class Articles:
         ids = await self._users.resolve(names, caller.deadline) if names else {}
         if any(name not in ids for name in names):
             return ArticlePage([], 0)  # an unknown username matches nothing: not an error
-        where = ArticleFilter(tag=text.normalise_tags([tag])[0] if tag.strip() else "",
+        where = ArticleFilter(tag=normalise.normalise_tags([tag])[0] if tag.strip() else "",
                               author_ids=(ids[author],) if author else None,
                               favorited_by=ids[favorited] if favorited else None)
         return await self._page(caller, where, limit, offset)
@@ -116,10 +116,10 @@ class Articles:
                      tags: list[str]) -> ArticleView:
         """Publish an article by the caller; its slug comes from the title, made unique."""
         author_id = require_user(caller, "write articles")
-        names = text.normalise_tags(tags)
+        names = normalise.normalise_tags(tags)
         row = NewArticleRow(title=title, description=description, body=body, tags=tuple(names),
-                            author_id=author_id, excerpt=text.excerpt(body),
-                            reading_time_minutes=text.reading_time_minutes(body))
+                            author_id=author_id, excerpt=normalise.excerpt(body),
+                            reading_time_minutes=normalise.reading_time_minutes(body))
         async with self._database.transaction() as session:
             article_id = await self._insert_with_unique_slug(session, row)
             tag_ids = await self._tags.ensure(session, names)
@@ -209,6 +209,6 @@ def _changed_columns(current: StoredArticle, changes: ArticleChanges) -> dict[st
     if changes.description and changes.description != current.description:
         values["description"] = changes.description
     if changes.body and changes.body != current.body:
-        values.update(body=changes.body, excerpt=text.excerpt(changes.body),
-                      reading_time_minutes=text.reading_time_minutes(changes.body))
+        values.update(body=changes.body, excerpt=normalise.excerpt(changes.body),
+                      reading_time_minutes=normalise.reading_time_minutes(changes.body))
     return values

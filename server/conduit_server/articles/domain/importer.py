@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles import events, slugs, text
+from conduit_server.articles import events, normalise, slugs
 from conduit_server.articles.cache import ArticleCache
 from conduit_server.articles.records import Caller, StoredArticle
 from conduit_server.articles.repository import ImportRepository, ImportRow, TagRepository
@@ -116,7 +116,7 @@ class Importer:
         if prepared:
             async with self._database.transaction() as session:
                 stored, unplaced = await self._insert(session, prepared)
-                await _emit_created(session, stored)
+                await events.articles_created(session, stored, self._imports.add_events)
             rejected.extend(Rejection(p.item.index, "slug: no free slug for this title") for p in unplaced)
             report.created += len(stored)
             await self._cache.invalidate(lists=True, tags=any(article.tags for article in stored))
@@ -150,12 +150,6 @@ class Importer:
         return stored, pending
 
 
-async def _emit_created(session: AsyncSession, stored: list[StoredArticle]) -> None:
-    """One ArticleCreated per stored article, after the batch's rows (the outbox comes last)."""
-    for article in stored:
-        await events.article_created(session, article)
-
-
 def _problem(item: RawItem, authors: dict[str, int]) -> str:
     if not item.title.strip():
         return "title: can't be blank"
@@ -168,12 +162,12 @@ def _problem(item: RawItem, authors: dict[str, int]) -> str:
 
 def _prepare(item: RawItem, author_id: int, now: datetime) -> _Prepared:
     title = item.title.strip()
-    description = item.description.strip() or text.description_from_body(item.body) or title
+    description = item.description.strip() or normalise.description_from_body(item.body) or title
     row = ImportRow(slug=slugs.slugify(title), title=title, description=description, body=item.body,
-                    excerpt=text.excerpt(item.body),
-                    reading_time_minutes=text.reading_time_minutes(item.body),
+                    excerpt=normalise.excerpt(item.body),
+                    reading_time_minutes=normalise.reading_time_minutes(item.body),
                     author_id=author_id, created_at=item.created_at or now)
-    return _Prepared(item, row, tuple(text.normalise_tags(item.tags)))
+    return _Prepared(item, row, tuple(normalise.normalise_tags(item.tags)))
 
 
 def _reslug(prepared: _Prepared) -> _Prepared:

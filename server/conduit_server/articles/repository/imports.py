@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,11 @@ class Inserted:
     updated_at: datetime
 
 
+_EVENTS = text(
+    "INSERT INTO outbox (event_id, event_type, payload) SELECT * FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:types AS varchar[]), CAST(:payloads AS bytea[]))")
+
+
 class ImportRepository:
     async def insert_many(self, session: AsyncSession, rows: Sequence[ImportRow]) -> dict[str, Inserted]:
         """Insert the rows whose slug is free; the inserted ones by slug (taken slugs are absent)."""
@@ -54,3 +60,11 @@ class ImportRepository:
             "reading": [row.reading_time_minutes for row in rows],
             "authors": [row.author_id for row in rows], "created": [row.created_at for row in rows]})
         return {row.slug: Inserted(row.id, row.slug, row.created_at, row.updated_at) for row in result}
+
+    async def add_events(self, session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, bytes]]) -> None:
+        """Outbox rows in one statement. Only after `outbox.append` in the same transaction, which
+        holds the commit-order lock until commit (see runtime/outbox.py)."""
+        if not rows:
+            return
+        await session.execute(_EVENTS, {"ids": [row[0] for row in rows], "types": [row[1] for row in rows],
+                                        "payloads": [row[2] for row in rows]})
