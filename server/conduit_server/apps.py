@@ -7,7 +7,6 @@ from types import ModuleType
 
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit.search.v1 import search_pb2, search_pb2_grpc
-from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding, ServiceApp
 from conduit_server.runtime.settings import ServiceName
@@ -38,8 +37,9 @@ def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
 
         return ArticlesApp.from_resources(resources)
     if name == "users":
-        return SkeletonApp("users", [unimplemented(users_pb2, users_pb2_grpc, service) for service in (
-            "UsersService", "ProfilesService", "AuthService", "AdminService", "UserDirectoryService")])
+        from conduit_server.users.app import UsersApp
+
+        return UsersApp.from_resources(resources)
     if name == "search":
         return SkeletonApp("search", [unimplemented(search_pb2, search_pb2_grpc, "SearchService")])
     return SkeletonApp("realtime", [unimplemented(realtime_pb2, realtime_pb2_grpc, "RealtimeService")])

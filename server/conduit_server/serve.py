@@ -44,9 +44,13 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
     internal_token = settings.internal_token.get_secret_value()
     resources = Resources(settings, database_url, connect(redis_url),
                           channels.internal_channel(settings.users_address(), internal_token))
-    server = GrpcServer(build_app(name, resources), host=settings.host,
-                        port=settings.port_of(name) if port is None else port,
-                        verifier=build_verifier(settings, resources), internal_token=internal_token,
+    app = build_app(name, resources)
+    # The users process verifies with its own keys; asking itself for its JWKS would be circular.
+    own_verifier = getattr(app, "verifier", None)
+    verifier = own_verifier if isinstance(own_verifier, AccessTokenVerifier) else build_verifier(settings,
+                                                                                                 resources)
+    server = GrpcServer(app, host=settings.host, port=settings.port_of(name) if port is None else port,
+                        verifier=verifier, internal_token=internal_token,
                         grace_seconds=settings.shutdown_grace_seconds,
                         drain_seconds=settings.shutdown_drain_seconds)
     stop = asyncio.Event()

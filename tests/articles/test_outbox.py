@@ -1,24 +1,50 @@
-"""The transactional outbox against real PostgreSQL and Redis: order, crash safety, dedupe."""
+"""The transactional outbox against real PostgreSQL and Redis: order, crash safety, dedupe.
+
+The relay tests drive relays by hand on a schema of their own (the articles
+migrations applied to `articles_relay_test`), so the running service's relay
+cannot interfere. The last test checks what the service's own relay publishes
+for real article writes.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from conduit.articles.v1 import events_pb2
+import pytest_asyncio
+from sqlalchemy import text
 
-from conduit_server.articles.app import ArticlesApp
-from conduit_server.runtime import outbox
+from conduit.articles.v1 import articles_pb2, events_pb2
+from conduit_server.articles import models
+from conduit_server.articles.app import EVENTS_STREAM, MIGRATIONS, ArticlesApp
+from conduit_server.runtime import migrations, outbox
+from conduit_server.runtime.db import Database
+from tests.articles.conftest import Mesh, stream_entries
 
 
 class RelayCrashed(Exception):
     pass
 
 
-async def _write(app: ArticlesApp, count: int, start: int = 0) -> None:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def relay_schema(postgres_url: str) -> AsyncIterator[Database]:
+    database = Database(postgres_url, "articles_relay_test")
+    await migrations.upgrade(database, MIGRATIONS, models.Base.metadata)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def relay_db(relay_schema: Database) -> Database:
+    async with relay_schema.transaction() as session:
+        await session.execute(text("TRUNCATE outbox RESTART IDENTITY"))
+    return relay_schema
+
+
+async def _write(database: Database, count: int, start: int = 0) -> None:
     for n in range(start, start + count):
-        async with app.database.transaction() as session:
+        async with database.transaction() as session:
             event = events_pb2.ArticleEvent(article_deleted=events_pb2.ArticleDeleted(article_id=n))
             await outbox.append(session, "article_deleted", event)
 
@@ -27,7 +53,7 @@ async def _read_stream(app: ArticlesApp, stream: str) -> list[int]:
     """What a deduplicating consumer sees: article ids in stream order, each event id once."""
     seen: set[bytes] = set()
     delivered: list[int] = []
-    for _, fields in await app.redis.xrange(stream):
+    for _, fields in await stream_entries(app.redis, stream):
         if fields[b"event_id"] in seen:
             continue
         seen.add(fields[b"event_id"])
@@ -36,23 +62,21 @@ async def _read_stream(app: ArticlesApp, stream: str) -> list[int]:
     return delivered
 
 
-@pytest.mark.usefixtures("articles_channel")
-async def test_relay_killed_between_publish_and_mark_loses_nothing_and_dedupes(articles_app: ArticlesApp
-                                                                              ) -> None:
+async def test_relay_killed_between_publish_and_mark_loses_nothing_and_dedupes(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
     stream = "test:outbox:crash"
     await articles_app.redis.delete(stream)
-    await _write(articles_app, 30)
+    await _write(relay_db, 30)
 
     async def crash(events: Sequence[outbox.Event]) -> None:
         raise RelayCrashed(f"killed after publishing {len(events)}")
 
-    crashing = outbox.OutboxRelay(articles_app.database, articles_app.redis, stream, batch_size=10,
-                                  after_publish=crash)
+    crashing = outbox.OutboxRelay(relay_db, articles_app.redis, stream, batch_size=10, after_publish=crash)
     with pytest.raises(RelayCrashed):
         await crashing.relay_once()
     assert await crashing.pending() == 30  # published to the stream, but not marked
-    await _write(articles_app, 20, start=30)
-    restarted = outbox.OutboxRelay(articles_app.database, articles_app.redis, stream, batch_size=10)
+    await _write(relay_db, 20, start=30)
+    restarted = outbox.OutboxRelay(relay_db, articles_app.redis, stream, batch_size=10)
     while await restarted.relay_once():
         pass
     assert await restarted.pending() == 0
@@ -60,22 +84,87 @@ async def test_relay_killed_between_publish_and_mark_loses_nothing_and_dedupes(a
     assert await _read_stream(articles_app, stream) == list(range(50))
 
 
-@pytest.mark.usefixtures("articles_channel")
-async def test_concurrent_writers_get_ids_in_commit_order(articles_app: ArticlesApp) -> None:
+async def test_concurrent_writers_get_ids_in_commit_order(articles_app: ArticlesApp,
+                                                          relay_db: Database) -> None:
     stream = "test:outbox:order"
     await articles_app.redis.delete(stream)
-    await asyncio.gather(*(_write(articles_app, 5, start=100 * n) for n in range(8)))
-    relay = outbox.OutboxRelay(articles_app.database, articles_app.redis, stream)
-    relay.start()
-    try:
-        for _ in range(100):
-            if await relay.pending() == 0:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await relay.stop()
+    await asyncio.gather(*(_write(relay_db, 5, start=100 * n) for n in range(8)))
+    relay = outbox.OutboxRelay(relay_db, articles_app.redis, stream, batch_size=7)
+    while await relay.relay_once():
+        pass
     delivered = await _read_stream(articles_app, stream)
     assert sorted(delivered) == sorted(100 * n + k for n in range(8) for k in range(5))
     for writer in range(8):  # each writer's own events stay in its order
         mine = [d for d in delivered if d // 100 == writer]
         assert mine == sorted(mine)
+
+
+async def _events(app: ArticlesApp, expected: int) -> list[events_pb2.ArticleEvent]:
+    """The service's stream once its relay has published `expected` events (deduplicated)."""
+    for _ in range(200):
+        entries = await stream_entries(app.redis, EVENTS_STREAM)
+        if len({fields[b"event_id"] for _, fields in entries}) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    seen: set[bytes] = set()
+    events: list[events_pb2.ArticleEvent] = []
+    sequence: list[int] = []
+    for _, fields in entries:
+        if fields[b"event_id"] not in seen:
+            seen.add(fields[b"event_id"])
+            events.append(events_pb2.ArticleEvent.FromString(fields[b"payload"]))
+            sequence.append(int(fields[b"seq"]))
+    assert sequence == sorted(sequence)  # commit order
+    return events
+
+
+async def test_every_article_write_reaches_the_stream_in_commit_order(mesh: Mesh) -> None:
+    alice, bob = await mesh.person("alice"), await mesh.person("bob")
+    article = await mesh.create(alice, "Events", tags=["x"])
+    await mesh.articles.UpdateArticle(articles_pb2.UpdateArticleRequest(
+        slug=article.slug, article=articles_pb2.UpdateArticle(title="Events renamed")), metadata=alice.auth)
+    slug = "events-renamed"
+    await mesh.articles.FavoriteArticle(articles_pb2.FavoriteArticleRequest(slug=slug), metadata=bob.auth)
+    await mesh.articles.FavoriteArticle(articles_pb2.FavoriteArticleRequest(slug=slug), metadata=bob.auth)
+    await mesh.articles.UnfavoriteArticle(articles_pb2.UnfavoriteArticleRequest(slug=slug), metadata=bob.auth)
+    comment = (await mesh.comments.CreateComment(articles_pb2.CreateCommentRequest(
+        slug=slug, comment=articles_pb2.NewComment(body="hi")), metadata=bob.auth)).comment
+    await mesh.comments.DeleteComment(articles_pb2.DeleteCommentRequest(slug=slug, id=comment.id),
+                                      metadata=bob.auth)
+    await mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=slug), metadata=alice.auth)
+
+    events = await _events(mesh.app, 7)
+    kinds = [event.WhichOneof("payload") for event in events]
+    # The repeated favorite changed nothing, so it wrote no event.
+    assert kinds == ["article_created", "article_updated", "favorite_changed", "favorite_changed",
+                     "comment_added", "comment_deleted", "article_deleted"]
+    created, updated, favorited, unfavorited = (events[0].article_created, events[1].article_updated,
+                                                events[2].favorite_changed, events[3].favorite_changed)
+    assert created.article.slug == "events"
+    assert list(created.article.tag_list) == ["x"]
+    assert created.article.author_id == alice.user_id
+    assert (updated.previous_slug, updated.article.slug) == ("events", slug)
+    assert (favorited.favorited, favorited.favorites_count, favorited.user_id) == (True, 1, bob.user_id)
+    assert (unfavorited.favorited, unfavorited.favorites_count) == (False, 0)
+    assert events[4].comment_added.comment.id == comment.id
+    assert events[6].article_deleted.slug == slug
+    assert len({event.event_id for event in events}) == 7
+
+
+async def test_a_relay_stopped_and_started_again_in_the_same_process_takes_over(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
+    first = outbox.OutboxRelay(relay_db, articles_app.redis, "test:outbox:restart", poll_seconds=0.1)
+    first.start()
+    await asyncio.sleep(0.3)
+    await first.stop()
+    await _write(relay_db, 3, start=900)
+    second = outbox.OutboxRelay(relay_db, articles_app.redis, "test:outbox:restart", poll_seconds=0.1)
+    second.start()
+    try:
+        for _ in range(50):
+            if await second.pending() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await second.pending() == 0
+    finally:
+        await second.stop()

@@ -1,6 +1,9 @@
-"""GET /api/tags through gRPC against real PostgreSQL."""
+"""GET /api/tags and GET /api/ping through gRPC against real PostgreSQL."""
 
 from __future__ import annotations
+
+import time
+from datetime import UTC
 
 import grpc
 from sqlalchemy import text
@@ -26,3 +29,9 @@ async def test_tags_in_use_are_listed_most_used_first(articles_app: ArticlesApp,
     stub = articles_pb2_grpc.TagsServiceStub(articles_channel)
     answer = await stub.ListTags(articles_pb2.ListTagsRequest())
     assert list(answer.tags) == ["python", "grpc"]
+
+
+async def test_ping_answers_with_the_server_time_without_a_token(articles_channel: grpc.aio.Channel) -> None:
+    before = time.time()
+    answer = await articles_pb2_grpc.PingServiceStub(articles_channel).Ping(articles_pb2.PingRequest())
+    assert before - 1 <= answer.server_time.ToDatetime(UTC).timestamp() <= time.time() + 1

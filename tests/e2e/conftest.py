@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import free_port
 
@@ -77,3 +78,10 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         process.wait(60)
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+    """One mesh for every end-to-end test that does not stop or restart it."""
+    with conduit_run(tmp_path_factory.mktemp("mesh"), mesh_ports()) as running:
+        yield running

@@ -123,6 +123,13 @@ class Unavailable(ConduitError):
     reason = "UNAVAILABLE"
 
 
+class ResourceExhausted(ConduitError):
+    """A limit other than a rate was hit (a stream consumer fell too far behind); no RetryInfo."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
 class RateLimited(ConduitError):
     """Too many attempts; the caller may retry after `retry_after_seconds`."""
 
@@ -204,6 +211,6 @@ def internal_status() -> StatusPayload:
 __all__ = [
     "ERROR_BODY_KEY", "ERROR_DOMAIN", "OAUTH_ERROR_DOMAIN", "OAUTH_ERROR_KEY", "AlreadyExists",
     "ConduitError", "FailedPrecondition", "FieldViolation", "InvalidArgument", "NotFound", "OAuthError",
-    "OAuthErrorCode", "OutOfRange", "PermissionDenied", "RateLimited", "StatusPayload", "Unauthenticated",
-    "Unavailable", "internal_status", "to_status",
+    "OAuthErrorCode", "OutOfRange", "PermissionDenied", "RateLimited", "ResourceExhausted", "StatusPayload",
+    "Unauthenticated", "Unavailable", "internal_status", "to_status",
 ]

@@ -154,8 +154,11 @@ class OutboxRelay:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # races its completion, and stop() would then wait for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
         finally:
             # Closing the session (not returning it to the pool) releases the advisory lock and
             # the LISTEN, so a relay restarted in this process can take over at once.

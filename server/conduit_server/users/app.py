@@ -18,6 +18,7 @@ from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tokens import AccessTokenVerifier
 from conduit_server.users import api, models
 from conduit_server.users.admin import Roles, ServiceAccounts
+from conduit_server.users.background import BackgroundTasks
 from conduit_server.users.cache import DirectoryCache
 from conduit_server.users.domain import Accounts, Directory, Profiles, RateLimits
 from conduit_server.users.keys import derive_kek
@@ -31,7 +32,7 @@ from conduit_server.users.repository import (
     UserRepository,
 )
 from conduit_server.users.sessions import Sessions
-from conduit_server.users.signer import Clock, Reloader, Signer, TokenPolicy, utc_now
+from conduit_server.users.signer import Clock, Signer, TokenPolicy, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -76,7 +77,8 @@ class UsersApp:
         self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
         self.roles, self.service_accounts = admin_for(database)
         self.relay = outbox.OutboxRelay(database, redis, stream or outbox.stream_name("users"))
-        self._reloader = Reloader(self.signer, key_reload_seconds)
+        self._key_reload_seconds = key_reload_seconds
+        self._background = BackgroundTasks()
 
     @classmethod
     def from_resources(cls, resources: Resources) -> UsersApp:
@@ -106,12 +108,12 @@ class UsersApp:
     async def start(self) -> None:
         await migrations.upgrade(self.database, MIGRATIONS, models.Base.metadata)
         await self.signer.reload()  # creates the first signing key on a fresh database
-        self.relay.start()
-        self._reloader.start()
+        self._background.start("outbox-relay-users", self.relay.run)
+        self._background.start("signing-key-reload",
+                               lambda: self.signer.run(self._key_reload_seconds))
 
     async def close(self) -> None:
-        await self._reloader.stop()
-        await self.relay.stop()
+        await self._background.stop()
         await asyncio.to_thread(self.hasher.close)
         await self.database.close()
         await self.redis.aclose()

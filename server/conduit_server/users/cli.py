@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.embedded import EmbeddedPostgres
-from conduit_server.runtime.errors import ConduitError
+from conduit_server.runtime.errors import ConduitError, NotFound
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.settings import Settings
 from conduit_server.users import models
@@ -52,6 +52,10 @@ Command = Callable[[Invocation], Awaitable[None]]
 
 class CommandFailed(SystemExit):
     """A command that could not do what was asked; the message goes to stderr."""
+
+
+class _Refused(Exception):
+    """Raised inside a command; becomes CommandFailed outside the event loop."""
 
 
 @asynccontextmanager
@@ -85,11 +89,17 @@ def run(command: Command, args: argparse.Namespace, settings: Settings, out: Tex
         asyncio.run(main())
     except ConduitError as error:
         raise CommandFailed(f"error: {error.message}") from None
+    except _Refused as refused:
+        raise CommandFailed(f"error: {refused}") from None
 
 
 async def _create_admin(run: Invocation) -> None:
     roles, _ = admin_for(run.database)
-    held = await roles.grant(run.args.username, "admin")
+    try:
+        held = await roles.grant(run.args.username, "admin")
+    except NotFound:
+        raise _Refused(f"no account named {run.args.username!r}; register it first "
+                       "(POST /api/users), then run this again") from None
     print(f"{run.args.username} now holds: {', '.join(held)} (effective with their next token)", file=run.out)
 
 
@@ -117,7 +127,7 @@ async def _rotate_keys(run: Invocation) -> None:
 
 async def _list_keys(run: Invocation) -> None:
     signer = signer_for(run.settings, run.database)
-    await signer.reload()
+    await signer.reload(create_if_missing=False)
     now = datetime.now(UTC)
     for key in signer.signing_keys():
         state = "signing" if key.can_sign(now) else ("published" if key.is_published(now) else "retired")

@@ -10,7 +10,6 @@ in-memory key ring (no call to itself).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,12 +85,12 @@ class Signer:
             return False
         return True
 
-    async def reload(self) -> None:
+    async def reload(self, *, create_if_missing: bool = True) -> None:
         """Re-read the keys from PostgreSQL; create the first key when none can sign."""
         async with self._database.read() as session:
             ring = self._ring_from(await self._repository.all(session))
         now = self._clock()
-        if not self._can_sign(ring, now):
+        if create_if_missing and not self._can_sign(ring, now):
             ring = await self._ensure_signer()
         ring.retire_expired(now)
         self._ring = ring
@@ -164,23 +163,4 @@ class Signer:
                 log.warning("signing key reload failed: %s", type(error).__name__)
 
 
-class Reloader:
-    """The background task that keeps a Signer in step with the table."""
-
-    def __init__(self, signer: Signer, interval_seconds: float) -> None:
-        self._signer = signer
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._signer.run(self._interval), name="signing-key-reload")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-
-__all__ = ["Clock", "Reloader", "Signer", "TokenPolicy", "utc_now"]
+__all__ = ["Clock", "Signer", "TokenPolicy", "utc_now"]

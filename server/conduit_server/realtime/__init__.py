@@ -1,0 +1,1 @@
+"""The realtime service: resumable watch streams over the articles events."""

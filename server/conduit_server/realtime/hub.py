@@ -1,0 +1,384 @@
+"""The one Redis reader of the process and its fan-out to every local stream.
+
+One task XREADs the articles stream (and the users stream, for follows and profile
+changes) from its last position and offers each new event to the streams it may concern:
+adding streams adds no Redis load. A batch is deduplicated by event id (the outbox relay
+publishes at least once), enriched with ONE profile look-up, fanned out synchronously,
+and only then does the position advance — so a failure (Redis or users away) retries the
+same batch after a backoff and no retained event is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
+
+from conduit.users.v1 import events_pb2 as user_events_pb2
+from conduit_server.realtime.config import RealtimeConfig
+from conduit_server.realtime.directory import ProfileCache
+from conduit_server.realtime.enrich import Entry, Prepared, Preparer
+from conduit_server.realtime.follows import FollowGraph
+from conduit_server.realtime.ids import ORIGIN, StreamId
+from conduit_server.realtime.watchers import ArticleSelector, Offer, Watcher
+from conduit_server.runtime.errors import ConduitError, ResourceExhausted
+
+log = logging.getLogger("conduit.realtime.hub")
+
+RawEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+class RecentIds:
+    """The last `size` event ids, for dropping re-published events."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def extend(self, newest_first: Sequence[RawEntry]) -> None:
+        """Remember the event ids of entries read newest first (XREVRANGE)."""
+        for _, fields in reversed(newest_first):
+            if b"event_id" in fields:
+                self.add(fields[b"event_id"].decode())
+
+    def add(self, event_id: str) -> None:
+        if event_id in self._ids:
+            return
+        self._order.append(event_id)
+        self._ids.add(event_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+
+
+async def xrange(redis: aioredis.Redis, stream: str, first: str, last: str, count: int) -> list[RawEntry]:
+    """XRANGE with both ends inclusive, typed as the byte-level client returns it."""
+    return cast("list[RawEntry]", await redis.xrange(stream, first, last, count=count))
+
+
+async def xrevrange(redis: aioredis.Redis, stream: str, last: str, count: int) -> list[RawEntry]:
+    """XREVRANGE from `last` (inclusive) backwards."""
+    return cast("list[RawEntry]", await redis.xrevrange(stream, last, "-", count=count))
+
+
+def decode_entries(raw: Iterable[RawEntry]) -> tuple[list[Entry], StreamId | None, int]:
+    """Relay entries, the id of the last raw entry, and how many were not in the relay's layout."""
+    entries: list[Entry] = []
+    last: StreamId | None = None
+    malformed = 0
+    for raw_id, fields in raw:
+        last = StreamId.parse(raw_id)
+        try:
+            entries.append(Entry.decode(raw_id, fields))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            malformed += 1
+            log.error("stream entry %s is not an outbox event; skipped", last)
+    return entries, last, malformed
+
+
+def drop_duplicates(entries: Sequence[Entry], recent: RecentIds) -> tuple[list[Entry], int]:
+    """Entries whose event id is neither in `recent` nor earlier in the batch."""
+    fresh: list[Entry] = []
+    batch: set[str] = set()
+    for entry in entries:
+        if entry.event_id in recent or entry.event_id in batch:
+            continue
+        batch.add(entry.event_id)
+        fresh.append(entry)
+    return fresh, len(entries) - len(fresh)
+
+
+@dataclass
+class Counters:
+    """Plain counters; `Hub.metrics()` adds the gauges."""
+
+    events_read: int = 0
+    duplicates_dropped: int = 0
+    malformed_entries: int = 0
+    events_queued: int = 0
+    events_delivered: int = 0
+    heartbeats_sent: int = 0
+    slow_consumer_disconnects: int = 0
+    refused_streams: int = 0
+    resumes: int = 0
+    resumes_out_of_range: int = 0
+    read_failures: int = 0
+    follow_events: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class Hub:
+    """Reader, fan-out and registry of the process's streams."""
+
+    def __init__(self, redis: aioredis.Redis, preparer: Preparer, profiles: ProfileCache,
+                 follows: FollowGraph, config: RealtimeConfig) -> None:
+        self.redis = redis
+        self.preparer = preparer
+        self.profiles = profiles
+        self.follows = follows
+        self.config = config
+        self.counters = Counters()
+        # Every entry of the articles stream up to here has been offered to the live streams.
+        self.position: StreamId | None = None
+        self._users_position = ORIGIN
+        self._recent = RecentIds(config.dedupe_window)
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._stopped = False
+        self._streams: set[Watcher] = set()  # every open stream, live or catching up
+        self._broadcast: set[Watcher] = set()  # live WatchFeed / WatchArticles streams
+        self._by_slug: dict[str, set[Watcher]] = {}  # live WatchArticle streams by current slug
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name="realtime-reader"))
+        if self.config.metrics_log_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._every(self.config.metrics_log_seconds, self._log),
+                                                   name="realtime-metrics"))
+        if self.config.follow_refresh_seconds > 0:
+            refresh = self._every(self.config.follow_refresh_seconds, self.follows.refresh)
+            self._tasks.append(asyncio.create_task(refresh, name="realtime-follows"))
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for task in self._tasks:
+            # Cancel until done: redis-py can swallow a cancellation that lands while it connects.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            with contextlib.suppress(asyncio.CancelledError):
+                task.result()
+        self._tasks.clear()
+
+    async def wait_ready(self) -> bool:
+        """True once the reader knows its starting position (it has reached Redis once)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self.config.ready_timeout_seconds)
+        return self._ready.is_set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def close_all(self, error: Callable[[StreamId | None], ConduitError]) -> None:
+        """End every stream (shutdown): each gets `error(its resume position)`."""
+        self._closing = True
+        for watcher in list(self._streams):
+            watcher.close(error)
+            self._unlink(watcher)
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def attach(self, watcher: Watcher) -> None:
+        """Count a new stream (not yet fed); raises ResourceExhausted past `max_watchers`."""
+        if len(self._streams) >= self.config.max_watchers:
+            self.counters.refused_streams += 1
+            raise ResourceExhausted("too many open streams on this server; retry later",
+                                    reason="TOO_MANY_STREAMS")
+        self._streams.add(watcher)
+        self.counters.by_method[watcher.method] = self.counters.by_method.get(watcher.method, 0) + 1
+
+    def go_live(self, watcher: Watcher) -> None:
+        """Feed `watcher` every event after `self.position` (synchronous: nothing slips between)."""
+        if watcher.done:
+            return
+        watcher.live = True
+        watcher.seen = self.position
+        if isinstance(watcher.selector, ArticleSelector):
+            self._by_slug.setdefault(watcher.selector.slug, set()).add(watcher)
+        else:
+            self._broadcast.add(watcher)
+
+    def detach(self, watcher: Watcher) -> None:
+        self._unlink(watcher)
+        self._streams.discard(watcher)
+
+    def _unlink(self, watcher: Watcher) -> None:
+        self._broadcast.discard(watcher)
+        if isinstance(watcher.selector, ArticleSelector):
+            self._unindex(watcher, watcher.selector.slug)
+
+    def _unindex(self, watcher: Watcher, slug: str) -> None:
+        watchers = self._by_slug.get(slug)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._by_slug[slug]
+
+    # -- fan-out -----------------------------------------------------------------------------
+
+    def fan_out(self, event: Prepared) -> None:
+        """Offer `event` to every live stream it may concern; never waits."""
+        candidates = list(self._broadcast)
+        for slug in {event.slug, event.previous_slug}:
+            candidates.extend(self._by_slug.get(slug, ()))
+        for watcher in candidates:
+            before = watcher.selector.slug if isinstance(watcher.selector, ArticleSelector) else ""
+            outcome = watcher.offer(event)
+            if outcome is Offer.SKIPPED:
+                continue
+            if outcome is Offer.OVERFLOW:
+                self.counters.slow_consumer_disconnects += 1
+                watcher.close(_too_slow(watcher.max_queued))
+                self._unlink(watcher)
+                continue
+            self.counters.events_queued += 1
+            if outcome is Offer.FINAL:
+                self._unlink(watcher)
+            elif isinstance(watcher.selector, ArticleSelector) and watcher.selector.slug != before:
+                self._unindex(watcher, before)
+                self._by_slug.setdefault(watcher.selector.slug, set()).add(watcher)
+
+    def _advance(self, position: StreamId) -> None:
+        self.position = position
+        for watchers in (self._broadcast, *self._by_slug.values()):
+            for watcher in watchers:
+                watcher.seen = position
+
+    # -- the reader --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self.config.retry_initial_seconds
+        while not self._stopped:
+            try:
+                if not self._ready.is_set():
+                    await self._initialise()
+                await self._read_once()
+                delay = self.config.retry_initial_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - Redis or users away: retry the same batch, lose nothing
+                self.counters.read_failures += 1
+                log.warning("realtime reader failed at %s, retrying in %.1fs: %r", self.position, delay,
+                            error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_seconds)
+
+    async def _initialise(self) -> None:
+        """Start after the newest entry, remembering the recent event ids (their re-publications drop)."""
+        stream = self.config.articles_stream
+        newest = await xrevrange(self.redis, stream, "+", count=self.config.dedupe_window)
+        self._recent.extend(newest)
+        if self.config.users_stream:
+            users = await xrevrange(self.redis, self.config.users_stream, "+", count=1)
+            self._users_position = StreamId.parse(users[0][0]) if users else ORIGIN
+        self._advance(StreamId.parse(newest[0][0]) if newest else ORIGIN)
+        self._ready.set()
+        log.info("realtime reader starts after %s", self.position)
+
+    async def _read_once(self) -> None:
+        assert self.position is not None
+        streams: dict[Any, Any] = {}
+        if self.config.users_stream:
+            streams[self.config.users_stream] = str(self._users_position)  # follows first, then articles
+        streams[self.config.articles_stream] = str(self.position)
+        response = await self.redis.xread(streams, count=self.config.read_count,
+                                          block=self.config.read_block_ms)
+        for name, raw in _by_stream(response).items():
+            if name == self.config.users_stream:
+                self._users_changed(raw)
+            elif name == self.config.articles_stream:
+                await self._articles_changed(raw)
+
+    async def _articles_changed(self, raw: Sequence[RawEntry]) -> None:
+        entries, last, malformed = decode_entries(raw)
+        fresh, duplicates = drop_duplicates(entries, self._recent)
+        prepared = await self.preparer.prepare(fresh)  # raises: the batch is retried whole
+        for event in prepared:
+            self.fan_out(event)
+        for entry in fresh:
+            self._recent.add(entry.event_id)
+        self.counters.events_read += len(fresh)
+        self.counters.duplicates_dropped += duplicates
+        self.counters.malformed_entries += malformed
+        if last is not None:
+            self._advance(last)
+
+    def _users_changed(self, raw: Sequence[RawEntry]) -> None:
+        for raw_id, fields in raw:
+            self._users_position = StreamId.parse(raw_id)
+            try:
+                event = user_events_pb2.UserEvent.FromString(fields[b"payload"])
+            except (KeyError, DecodeError):
+                continue
+            which = event.WhichOneof("payload")
+            if which == "follow_changed":
+                change = event.follow_changed
+                self.counters.follow_events += 1
+                self.follows.follow_changed(change.follower_id, change.followee_id, change.following)
+            elif which == "user_updated":
+                self.profiles.evict(event.user_updated.user_id)
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and gauges: current watchers (total, live, by method), deliveries, disconnects."""
+        counters = self.counters
+        open_by_method: dict[str, int] = {}
+        for watcher in self._streams:
+            open_by_method[watcher.method] = open_by_method.get(watcher.method, 0) + 1
+        return {
+            "watchers": len(self._streams),
+            "watchers_live": len(self._broadcast) + sum(len(w) for w in self._by_slug.values()),
+            "watchers_by_method": open_by_method,
+            "streams_opened_by_method": dict(counters.by_method),
+            "events_read": counters.events_read,
+            "events_queued": counters.events_queued,
+            "events_delivered": counters.events_delivered,
+            "heartbeats_sent": counters.heartbeats_sent,
+            "slow_consumer_disconnects": counters.slow_consumer_disconnects,
+            "refused_streams": counters.refused_streams,
+            "duplicates_dropped": counters.duplicates_dropped,
+            "malformed_entries": counters.malformed_entries + self.preparer.malformed,
+            "resumes": counters.resumes,
+            "resumes_out_of_range": counters.resumes_out_of_range,
+            "read_failures": counters.read_failures,
+            "follow_events": counters.follow_events,
+            "followee_sets": len(self.follows),
+            "queued_now": sum(w.queued for w in self._streams),
+            "profile_cache_hits": self.profiles.hits,
+            "profile_cache_misses": self.profiles.misses,
+            "position": str(self.position) if self.position else "",
+        }
+
+    def _log(self) -> None:
+        log.info("realtime metrics", extra={"metrics": self.metrics()})
+
+    @staticmethod
+    async def _every(seconds: float, action: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                result = action()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # a periodic chore must not stop the service
+                log.exception("realtime periodic task failed")
+
+
+def _by_stream(response: Any) -> Mapping[str, Sequence[RawEntry]]:
+    """XREAD's answer ([[name, entries], …]) as {stream name: entries}."""
+    return {name.decode() if isinstance(name, bytes) else str(name): entries
+            for name, entries in response or ()}
+
+
+def _too_slow(max_queued: int) -> Callable[[StreamId | None], ConduitError]:
+    def error(position: StreamId | None) -> ConduitError:
+        last = str(position) if position else ""
+        return ResourceExhausted(
+            f"stream fell more than {max_queued} events behind and was ended; "
+            f"resume with last_event_id {last!r} to continue without a gap",
+            reason="SLOW_CONSUMER", metadata={"last_event_id": last})
+    return error

@@ -1,0 +1,1 @@
+"""Users service: RealWorld accounts, tokens, sessions, OAuth2, roles and rate limits over gRPC."""

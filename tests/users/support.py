@@ -1,0 +1,68 @@
+"""Helpers for the users tests: reading statuses and their google.rpc details."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from conduit.users.v1 import users_pb2
+
+_T = TypeVar("_T")
+
+
+def trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
+    metadata: Any = error.trailing_metadata() or ()
+    return dict(metadata)
+
+
+def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
+    """The google.rpc details of a failed call, by message name."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call at runtime
+    assert status is not None, "no grpc-status-details-bin on the error"
+    found: dict[str, Any] = {}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found[kind.DESCRIPTOR.name] = message
+    return found
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """(field, description) of every BadRequest violation, sorted."""
+    bad_request = details(error).get("BadRequest")
+    assert bad_request is not None, f"no BadRequest in {error.code()}: {error.details()}"
+    return sorted((v.field, v.description) for v in bad_request.field_violations)
+
+
+def reason(error: grpc.aio.AioRpcError) -> str:
+    info: error_details_pb2.ErrorInfo = details(error)["ErrorInfo"]
+    return str(info.reason)
+
+
+async def fails(call: Awaitable[Any], code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    """Await a call that must fail with `code`; return its error for further checks."""
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call
+    assert failure.value.code() == code, f"{failure.value.code()}: {failure.value.details()}"
+    return failure.value
+
+
+def new_user(username: str, email: str, password: str) -> users_pb2.CreateUserRequest:
+    return users_pb2.CreateUserRequest(user=users_pb2.NewUser(username=username, email=email,
+                                                              password=password))
+
+
+def login(email: str, password: str) -> users_pb2.LoginRequest:
+    return users_pb2.LoginRequest(user=users_pb2.LoginUser(email=email, password=password))
+
+
+def forwarded_for(ip: str) -> tuple[tuple[str, str], ...]:
+    """Metadata as Envoy sends it: the client's address appended to x-forwarded-for."""
+    return (("x-forwarded-for", f"203.0.113.99, {ip}"),)
