@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
-        check-generated openapi format clean
+        check-generated openapi format clean bench profile bench-tools
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ format: $(STAMP) ## apply ruff's fixes and buf format
 	$(BIN)/buf format -w proto
 
 typecheck: $(STAMP) ## mypy --strict on hand-written code (generated code excluded)
-	$(BIN)/mypy server gateway/conduit_gateway tests
+	$(BIN)/mypy server gateway/conduit_gateway bench tests
 
 buf-lint: $(STAMP) ## buf lint on the contract
 	$(BIN)/buf lint gateway/conduit.binpb --path conduit
@@ -70,6 +70,17 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+bench-tools: $(STAMP)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
+	@test -x $(BIN)/py-spy || $(PY) -m pip install --quiet py-spy
+
+bench: bench-tools ## start the mesh, seed 1,000 users / 10,000 articles, print the results table
+	$(PY) -m bench.run
+
+profile: bench-tools ## flame graph of one service under load (SERVICE=articles|users) into bench/results/
+	$(PY) -m bench.profile $(or $(SERVICE),articles)
 
 clean: ## remove caches (keeps .venv and .state)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist

@@ -34,10 +34,12 @@ def wrk_available() -> bool:
 
 
 def run_wrk(url: str, *, paths: Sequence[str], method: str = "GET", body: str = "", token: str = "",
-            toggle: str = "", connections: int = 16, threads: int = 1, seconds: float = 10.0) -> LoadResult:
+            toggle: str = "", users: int = 1, connections: int = 16, threads: int = 1,
+            seconds: float = 10.0) -> LoadResult:
     """Drive `url` + paths with wrk (HTTP/1.1 keep-alive over TLS) and parse its JSON summary."""
     env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), "BENCH_METHOD": method,
-           "BENCH_PATHS": "\n".join(paths), "BENCH_BODY": body, "BENCH_TOKEN": token, "BENCH_TOGGLE": toggle}
+           "BENCH_PATHS": "\n".join(paths), "BENCH_BODY": body, "BENCH_TOKEN": token, "BENCH_TOGGLE": toggle,
+           "BENCH_USERS": str(users)}
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",
                "--timeout", "5s", "-s", str(WRK_DIR / "request.lua"), url]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout  # noqa: S603

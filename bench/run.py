@@ -77,11 +77,13 @@ class Bench:
         self.rows: list[Row] = []
 
     def rest(self, name: str, paths: list[str], *, method: str = "GET", body: str = "", token: str = "",
-             toggle: str = "", seconds: float | None = None) -> Row:
-        run_wrk(self.base, paths=paths, method=method, body=body, token=token, toggle=toggle, seconds=2)
+             toggle: str = "", users: int = 1, seconds: float | None = None) -> Row:
+        shape = {"paths": paths, "method": method, "body": body, "token": token, "toggle": toggle,
+                 "users": users}
+        run_wrk(self.base, **shape, seconds=2)  # type: ignore[arg-type]
         self.probe.start()
-        result = run_wrk(self.base, paths=paths, method=method, body=body, token=token, toggle=toggle,
-                         connections=CONCURRENCY, seconds=seconds or self.seconds)
+        result = run_wrk(self.base, **shape, connections=CONCURRENCY,  # type: ignore[arg-type]
+                         seconds=seconds or self.seconds)
         row = self.probe.stop(Row(name, "REST/Envoy/TLS", result))
         self.rows.append(row)
         return row
@@ -129,15 +131,18 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     bench.rest("POST /api/articles/{slug}/comments",
                [f"/api/articles/{slug}/comments" for slug in slugs[:500]],
                method="POST", token=token, body='{"comment":{"body":"Bench comment {n}"}}')
-    login = json.dumps({"user": {"email": "bench1@example.com", "password": PASSWORD}})
-    bench.rest("POST /api/users/login", ["/api/users/login"], method="POST", body=login)
-    await bench.grpc("articles.get(slug)", lambda c, n: c.articles.get(slugs[n % 500]))
+    login = json.dumps({"user": {"email": "bench{u}@example.com", "password": PASSWORD}})
+    bench.rest("POST /api/users/login", ["/api/users/login"], method="POST", body=login,
+               users=len(seeded.usernames))
+    some_slugs, some_users = slugs[:500], seeded.usernames[:500]
+    await bench.grpc("articles.get(slug)", lambda c, n: c.articles.get(some_slugs[n % len(some_slugs)]))
     await bench.grpc("articles.list() first page", lambda c, _: first_page(c.articles.list(page_size=20)))
     await bench.grpc("articles.feed() first page", lambda c, _: first_page(c.articles.feed(page_size=20)),
                      token=token)
-    await bench.grpc("comments.list(slug)", lambda c, n: c.comments.list(slugs[n % 500]))
+    await bench.grpc("comments.list(slug)", lambda c, n: c.comments.list(some_slugs[n % len(some_slugs)]))
     await bench.grpc("tags.list()", lambda c, _: c.tags.list())
-    await bench.grpc("profiles.get(username)", lambda c, n: c.profiles.get(seeded.usernames[n % 500]))
+    await bench.grpc("profiles.get(username)",
+                     lambda c, n: c.profiles.get(some_users[n % len(some_users)]))
     for row in bench.rows:
         ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
         row.ratio = row.result.rps / ceiling if ceiling else 0.0
@@ -168,12 +173,13 @@ def login_interference(bench: Bench, slugs: list[str]) -> dict[str, float]:
     """p99 of GET article alone, then while logins run at the same time."""
     paths = [f"/api/articles/{slug}" for slug in slugs[:500]]
     alone = run_wrk(bench.base, paths=paths, connections=8, seconds=bench.seconds)
-    login = json.dumps({"user": {"email": "bench2@example.com", "password": PASSWORD}})
+    login = json.dumps({"user": {"email": "bench{u}@example.com", "password": PASSWORD}})
     env = {**os.environ}
     with subprocess.Popen([sys.executable, "-c", (  # noqa: S603 - our own interpreter
             "from bench.load import run_wrk; import sys; "
             f"run_wrk({bench.base!r}, paths=['/api/users/login'], method='POST', body={login!r}, "
-            f"connections=8, seconds={bench.seconds + 2})")], env=env) as logins:
+            f"users={len(bench.seeded.usernames)}, connections=8, seconds={bench.seconds + 2})")],
+            env=env) as logins:
         time.sleep(1)
         together = run_wrk(bench.base, paths=paths, connections=8, seconds=bench.seconds)
         logins.wait()
@@ -230,7 +236,9 @@ def main() -> None:
     if not wrk_available():
         sys.exit("wrk is required (Debian: apt-get install wrk); `make bench` installs it")
     shutil.rmtree(args.state_dir, ignore_errors=True)
-    settings = Settings(state_dir=args.state_dir, log_level="WARNING")
+    # One load generator on loopback is one client IP: lift the per-IP limits for the run.
+    settings = Settings(state_dir=args.state_dir, log_level="WARNING",
+                        registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000)
     mesh = Mesh(settings, log_dir=args.state_dir / "logs")
     mesh.start()
     try:

@@ -1,6 +1,7 @@
 -- One request shape per run, from environment variables set by the harness:
 --   BENCH_METHOD, BENCH_PATHS (newline-separated, used round-robin), BENCH_BODY (may hold
---   {n}, replaced by a per-thread counter so created titles stay unique), BENCH_TOKEN.
+--   {n}, replaced by a per-thread counter so created titles stay unique, and {u}, replaced by
+--   counter mod BENCH_USERS so logins spread over many accounts), BENCH_TOKEN.
 package.path = package.path .. ";" .. os.getenv("BENCH_WRK_DIR") .. "/?.lua"
 local report = require("report")
 
@@ -10,6 +11,7 @@ local method = os.getenv("BENCH_METHOD") or "GET"
 local toggle = os.getenv("BENCH_TOGGLE") or ""
 local body = os.getenv("BENCH_BODY") or ""
 local token = os.getenv("BENCH_TOKEN") or ""
+local users = tonumber(os.getenv("BENCH_USERS") or "1")
 local paths = {}
 for line in string.gmatch(os.getenv("BENCH_PATHS") or "/", "[^\n]+") do
   table.insert(paths, line)
@@ -37,7 +39,8 @@ function request()
   end
   local payload = nil
   if body ~= "" then
-    payload = string.gsub(body, "{n}", tostring(thread_id) .. "-" .. tostring(counter) .. "-" .. tostring(math.random(1e9)))
+    local unique = tostring(thread_id) .. "-" .. tostring(counter) .. "-" .. tostring(math.random(1e9))
+    payload = string.gsub(string.gsub(body, "{n}", unique), "{u}", tostring(counter % users))
   end
   return wrk.format(verb, path, headers, payload)
 end

@@ -143,16 +143,10 @@ class Mesh:
             redis_server = EmbeddedRedis(state / "redis")
             self._embedded.append(redis_server)
             redis_url = redis_server.start()
-        self.env = {
-            **os.environ,
-            "CONDUIT_STATE_DIR": str(state),
-            "CONDUIT_DATABASE_URL": database_url,
-            "CONDUIT_REDIS_URL": redis_url,
-            "CONDUIT_KEY_ENCRYPTION_KEY": self.settings.key_encryption_key.get_secret_value(),
-            "CONDUIT_INTERNAL_TOKEN": self.settings.internal_token.get_secret_value(),
-            "CONDUIT_HOST": self.settings.host,
-            **{f"CONDUIT_{name.upper()}_PORT": str(self.settings.port_of(name)) for name in SERVICES},
-        }
+        # Children get every setting of this process (local secrets included) through the
+        # environment, with the database and Redis this supervisor started.
+        self.env = {**os.environ, **self.settings.as_environment(), "CONDUIT_STATE_DIR": str(state),
+                    "CONDUIT_DATABASE_URL": database_url, "CONDUIT_REDIS_URL": redis_url}
         # users first: the others fetch its JWKS.
         for name in self.services:
             self._spawn(name, [sys.executable, "-m", "conduit_server", "serve", name])

@@ -15,11 +15,13 @@ class RealtimeConfig:
     # An idle stream gets a heartbeat this often.
     heartbeat_seconds: float = 15.0
     # Events queued for one stream before it counts as too slow and is ended (RESOURCE_EXHAUSTED).
-    max_queued_per_watcher: int = 256
+    # A queued event costs ~100 bytes per stream (the serialized message is shared by all streams);
+    # at least 4 reads' worth, so that one burst read at once does not cut off healthy streams.
+    max_queued_per_watcher: int = 1_000
     # Open streams per process; more are refused with RESOURCE_EXHAUSTED (memory stays bounded).
     max_watchers: int = 20_000
     # Entries per XREAD of the reader, and per XRANGE page of a resume.
-    read_count: int = 500
+    read_count: int = 200
     # How long one XREAD waits for new entries.
     read_block_ms: int = 5_000
     # Event ids remembered to drop the relay's re-publications (it publishes at least once).
@@ -36,3 +38,10 @@ class RealtimeConfig:
     follow_refresh_seconds: float = 300.0
     # The hub logs its counters this often (0 = never).
     metrics_log_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_queued_per_watcher < 4 * self.read_count:
+            raise ValueError("max_queued_per_watcher must be at least 4 × read_count: a read is fanned out "
+                             "at once, and a burst must not cut off streams that keep up")
+        if self.heartbeat_seconds <= 0 or self.read_count < 1 or self.dedupe_window < 1:
+            raise ValueError("heartbeat_seconds, read_count and dedupe_window must be positive")

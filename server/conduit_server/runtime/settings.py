@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     # Shared secret proving a caller is a service of the mesh (ACCESS_INTERNAL).
     internal_token: SecretStr = SecretStr("")
 
+    # Registration attempts per client IP per hour, and login attempts per client IP per
+    # 15 minutes (failed logins per account and IP stay at 10 per 15 minutes).
+    registrations_per_ip_per_hour: int = Field(default=20, ge=1)
+    logins_per_ip_per_quarter_hour: int = Field(default=100, ge=1)
+
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
@@ -67,6 +73,19 @@ class Settings(BaseSettings):
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
+
+    def as_environment(self) -> dict[str, str]:
+        """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""
+        environment: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, list | dict):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            environment[f"CONDUIT_{name.upper()}"] = text
+        return environment
 
     def port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_port, "articles": self.articles_port,

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.ratelimit import RateLimiter
+from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
@@ -82,7 +82,11 @@ class UsersApp:
 
     @classmethod
     def from_resources(cls, resources: Resources) -> UsersApp:
-        return cls(resources.settings, resources.database(models.SCHEMA), resources.redis)
+        settings = resources.settings
+        limits = RateLimits(
+            login_per_ip=Limit("login-ip", settings.logins_per_ip_per_quarter_hour, 15 * 60),
+            registration_per_ip=Limit("register-ip", settings.registrations_per_ip_per_hour, 60 * 60))
+        return cls(settings, resources.database(models.SCHEMA), resources.redis, rate_limits=limits)
 
     @property
     def verifier(self) -> AccessTokenVerifier:

@@ -1,0 +1,56 @@
+"""`make profile`: a flame graph of one service under the bench load (py-spy), so hot spots are
+found, not guessed. Writes bench/results/profile-<service>.svg."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+from bench.load import run_wrk
+from bench.run import RESULTS
+from bench.seed import SeedSize, seed
+from conduit_server.mesh import Mesh
+from conduit_server.runtime.settings import SERVICES, Settings
+
+LOADS = {  # what to drive while recording each service
+    "articles": ["/api/articles?limit=20&offset=0", "/api/articles?limit=20&offset=40", "/api/tags"],
+    "users": ["/api/profiles/bench1", "/api/profiles/bench2"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("service", nargs="?", default="articles", choices=SERVICES)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--state-dir", type=Path, default=Path(".state-profile"))
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("py-spy is required: pip install py-spy (`make profile` installs it)")
+    shutil.rmtree(args.state_dir, ignore_errors=True)
+    settings = Settings(state_dir=args.state_dir, log_level="WARNING", registrations_per_ip_per_hour=1_000_000)
+    mesh = Mesh(settings, log_dir=args.state_dir / "logs")
+    mesh.start()
+    try:
+        asyncio.run(seed(f"localhost:{settings.gateway_tls_port}", str(args.state_dir.resolve() / "tls/ca.pem"),
+                         mesh.env, SeedSize(users=100, articles=2000, favorites=500, comments=500)))
+        out = RESULTS / f"profile-{args.service}.svg"
+        RESULTS.mkdir(exist_ok=True)
+        base = f"https://localhost:{settings.gateway_tls_port}"
+        load = threading.Thread(target=run_wrk, args=(base,), kwargs={
+            "paths": LOADS.get(args.service, ["/api/ping"]), "seconds": args.seconds + 2})
+        load.start()
+        subprocess.run([py_spy, "record", "--pid", str(mesh.processes[args.service].pid), "--duration",  # noqa: S603
+                        str(int(args.seconds)), "--output", str(out), "--nonblocking"], check=True)
+        load.join()
+        print(f"flame graph: {out}")
+    finally:
+        mesh.stop()
+
+
+if __name__ == "__main__":
+    main()
