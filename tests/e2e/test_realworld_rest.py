@@ -77,7 +77,7 @@ def _new_user(api: RealWorldClient, name: str) -> tuple[str, str]:
 
 def test_every_realworld_operation_answers_as_documented(client: RealWorldClient) -> None:
     suffix = uuid.uuid4().hex[:8]
-    jake, jake_email = _new_user(client, f"jake{suffix}")
+    _, jake_email = _new_user(client, f"jake{suffix}")
     anne, _ = _new_user(client, f"anne{suffix}")
     token = client.call("Login", json={"user": {"email": jake_email, "password": "secret-pw-1"}})["user"]["token"]
     assert client.call("GetCurrentUser", token=token)["user"]["username"] == f"jake{suffix}"

@@ -13,6 +13,7 @@ import grpc
 import httpx
 import psutil
 import pytest
+
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 
 from .conftest import conduit_run, mesh_ports

@@ -353,3 +353,13 @@ async def test_concurrent_unknown_kids_share_one_fetch(f: Fixture) -> None:
     results = await asyncio.gather(*(f.verifier.verify(token) for token in forged), return_exceptions=True)
     assert all(isinstance(result, Unauthenticated) for result in results)
     assert f.cache.fetch_count == 2
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(f: Fixture) -> None:
+    token = f.mint()
+    first = await f.verifier.verify(token)
+    fetches = f.cache.fetch_count
+    assert await f.verifier.verify(token) is first  # served from the verified-token cache
+    assert f.cache.fetch_count == fetches
+    f.clock.advance(TTL + 31)  # past expiry and the 30 s leeway
+    await assert_rejected(f, token, "expired")

@@ -41,7 +41,7 @@ class RealtimeConfig:
 
     def __post_init__(self) -> None:
         if self.max_queued_per_watcher < 4 * self.read_count:
-            raise ValueError("max_queued_per_watcher must be at least 4 × read_count: a read is fanned out "
+            raise ValueError("max_queued_per_watcher must be at least 4 x read_count: a read is fanned out "
                              "at once, and a burst must not cut off streams that keep up")
         if self.heartbeat_seconds <= 0 or self.read_count < 1 or self.dedupe_window < 1:
             raise ValueError("heartbeat_seconds, read_count and dedupe_window must be positive")

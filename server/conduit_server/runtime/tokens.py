@@ -30,6 +30,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -254,16 +255,34 @@ class AccessTokenVerifier:
     """Verifies access tokens against a JWKS cache and turns them into a `Principal`."""
 
     def __init__(self, keys: JwksCache, issuer: str, audience: str, *, leeway_seconds: float = 30.0,
-                 max_lifetime_seconds: int = 86400, clock: Callable[[], float] = time.time) -> None:
+                 max_lifetime_seconds: int = 86400, clock: Callable[[], float] = time.time,
+                 cache_size: int = 4096) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
         self._clock = clock
+        # A client sends the same token on every call: remember verified tokens until they expire,
+        # so the signature check (the costly part) runs once per token, not once per request.
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid access token; `Unauthenticated` for anything else."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at.timestamp() + self._leeway > self._clock():
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
+        principal = await self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise _reject("malformed access token")
         try:
