@@ -1,0 +1,90 @@
+"""Pagers over limit/offset lists: items lazily across pages, or whole pages with `.pages()`.
+
+A pager fetches nothing until iterated, then one page at a time. It stops at a
+short page or once the offset reaches the total the server reports. Each
+iteration starts again from the first page. Offsets are positions, so rows
+inserted or deleted while paging can shift items between pages (a duplicate
+or a miss at the boundary): re-list, or watch for changes, when that matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Generic, TypeVar
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+#: The largest page the services serve.
+MAX_PAGE_SIZE = 100
+
+
+def check_page(page_size: int, offset: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+
+
+class _Paging(Generic[P, T]):
+    def __init__(self, items: Callable[[P], Sequence[T]], total: Callable[[P], int], *,
+                 page_size: int, offset: int) -> None:
+        check_page(page_size, offset)
+        self._items = items
+        self._total_of = total
+        self.page_size = page_size
+        self.offset = offset
+        self.total: int | None = None
+        """The total the server reported with the last page fetched; None before the first."""
+
+    def _next_offset(self, page: P, offset: int) -> int | None:
+        """The offset of the page after `page`, or None when `page` was the last."""
+        count = len(self._items(page))
+        self.total = self._total_of(page)
+        offset += count
+        if count < self.page_size or offset >= self.total:
+            return None
+        return offset
+
+
+class Pager(_Paging[P, T]):
+    """Iterate the items of a list call across pages; `pages()` yields the page responses."""
+
+    def __init__(self, fetch: Callable[[int, int], P], items: Callable[[P], Sequence[T]],
+                 total: Callable[[P], int], *, page_size: int, offset: int = 0) -> None:
+        super().__init__(items, total, page_size=page_size, offset=offset)
+        self._fetch = fetch
+
+    def pages(self) -> Iterator[P]:
+        """Each page response (e.g. `ListArticlesResponse`), fetched when reached."""
+        offset: int | None = self.offset
+        while offset is not None:
+            page = self._fetch(offset, self.page_size)
+            yield page
+            offset = self._next_offset(page, offset)
+
+    def __iter__(self) -> Iterator[T]:
+        for page in self.pages():
+            yield from self._items(page)
+
+
+class AsyncPager(_Paging[P, T]):
+    """`async for` over the items of a list call across pages; `pages()` yields the page responses."""
+
+    def __init__(self, fetch: Callable[[int, int], Awaitable[P]], items: Callable[[P], Sequence[T]],
+                 total: Callable[[P], int], *, page_size: int, offset: int = 0) -> None:
+        super().__init__(items, total, page_size=page_size, offset=offset)
+        self._fetch = fetch
+
+    async def pages(self) -> AsyncIterator[P]:
+        """Each page response (e.g. `ListArticlesResponse`), fetched when reached."""
+        offset: int | None = self.offset
+        while offset is not None:
+            page = await self._fetch(offset, self.page_size)
+            yield page
+            offset = self._next_offset(page, offset)
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        async for page in self.pages():
+            for item in self._items(page):
+                yield item

@@ -1,0 +1,278 @@
+"""The resources of the blocking client: one class per service, thin over the transport.
+
+Methods take plain keyword arguments and return the generated protobuf
+messages (`users_pb2.User`, `articles_pb2.Article`, ...), unwrapped from their
+one-field response envelopes. Every call has a deadline (the client's
+`timeout`, or `timeout=` per call); idempotent reads retry on UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+
+import grpc
+
+from conduit.articles.v1 import articles_pb2 as a
+from conduit.client import _methods as m
+from conduit.client import _requests as build
+from conduit.client._pagers import Pager, check_page
+from conduit.client._transport import Transport
+from conduit.client._watch import MAX_RECONNECTS, Watch
+from conduit.realtime.v1 import realtime_pb2 as r
+from conduit.search.v1 import search_pb2 as s
+from conduit.users.v1 import users_pb2 as u
+
+#: The page size of list calls when none is given (the services' default too).
+DEFAULT_PAGE_SIZE = 20
+
+
+class Users:
+    """Accounts: registration, login and the current user (`UsersService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def register(self, *, username: str, email: str, password: str, timeout: float | None = None) -> u.User:
+        """Registers a new account and returns it with an access token (`user.token`)."""
+        request = u.CreateUserRequest(user=u.NewUser(username=username, email=email, password=password))
+        return self._t.unary(m.CREATE_USER, request, timeout=timeout).user
+
+    def login(self, *, email: str, password: str, timeout: float | None = None) -> u.User:
+        """Exchanges email and password for the account and an access token.
+
+        To keep a session that renews itself, connect with `PasswordCredentials` instead.
+        """
+        request = u.LoginRequest(user=u.LoginUser(email=email, password=password))
+        return self._t.unary(m.LOGIN, request, timeout=timeout).user
+
+    def me(self, *, timeout: float | None = None) -> u.User:
+        """Returns the account of the caller with a fresh access token."""
+        return self._t.unary(m.GET_CURRENT_USER, u.GetCurrentUserRequest(), timeout=timeout).user
+
+    def update(self, *, email: str | None = None, username: str | None = None, password: str | None = None,
+               bio: str | None = None, image: str | None = None, timeout: float | None = None) -> u.User:
+        """Changes fields of the caller's account; fields not given are left unchanged."""
+        request = build.update_user(email=email, username=username, password=password, bio=bio, image=image)
+        return self._t.unary(m.UPDATE_CURRENT_USER, request, timeout=timeout).user
+
+
+class Profiles:
+    """Profiles and follows (`ProfilesService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def get(self, username: str, *, timeout: float | None = None) -> u.Profile:
+        """Returns a profile, with `following` as seen by the caller."""
+        return self._t.unary(m.GET_PROFILE, u.GetProfileRequest(username=username), timeout=timeout).profile
+
+    def follow(self, username: str, *, timeout: float | None = None) -> u.Profile:
+        """Makes the caller follow a user; following twice is not an error."""
+        request = u.FollowProfileRequest(username=username)
+        return self._t.unary(m.FOLLOW_PROFILE, request, timeout=timeout).profile
+
+    def unfollow(self, username: str, *, timeout: float | None = None) -> u.Profile:
+        """Makes the caller stop following a user; unfollowing twice is not an error."""
+        request = u.UnfollowProfileRequest(username=username)
+        return self._t.unary(m.UNFOLLOW_PROFILE, request, timeout=timeout).profile
+
+
+class Articles:
+    """Articles, favorites, the feed and live watches (`ArticlesService`, `RealtimeService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def list(self, *, tag: str | None = None, author: str | None = None, favorited: str | None = None,
+             page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
+             timeout: float | None = None) -> Pager[a.ListArticlesResponse, a.ArticleSummary]:
+        """Lists articles newest first, filtered by tag, author or favoriting user.
+
+        Returns a pager: iterate it for every article (pages are fetched as
+        needed), or call `.pages()` for the page responses with `articles_count`.
+        `timeout` applies to each page.
+        """
+        check_page(page_size, offset)
+
+        def fetch(at: int, limit: int) -> a.ListArticlesResponse:
+            request = build.list_articles(tag=tag, author=author, favorited=favorited, limit=limit, offset=at)
+            return self._t.unary(m.LIST_ARTICLES, request, timeout=timeout)
+
+        return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
+                     page_size=page_size, offset=offset)
+
+    def feed(self, *, page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
+             timeout: float | None = None) -> Pager[a.ListFeedArticlesResponse, a.ArticleSummary]:
+        """Lists articles by the authors the caller follows, newest first (a pager)."""
+        check_page(page_size, offset)
+
+        def fetch(at: int, limit: int) -> a.ListFeedArticlesResponse:
+            request = a.ListFeedArticlesRequest(limit=limit, offset=at)
+            return self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout)
+
+        return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
+                     page_size=page_size, offset=offset)
+
+    def get(self, slug: str, *, timeout: float | None = None) -> a.Article:
+        """Returns one article by slug."""
+        return self._t.unary(m.GET_ARTICLE, a.GetArticleRequest(slug=slug), timeout=timeout).article
+
+    def create(self, *, title: str, description: str, body: str, tags: Iterable[str] = (),
+               timeout: float | None = None) -> a.Article:
+        """Publishes an article by the caller; its slug is made from the title."""
+        request = build.create_article(title=title, description=description, body=body, tags=tags)
+        return self._t.unary(m.CREATE_ARTICLE, request, timeout=timeout).article
+
+    def update(self, slug: str, *, title: str | None = None, description: str | None = None,
+               body: str | None = None, timeout: float | None = None) -> a.Article:
+        """Changes an article; only its author may. A new title makes a new slug."""
+        request = build.update_article(slug, title=title, description=description, body=body)
+        return self._t.unary(m.UPDATE_ARTICLE, request, timeout=timeout).article
+
+    def delete(self, slug: str, *, timeout: float | None = None) -> None:
+        """Deletes an article; its author, a moderator or an admin may."""
+        self._t.unary(m.DELETE_ARTICLE, a.DeleteArticleRequest(slug=slug), timeout=timeout)
+
+    def favorite(self, slug: str, *, timeout: float | None = None) -> a.Article:
+        """Marks an article as a favorite of the caller; repeating it is not an error."""
+        return self._t.unary(m.FAVORITE_ARTICLE, a.FavoriteArticleRequest(slug=slug), timeout=timeout).article
+
+    def unfavorite(self, slug: str, *, timeout: float | None = None) -> a.Article:
+        """Removes an article from the caller's favorites; repeating it is not an error."""
+        request = a.UnfavoriteArticleRequest(slug=slug)
+        return self._t.unary(m.UNFAVORITE_ARTICLE, request, timeout=timeout).article
+
+    def import_articles(self, articles: Iterable[a.RawArticle], *,
+                        timeout: float | None = None) -> a.ImportArticlesResponse:
+        """Imports many raw articles in one client stream (admins, or the `articles.import` scope).
+
+        Each item is validated on its own: a bad item is reported in `rejected`
+        and never aborts the others. Never retried.
+        """
+        requests = (a.ImportArticlesRequest(article=article) for article in articles)
+        return self._t.client_stream(m.IMPORT_ARTICLES, requests, timeout=timeout)
+
+    def watch(self, slug: str, *, resume_token: str | None = None, include_heartbeats: bool = False,
+              max_reconnects: int = MAX_RECONNECTS) -> Watch:
+        """One article's edits, deletion, comments and favorite count, as they happen.
+
+        Starts with new events, or after `resume_token`. Reconnects by itself;
+        raises `StreamExpired` when the token is too old. Close it to stop.
+        """
+        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticleResponse]:
+            request = r.WatchArticleRequest(slug=slug, resume_token=token)
+            return self._t.server_stream(m.WATCH_ARTICLE, request)
+
+        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
+                     policy=self._t.retry, max_reconnects=max_reconnects)
+
+    def watch_all(self, *, tag: str | None = None, author: str | None = None, resume_token: str | None = None,
+                  include_heartbeats: bool = False,
+                  max_reconnects: int = MAX_RECONNECTS) -> Watch:
+        """The public stream of new articles, optionally filtered by tag or author."""
+        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticlesResponse]:
+            request = r.WatchArticlesRequest(tag=tag or "", author=author or "", resume_token=token)
+            return self._t.server_stream(m.WATCH_ARTICLES, request)
+
+        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
+                     policy=self._t.retry, max_reconnects=max_reconnects)
+
+    def watch_feed(self, *, resume_token: str | None = None, include_heartbeats: bool = False,
+                   max_reconnects: int = MAX_RECONNECTS) -> Watch:
+        """New articles by the authors the caller follows (needs a signed-in client)."""
+        def open_stream(token: str) -> grpc.CallIterator[r.WatchFeedResponse]:
+            return self._t.server_stream(m.WATCH_FEED, r.WatchFeedRequest(resume_token=token))
+
+        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
+                     policy=self._t.retry, max_reconnects=max_reconnects)
+
+
+class Comments:
+    """Comments on articles (`CommentsService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def list(self, slug: str, *, timeout: float | None = None) -> builtins.list[a.Comment]:
+        """Lists the comments of an article, oldest first."""
+        request = a.ListCommentsRequest(slug=slug)
+        return list(self._t.unary(m.LIST_COMMENTS, request, timeout=timeout).comments)
+
+    def add(self, slug: str, *, body: str, timeout: float | None = None) -> a.Comment:
+        """Adds a comment by the caller to an article."""
+        request = a.CreateCommentRequest(slug=slug, comment=a.NewComment(body=body))
+        return self._t.unary(m.CREATE_COMMENT, request, timeout=timeout).comment
+
+    def delete(self, slug: str, comment_id: int, *, timeout: float | None = None) -> None:
+        """Deletes a comment; its author, a moderator or an admin may."""
+        self._t.unary(m.DELETE_COMMENT, a.DeleteCommentRequest(slug=slug, id=comment_id), timeout=timeout)
+
+
+class Tags:
+    """Tags (`TagsService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def list(self, *, timeout: float | None = None) -> builtins.list[str]:
+        """Lists every tag in use, most used first."""
+        return list(self._t.unary(m.LIST_TAGS, a.ListTagsRequest(), timeout=timeout).tags)
+
+
+class Search:
+    """Full-text search over published articles (`SearchService`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def articles(self, query: str, *, tag: str | None = None, author: str | None = None,
+                 page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
+                 timeout: float | None = None) -> Pager[s.SearchArticlesResponse, s.SearchHit]:
+        """Finds articles whose title, description, body or tags match `query`, best first (a pager).
+
+        `query` takes web-search syntax: quotes, `-`, `or`.
+        """
+        check_page(page_size, offset)
+
+        def fetch(at: int, limit: int) -> s.SearchArticlesResponse:
+            request = build.search_articles(query, tag=tag, author=author, limit=limit, offset=at)
+            return self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout)
+
+        return Pager(fetch, lambda page: page.hits, lambda page: page.hits_count,
+                     page_size=page_size, offset=offset)
+
+
+class Auth:
+    """Token life cycle (`AuthService`). Clients made with credentials call these for you."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def create_session(self, *, email: str, password: str,
+                       timeout: float | None = None) -> u.CreateSessionResponse:
+        """Logs in and returns the account, an access token and an opaque refresh token."""
+        request = u.CreateSessionRequest(user=u.LoginUser(email=email, password=password))
+        return self._t.unary(m.CREATE_SESSION, request, timeout=timeout)
+
+    def refresh_session(self, refresh_token: str, *, timeout: float | None = None) -> u.Session:
+        """Exchanges a refresh token for new tokens; the presented one is spent.
+
+        Presenting a spent token again revokes its whole family (`Unauthenticated`).
+        """
+        request = u.RefreshSessionRequest(refresh_token=refresh_token)
+        return self._t.unary(m.REFRESH_SESSION, request, timeout=timeout).session
+
+    def revoke_session(self, refresh_token: str, *, timeout: float | None = None) -> None:
+        """Logs out: revokes the refresh token and every token of its family."""
+        self._t.unary(m.REVOKE_SESSION, u.RevokeSessionRequest(refresh_token=refresh_token), timeout=timeout)
+
+    def create_oauth_token(self, *, client_id: str, client_secret: str, scopes: Sequence[str] = (),
+                           timeout: float | None = None) -> u.CreateOAuthTokenResponse:
+        """OAuth2 client-credentials grant for a service account; empty `scopes` asks for all granted."""
+        request = build.oauth_token(client_id=client_id, client_secret=client_secret, scopes=scopes)
+        return self._t.unary(m.CREATE_OAUTH_TOKEN, request, timeout=timeout)
+
+    def jwks(self, *, timeout: float | None = None) -> list[u.Jwk]:
+        """The public keys that verify access tokens (a JSON Web Key Set)."""
+        return list(self._t.unary(m.GET_JWKS, u.GetJwksRequest(), timeout=timeout).keys)

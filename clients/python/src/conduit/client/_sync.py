@@ -1,0 +1,156 @@
+"""`Conduit`: the blocking client. Its resources live in `_resources`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from conduit.articles.v1 import articles_pb2 as a
+from conduit.client import _methods as m
+from conduit.client._auth import Credentials, SessionAuth, StaticToken, SyncTokenSource
+from conduit.client._channel import ChannelOptions, sync_channel
+from conduit.client._resources import Articles, Auth, Comments, Profiles, Search, Tags, Users
+from conduit.client._retry import RetryPolicy
+from conduit.client._transport import Transport
+
+#: The deadline of a call when neither the client nor the call sets one, in seconds.
+DEFAULT_TIMEOUT = 10.0
+
+
+class Conduit:
+    """A blocking Conduit client. Make one with `Conduit.connect` (or `from_channel`); close it when done.
+
+    ```python
+    with Conduit.connect("localhost:8443", credentials=PasswordCredentials(email, password)) as conduit:
+        for article in conduit.articles.list(tag="grpc"):
+            print(article.title)
+    ```
+
+    Thread-safe: share one client between threads.
+    """
+
+    users: Users
+    profiles: Profiles
+    articles: Articles
+    comments: Comments
+    tags: Tags
+    search: Search
+    auth: Auth
+
+    def __init__(self, transport: Transport, *, owns_channel: bool,
+                 session: SessionAuth | None = None) -> None:
+        """Prefer `connect` or `from_channel`."""
+        self._transport = transport
+        self._owns_channel = owns_channel
+        self._session = session
+        self.users = Users(transport)
+        self.profiles = Profiles(transport)
+        self.articles = Articles(transport)
+        self.comments = Comments(transport)
+        self.tags = Tags(transport)
+        self.search = Search(transport)
+        self.auth = Auth(transport)
+
+    @classmethod
+    def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
+                token: str | None = None, credentials: Credentials | None = None,
+                timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[grpc.Interceptor] = (),
+                retry: RetryPolicy | None = None, options: ChannelOptions = ()) -> Self:
+        """Open a channel to `target` (`host:port`, e.g. Envoy's `localhost:8443`).
+
+        - `tls`: on by default; `ca_file` (or `$CONDUIT_CA_FILE`) names the CA to
+          trust, e.g. the local CA that `make run` prints; `tls=False` is plaintext.
+        - `token`: a fixed access token; `credentials`: `PasswordCredentials` or
+          `ClientCredentials`, signed in now (bad credentials raise here) and
+          renewed before expiry.
+        - `timeout`: the default deadline of each call, in seconds.
+        - `interceptors`: `grpc` client interceptors, outermost first.
+        - `retry`: the backoff of idempotent calls and of watch reconnects.
+        - `options`: extra `grpc` channel options.
+        """
+        channel = sync_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
+        try:
+            client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
+                               owns_channel=True)
+            if client._session is not None:
+                client._session.token()
+        except BaseException:
+            channel.close()
+            raise
+        return client
+
+    @classmethod
+    def from_channel(cls, channel: grpc.Channel, *, token: str | None = None,
+                     credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
+                     retry: RetryPolicy | None = None) -> Self:
+        """A client over a channel you made (an in-process server's, or one with custom credentials).
+
+        The channel stays yours: `close()` leaves it open. Credentials sign in at the first call.
+        """
+        return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
+                         owns_channel=False)
+
+    @classmethod
+    def _make(cls, channel: grpc.Channel, *, token: str | None, credentials: Credentials | None,
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool) -> Self:
+        base = Transport(channel, timeout=timeout, retry=retry or RetryPolicy())
+        auth, session = _auth_for(base, token=token, credentials=credentials)
+        return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
+
+    def with_auth(self, *, token: str | None = None, credentials: Credentials | None = None) -> Conduit:
+        """A client on the same channel with other credentials (signed in now).
+
+        Closing it leaves the channel open; close the client that opened it.
+        """
+        anonymous = self._transport.with_auth(None)
+        auth, session = _auth_for(anonymous, token=token, credentials=credentials)
+        client = Conduit(anonymous.with_auth(auth), owns_channel=False, session=session)
+        if session is not None:
+            session.token()
+        return client
+
+    def ping(self, *, timeout: float | None = None) -> timestamp_pb2.Timestamp:
+        """The cheapest call through the whole path; returns the server's clock."""
+        return self._transport.unary(m.PING, a.PingRequest(), timeout=timeout).server_time
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying channel, for the generated stubs (pair it with `call_metadata()`)."""
+        return self._transport.channel
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata this client sends (the `authorization` header), renewed if due."""
+        return self._transport.metadata()
+
+    def sign_out(self) -> None:
+        """Revoke the refresh token of a password session; the next call signs in again."""
+        if self._session is not None:
+            self._session.sign_out()
+
+    def close(self) -> None:
+        """Close the channel if this client opened it; open watches end."""
+        if self._owns_channel:
+            self._transport.channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _auth_for(transport: Transport, *, token: str | None,
+              credentials: Credentials | None) -> tuple[SyncTokenSource | None, SessionAuth | None]:
+    if token is not None and credentials is not None:
+        raise ValueError("pass token or credentials, not both")
+    if credentials is not None:
+        session = SessionAuth(credentials, lambda method, request: transport.unary(
+            method, request, authenticate=False))
+        return session, session
+    return (StaticToken(token) if token is not None else None), None

@@ -1,0 +1,236 @@
+"""Tokens: sent as Bearer metadata, renewed before expiry (once, however many callers), refusals surface."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import pytest
+
+from conduit.articles.v1 import articles_pb2_grpc
+from conduit.client import (
+    AsyncConduit,
+    ClientCredentials,
+    Conduit,
+    PasswordCredentials,
+    Unauthenticated,
+)
+from conduit.client.testing import InProcessServer
+from conduit.users.v1 import users_pb2_grpc
+from tests.sdk.conftest import Serve
+from tests.sdk.support import UNAVAILABLE, FakeAuth, GuardedTags, ScriptedTags
+
+GOOD = PasswordCredentials("jake@example.com", "correct-horse")
+STALE_AFTER = 0.85  # a 1 s token is renewed once less than 20% of it is left
+
+
+def _mesh(serve: Serve, auth: FakeAuth) -> tuple[InProcessServer, GuardedTags]:
+    tags = GuardedTags(auth)
+    server = serve((users_pb2_grpc.add_AuthServiceServicer_to_server, auth),
+                   (articles_pb2_grpc.add_TagsServiceServicer_to_server, tags))
+    return server, tags
+
+
+def test_a_static_token_travels_as_bearer_metadata(serve: Serve) -> None:
+    tags = ScriptedTags()
+    server = serve((articles_pb2_grpc.add_TagsServiceServicer_to_server, tags))
+    with Conduit.connect(server.target, tls=False, token="jwt-123") as conduit:
+        conduit.tags.list()
+        assert conduit.call_metadata() == (("authorization", "Bearer jwt-123"),)
+    with Conduit.connect(server.target, tls=False) as anonymous:
+        anonymous.tags.list()
+    assert tags.authorization == ["Bearer jwt-123", ""]
+
+
+def test_password_credentials_sign_in_at_connect_and_authenticate_calls(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=60)
+    server, tags = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        assert auth.sessions_created == 1
+        assert conduit.tags.list() == ["ok"]
+        assert conduit.tags.list() == ["ok"]
+    assert tags.tokens == ["Bearer access-1", "Bearer access-1"]
+    assert auth.refreshes == 0
+
+
+def test_wrong_credentials_fail_at_connect(serve: Serve) -> None:
+    server, _ = _mesh(serve, FakeAuth(lifetime=60))
+    with pytest.raises(Unauthenticated) as raised:
+        Conduit.connect(server.target, tls=False, credentials=PasswordCredentials("jake@example.com", "nope"))
+    assert raised.value.reason == "INVALID_CREDENTIALS"
+
+
+def test_tokens_are_refreshed_before_they_expire_so_no_call_fails(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1)
+    server, tags = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        deadline = time.monotonic() + 2.6
+        while time.monotonic() < deadline:
+            assert conduit.tags.list() == ["ok"]
+            time.sleep(0.05)
+    assert auth.rejected == []
+    assert auth.sessions_created == 1
+    assert auth.refreshes >= 2
+    assert len(set(tags.tokens)) == auth.refreshes + 1
+
+
+def test_concurrent_calls_share_a_single_refresh(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1, latency=0.2)
+    server, tags = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        time.sleep(STALE_AFTER)
+        start = threading.Barrier(16)
+        failures: list[BaseException] = []
+
+        def call() -> None:
+            start.wait()
+            try:
+                conduit.tags.list()
+            except BaseException as error:  # noqa: BLE001 - collected and asserted below
+                failures.append(error)
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert auth.refreshes == 1
+    assert set(tags.tokens) == {"Bearer access-2"}
+    assert auth.rejected == []
+
+
+def test_a_revoked_refresh_token_surfaces_unauthenticated(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1)
+    server, tags = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        auth.revoke_all()  # e.g. a logout elsewhere, or reuse of a spent token revoked the family
+        time.sleep(STALE_AFTER)
+        with pytest.raises(Unauthenticated) as raised:
+            conduit.tags.list()
+    assert raised.value.reason == "REFRESH_TOKEN_REVOKED"
+    assert auth.sessions_created == 1  # no silent new login with the password
+    assert tags.calls == 0
+
+
+def test_a_transient_refresh_failure_keeps_using_the_still_valid_token(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=2)
+    auth.refresh_failures.append(UNAVAILABLE)
+    server, tags = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        time.sleep(1.65)  # stale (less than 20% left) but not expired
+        assert conduit.tags.list() == ["ok"]
+        assert conduit.tags.list() == ["ok"]
+    assert tags.tokens == ["Bearer access-1", "Bearer access-2"]
+    assert auth.refreshes == 2
+    assert auth.rejected == []
+
+
+def test_an_expired_refresh_token_leads_to_a_new_login(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=2, refresh_lifetime=1)
+    server, _ = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        time.sleep(1.65)
+        assert conduit.tags.list() == ["ok"]
+    assert (auth.sessions_created, auth.refreshes) == (2, 0)
+
+
+def test_sign_out_revokes_the_session(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=60)
+    server, _ = _mesh(serve, auth)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        conduit.sign_out()
+        assert auth.revocations == 1
+        assert conduit.tags.list() == ["ok"]  # the next call signs in again
+    assert auth.sessions_created == 2
+
+
+def test_client_credentials_fetch_a_token_with_scopes_and_renew_it(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1)
+    server, tags = _mesh(serve, auth)
+    credentials = ClientCredentials("svc-1", "s3cret", scopes=["articles.import", "search"])
+    with Conduit.connect(server.target, tls=False, credentials=credentials) as conduit:
+        assert auth.oauth_tokens == 1
+        conduit.tags.list()
+        time.sleep(STALE_AFTER)
+        conduit.tags.list()
+    assert auth.oauth_tokens == 2
+    assert auth.scopes == ["articles.import search"] * 2
+    assert tags.tokens == ["Bearer access-1", "Bearer access-2"]
+    assert auth.rejected == []
+
+
+def test_wrong_client_credentials_fail_with_the_oauth_error(serve: Serve) -> None:
+    server, _ = _mesh(serve, FakeAuth(lifetime=60))
+    with pytest.raises(Unauthenticated) as raised:
+        Conduit.connect(server.target, tls=False, credentials=ClientCredentials("svc-1", "wrong"))
+    assert (raised.value.reason, raised.value.domain) == ("invalid_client", "oauth2")
+
+
+def test_with_auth_shares_the_channel_and_from_channel_signs_in_lazily(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=60)
+    server, tags = _mesh(serve, auth)
+    channel = grpc.insecure_channel(server.target)
+    anonymous = Conduit.from_channel(channel, credentials=None)
+    signed_in = anonymous.with_auth(credentials=GOOD)
+    assert auth.sessions_created == 1
+    assert signed_in.channel is anonymous.channel
+    signed_in.tags.list()
+    signed_in.close()  # not the channel's owner
+    lazy = Conduit.from_channel(channel, credentials=GOOD)
+    assert auth.sessions_created == 1
+    lazy.tags.list()
+    assert auth.sessions_created == 2
+    lazy.close()
+    anonymous.close()
+    with pytest.raises(Unauthenticated):
+        anonymous.tags.list()  # the channel is still open: the server answered, anonymously
+    channel.close()
+    assert tags.tokens == ["Bearer access-1", "Bearer access-2", ""]
+
+
+def test_token_and_credentials_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        Conduit.from_channel(grpc.insecure_channel("127.0.0.1:1"), token="t", credentials=GOOD)
+
+
+async def test_the_async_client_refreshes_once_for_concurrent_calls(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1, latency=0.2)
+    server, tags = _mesh(serve, auth)
+    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        assert auth.sessions_created == 1
+        await asyncio.sleep(STALE_AFTER)
+        results = await asyncio.gather(*(conduit.tags.list() for _ in range(16)))
+    assert results == [["ok"]] * 16
+    assert auth.refreshes == 1
+    assert set(tags.tokens) == {"Bearer access-2"}
+    assert auth.rejected == []
+
+
+async def test_the_async_client_surfaces_a_revoked_refresh_token(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=1)
+    server, tags = _mesh(serve, auth)
+    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+        auth.revoke_all()
+        await asyncio.sleep(STALE_AFTER)
+        with pytest.raises(Unauthenticated):
+            await conduit.tags.list()
+    assert tags.calls == 0
+
+
+async def test_the_async_client_supports_client_credentials_and_sign_out(serve: Serve) -> None:
+    auth = FakeAuth(lifetime=60)
+    server, tags = _mesh(serve, auth)
+    async with await AsyncConduit.connect(server.target, tls=False,
+                                          credentials=ClientCredentials("svc-1", "s3cret")) as conduit:
+        assert await conduit.tags.list() == ["ok"]
+        assert await conduit.call_metadata() == (("authorization", "Bearer access-1"),)
+        password = await conduit.with_auth(credentials=GOOD)
+        await password.tags.list()
+        await password.sign_out()
+        await password.close()
+        assert await conduit.tags.list() == ["ok"]  # the shared channel is still open
+    assert (auth.oauth_tokens, auth.sessions_created, auth.revocations) == (1, 1, 1)
+    assert tags.tokens == ["Bearer access-1", "Bearer access-2", "Bearer access-1"]
