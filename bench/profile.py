@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -26,9 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("service", nargs="?", default="articles", choices=SERVICES)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--write", action="store_true", help="drive POST /api/articles instead of reads")
     parser.add_argument("--state-dir", type=Path, default=Path(".state-profile"))
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy")
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise SystemExit("py-spy is required: pip install py-spy (`make profile` installs it)")
     shutil.rmtree(args.state_dir, ignore_errors=True)
@@ -36,13 +38,16 @@ def main() -> None:
     mesh = Mesh(settings, log_dir=args.state_dir / "logs")
     mesh.start()
     try:
-        asyncio.run(seed(f"localhost:{settings.gateway_tls_port}", str(args.state_dir.resolve() / "tls/ca.pem"),
+        seeded = asyncio.run(seed(f"localhost:{settings.gateway_tls_port}", str(args.state_dir.resolve() / "tls/ca.pem"),
                          mesh.env, SeedSize(users=100, articles=2000, favorites=500, comments=500)))
-        out = RESULTS / f"profile-{args.service}.svg"
+        out = RESULTS / f"profile-{args.service}{'-write' if args.write else ''}.svg"
         RESULTS.mkdir(exist_ok=True)
         base = f"https://localhost:{settings.gateway_tls_port}"
-        load = threading.Thread(target=run_wrk, args=(base,), kwargs={
-            "paths": LOADS.get(args.service, ["/api/ping"]), "seconds": args.seconds + 2})
+        shape: dict[str, object] = {"paths": LOADS.get(args.service, ["/api/ping"])}
+        if args.write:
+            shape = {"paths": ["/api/articles"], "method": "POST", "token": seeded.tokens[0],
+                     "body": '{"article":{"title":"Profile {n}","description":"d","body":"b","tagList":["x"]}}'}
+        load = threading.Thread(target=run_wrk, args=(base,), kwargs={**shape, "seconds": args.seconds + 2})
         load.start()
         subprocess.run([py_spy, "record", "--pid", str(mesh.processes[args.service].pid), "--duration",  # noqa: S603
                         str(int(args.seconds)), "--output", str(out), "--nonblocking"], check=True)

@@ -149,8 +149,7 @@ class Mesh:
                     "CONDUIT_DATABASE_URL": database_url, "CONDUIT_REDIS_URL": redis_url}
         # users first: the others fetch its JWKS.
         for name in self.services:
-            self._spawn(name, [sys.executable, "-m", "conduit_server", "serve", name])
-            wait_serving(self.settings.address_of(name), process=self.processes[name])
+            self.start_service(name)
         if self.with_gateway:
             self._start_gateway(state)
 
@@ -160,8 +159,18 @@ class Mesh:
         config_path = state / "envoy.yaml"
         write_config(gateway_spec(self.settings, state), config_path)
         self._spawn("envoy", [envoy_binary(), "-c", str(config_path), "--log-level", "warn",
-                              "--disable-hot-restart", "--drain-time-s", "1"])
+                              "--disable-hot-restart", "--drain-time-s", "1",
+                              "--file-flush-interval-msec", "500"])
         wait_envoy_ready(self.settings.gateway_admin_port, self.processes["envoy"])
+
+    def start_service(self, name: ServiceName) -> None:
+        """Start one service process and wait until its health says SERVING."""
+        self._spawn(name, [sys.executable, "-m", "conduit_server", "serve", name])
+        wait_serving(self.settings.address_of(name), process=self.processes[name])
+
+    def stop_service(self, name: ServiceName) -> None:
+        """Stop one service gracefully (fault tests restart it with `start_service`)."""
+        self.stop_processes([name])
 
     def _spawn(self, name: str, command: list[str]) -> None:
         output = None
