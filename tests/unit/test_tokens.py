@@ -363,3 +363,14 @@ async def test_a_verified_token_is_remembered_until_it_expires(f: Fixture) -> No
     assert f.cache.fetch_count == fetches
     f.clock.advance(TTL + 31)  # past expiry and the 30 s leeway
     await assert_rejected(f, token, "expired")
+
+
+async def test_a_remembered_token_stops_verifying_once_its_key_is_retired(f: Fixture) -> None:
+    token = f.mint()
+    await f.verifier.verify(token)
+    f.keyring.rotate(f.clock.now)
+    f.clock.advance(TTL + 120)
+    f.keyring.retire_expired(f.clock.now)
+    await f.cache.refresh()
+    f.clock.now -= timedelta(seconds=TTL + 120)  # the token's own times are still fine
+    await assert_rejected(f, token)

@@ -71,7 +71,7 @@ async def test_admin_grants_and_revokes_roles_which_reach_the_next_token(users_s
     _, token = await users_server.register(name)
     assert (await users_server.app.verifier.verify(token)).roles == frozenset({"user"})
     async with users_server.app.database.read() as session:
-        rows = await session.execute(text("SELECT payload FROM outbox WHERE event_type = 'roles_changed'"))
+        rows = await session.execute(text("SELECT payload FROM outbox WHERE event_type = 'roles_changed' ORDER BY id"))
         changes = [events_pb2.UserEvent.FromString(bytes(row.payload)).roles_changed for row in rows]
     assert [list(change.roles) for change in changes if change.user_id == user_id] == [
         ["moderator", "user"], ["user"]]

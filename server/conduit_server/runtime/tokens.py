@@ -265,19 +265,21 @@ class AccessTokenVerifier:
         self._clock = clock
         # A client sends the same token on every call: remember verified tokens until they expire,
         # so the signature check (the costly part) runs once per token, not once per request.
-        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
         self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid access token; `Unauthenticated` for anything else."""
         known = self._verified.get(token)
         if known is not None:
-            if known.expires_at.timestamp() + self._leeway > self._clock():
+            principal, kid = known
+            # Still unexpired, and its key still published (a retired key un-verifies its tokens).
+            if principal.expires_at.timestamp() + self._leeway > self._clock() and kid in self._keys.kids:
                 self._verified.move_to_end(token)
-                return known
+                return principal
             del self._verified[token]
         principal = await self._verify(token)
-        self._verified[token] = principal
+        self._verified[token] = (principal, str(jwt.get_unverified_header(token)["kid"]))
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
         return principal
