@@ -38,8 +38,9 @@ def main() -> None:
     mesh = Mesh(settings, log_dir=args.state_dir / "logs")
     mesh.start()
     try:
-        seeded = asyncio.run(seed(f"localhost:{settings.gateway_tls_port}", str(args.state_dir.resolve() / "tls/ca.pem"),
-                         mesh.env, SeedSize(users=100, articles=2000, favorites=500, comments=500)))
+        ca_file = str(args.state_dir.resolve() / "tls" / "ca.pem")
+        size = SeedSize(users=100, articles=2000, favorites=500, comments=500)
+        seeded = asyncio.run(seed(f"localhost:{settings.gateway_tls_port}", ca_file, mesh.env, size))
         out = RESULTS / f"profile-{args.service}{'-write' if args.write else ''}.svg"
         RESULTS.mkdir(exist_ok=True)
         base = f"https://localhost:{settings.gateway_tls_port}"
