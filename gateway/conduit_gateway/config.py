@@ -7,7 +7,9 @@ listener (ALPN h2, http/1.1) and optionally a plain one:
 
 Everything per RPC comes from the descriptor set (see `conduit_gateway.descriptors`): the
 transcoded services, one route per public RPC (timeout, retries, success status), the JWT
-rule of each REST binding. Services whose RPCs are all ACCESS_INTERNAL get no route.
+rule of each REST binding, the JSON fields each REST body may carry (generated into the Lua
+filter, which refuses the others: `conduit_gateway.body_fields`). Services whose RPCs are
+all ACCESS_INTERNAL get no route.
 
 JWKS: production uses `remote_jwks`, fetched from the users service through the gateway
 itself: a dedicated listener on 127.0.0.1:`jwks_port` whose only route transcodes
@@ -28,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from conduit_gateway.body_fields import BodyAllowlist, body_allowlist
 from conduit_gateway.clusters import (
     UNROUTED_CLUSTER,
     Address,
@@ -40,7 +43,7 @@ from conduit_gateway.clusters import (
     unrouted_cluster,
     upstream_cluster,
 )
-from conduit_gateway.descriptors import MethodInfo, ServiceInfo, services_from_descriptors
+from conduit_gateway.descriptors import Contract, MethodInfo, ServiceInfo, services_from_descriptors
 from conduit_gateway.http_filters import (
     BUFFER_FILTER,
     CORS_FILTER,
@@ -102,10 +105,13 @@ def build_config(spec: GatewaySpec) -> Config:
         raise ValueError(f"no upstream for public services: {', '.join(missing)}")
     clusters = cluster_names(spec.upstreams, public)
     routes = _route_config(spec, public, clusters)
+    body_fields = body_allowlist(Contract.load(spec.descriptor_path), {s.name for s in public})
 
-    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, tls=True)]
+    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, body_fields=body_fields,
+                           tls=True)]
     if spec.http_port:
-        listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes, tls=False))
+        listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes,
+                                   body_fields=body_fields, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits) for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
     config: Config = {
@@ -145,7 +151,7 @@ def _jwks_method(public: Sequence[ServiceInfo]) -> MethodInfo:
 
 
 def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceInfo], routes: Config,
-              *, tls: bool) -> Config:
+              *, body_fields: BodyAllowlist, tls: bool) -> Config:
     limits = spec.limits
     manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -173,7 +179,8 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
         access_log=[access_log()],
         local_reply_config=local_reply_config(),
         route_config=routes,
-        http_filters=edge_filters(descriptor_path=spec.descriptor_path, public=public, issuer=spec.jwt_issuer,
+        http_filters=edge_filters(descriptor_path=spec.descriptor_path, public=public, body_fields=body_fields,
+                                  issuer=spec.jwt_issuer,
                                   audience=spec.jwt_audience, local_jwks=spec.local_jwks, limits=limits,
                                   tls=tls),
     )
@@ -211,7 +218,13 @@ def _route_config(spec: GatewaySpec, public: Sequence[ServiceInfo],
         # nothing reaches the router through it; if anything did, the empty cluster is a 503.
         {"match": {"prefix": "/"}, "route": {"cluster": UNROUTED_CLUSTER}},
     ]
-    virtual_host: Config = {"name": "conduit", "domains": ["*"], "routes": routes}
+    virtual_host: Config = {
+        "name": "conduit", "domains": ["*"], "routes": routes,
+        # The stream's buffer limit is the listener's 32 KiB until the buffer filter raises it,
+        # after Lua: Lua, which reads whole REST bodies to refuse unknown fields, needs the
+        # body limit here (else 413 above 32 KiB).
+        "request_body_buffer_limit": spec.limits.max_request_body_bytes,
+    }
     if spec.cors_origins:
         virtual_host["typed_per_filter_config"] = {CORS_FILTER: typed(
             "envoy.extensions.filters.http.cors.v3.CorsPolicy",

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from conduit_gateway.body_fields import BodyAllowlist
 from conduit_gateway.descriptors import Access, ServiceInfo
 from conduit_gateway.limits import EdgeLimits
 
@@ -38,13 +39,16 @@ def typed(type_name: str, **fields: Any) -> Config:
     return {"@type": f"type.googleapis.com/{type_name}", **fields}
 
 
-def lua_source() -> str:
-    """The Lua script shaping REST responses (`rest_responses.lua`)."""
-    return resources.files("conduit_gateway").joinpath("rest_responses.lua").read_text(encoding="utf-8")
+def lua_source(body_fields: BodyAllowlist | None = None) -> str:
+    """The Lua script shaping REST responses (`rest_responses.lua`), with the allowed JSON body
+    fields of each REST binding generated into it (none without `body_fields`)."""
+    source = resources.files("conduit_gateway").joinpath("rest_responses.lua").read_text(encoding="utf-8")
+    return body_fields.render_into(source) if body_fields is not None else source
 
 
-def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], issuer: str, audience: str,
-                 local_jwks: str | None, limits: EdgeLimits, tls: bool) -> list[Config]:
+def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], body_fields: BodyAllowlist,
+                 issuer: str, audience: str, local_jwks: str | None, limits: EdgeLimits,
+                 tls: bool) -> list[Config]:
     """The filter chain of the public listeners, in the order GATEWAY-FACTS verified."""
     return [
         security_headers(tls=tls),
@@ -52,7 +56,8 @@ def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], issuer
         {"name": "envoy.filters.http.grpc_web",
          "typed_config": typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb")},
         {"name": LUA_FILTER, "typed_config": typed(
-            "envoy.extensions.filters.http.lua.v3.Lua", default_source_code={"inline_string": lua_source()})},
+            "envoy.extensions.filters.http.lua.v3.Lua",
+            default_source_code={"inline_string": lua_source(body_fields)})},
         jwt_authn(public, issuer=issuer, audience=audience, local_jwks=local_jwks),
         # The transcoder's max_request_body_size is not enforced on streamed JSON (observed:
         # 2 MiB passed); the buffer filter is, and is disabled on client-streaming routes.
@@ -172,7 +177,13 @@ def local_reply_config() -> Config:
         # Rejected by the connection manager before a request id was even generated.
         {"header_filter": {"header": {"name": "x-request-id", "present_match": False}}},
     ]}}
+    # Lua's own answers (unknown JSON body fields) are RealWorld JSON already.
+    lua_reply = {"metadata_filter": {"matcher": {
+        "filter": METADATA_NAMESPACE, "path": [{"key": "own_reply"}], "value": {"bool_match": True}},
+        "match_if_key_not_found": False}}
     return {"mappers": [
+        {"filter": lua_reply, "body_format_override": {
+            "text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"}},
         # path_with_escaped_slashes_action (`%2F`) rejects with an empty body.
         {"filter": early_bad_request, "body": {"inline_string": "Bad Request"},
          "body_format_override": json_body},

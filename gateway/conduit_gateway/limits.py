@@ -25,7 +25,7 @@ class EdgeLimits:
     # Unary RPCs; streaming RPCs have no total timeout, only `stream_idle_timeout_seconds`.
     route_timeout_seconds: float = 15
     upstream_connect_timeout_seconds: float = 1
-    health_check_interval_seconds: float = 5
+    health_check_interval_seconds: float = 2
     # Retries of GET-mapped RPCs on UNAVAILABLE, connect failures and refused streams.
     idempotent_retries: int = 2
 

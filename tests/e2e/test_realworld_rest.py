@@ -133,6 +133,11 @@ def test_errors_have_realworld_status_and_shape(client: RealWorldClient) -> None
                                                               "password": "secret-pw-1"}})
     assert blank.status_code == 422
     assert blank.json()["errors"]["username"] == ["can't be blank"]
+    smuggled = client.raw("POST", "/api/users", json={"user": {
+        "username": f"eve{suffix}", "email": f"eve{suffix}@example.com", "password": "secret-pw-1",
+        "roles": ["admin"]}})
+    assert smuggled.status_code == 400
+    assert smuggled.json() == {"errors": {"user.roles": ["is not a known field"]}}
 
 
 def test_trailing_slash_and_token_on_public_reads_work_like_frontends_send_them(client: RealWorldClient) -> None:

@@ -1,10 +1,12 @@
 """The SDK against a live mesh over TLS through Envoy: the shipped examples, and retries across a
-service restart (idempotent calls retry, creates never do — counted in Envoy's access log)."""
+service restart (idempotent calls retry, creates never do — counted in Envoy's access log); REST
+answers 503 JSON at once while the service is down and recovers without restarting Envoy."""
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -13,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from conduit.client import Conduit, Unavailable
+from conduit.client import Conduit, RetryPolicy, Unavailable
 from conduit_server.mesh import Mesh
 from conduit_server.runtime.settings import Settings
 
@@ -70,7 +73,10 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
     with Conduit.connect(_target(managed), ca_file=_ca(managed), timeout=20) as anonymous:
         user = anonymous.users.register(username=f"restart{os.getpid()}", email=f"restart{os.getpid()}@example.com",
                                         password="restart-password")
-    with Conduit.connect(_target(managed), ca_file=_ca(managed), token=user.token, timeout=20) as conduit:
+    # A patient policy: the restart below takes a few seconds plus Envoy's next health check.
+    patient = RetryPolicy(max_attempts=60, max_backoff=1.0)
+    with Conduit.connect(_target(managed), ca_file=_ca(managed), token=user.token, timeout=45,
+                         retry=patient) as conduit:
         conduit.articles.create(title="Before the restart", description="d", body="b")
         listed: list[int] = []
         errors: list[BaseException] = []
@@ -91,8 +97,20 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
         before = _envoy_attempts(managed, create_path)
         with pytest.raises(Unavailable):
             conduit.articles.create(title="During the restart", description="d", body="b")
+        tls = ssl.create_default_context(cafile=_ca(managed))
+        rest = httpx.Client(base_url=f"https://{_target(managed)}", verify=tls)
+        started = time.monotonic()
+        down = rest.get("/api/tags")
+        assert (down.status_code, time.monotonic() - started < 2) == (503, True)
+        assert "errors" in down.json()
         time.sleep(1.0)
         managed.start_service("articles")
+        # Back without restarting Envoy, once its health check sees the new process.
+        deadline = time.monotonic() + 20
+        while rest.get("/api/tags").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rest.get("/api/tags").status_code == 200
+        rest.close()
         time.sleep(1.0)
         stop.set()
         reader.join(30)

@@ -115,6 +115,33 @@ class Articles(articles_pb2_grpc.ArticlesServiceServicer):
             body=new.body[:64], tag_list=list(new.tag_list)))
 
 
+    async def FavoriteArticle(self, request: articles_pb2.FavoriteArticleRequest,
+                              context: Context) -> articles_pb2.FavoriteArticleResponse:
+        return articles_pb2.FavoriteArticleResponse(article=articles_pb2.Article(slug=request.slug,
+                                                                                 favorited=True))
+
+
+class Users(users_pb2_grpc.UsersServiceServicer):
+    """Echoes the user it is given; counts the calls that reached it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def CreateUser(self, request: users_pb2.CreateUserRequest,
+                         context: Context) -> users_pb2.CreateUserResponse:
+        self.calls += 1
+        new = request.user
+        return users_pb2.CreateUserResponse(user=users_pb2.User(email=new.email, username=new.username))
+
+    async def UpdateCurrentUser(self, request: users_pb2.UpdateCurrentUserRequest,
+                                context: Context) -> users_pb2.UpdateCurrentUserResponse:
+        self.calls += 1
+        change = request.user
+        return users_pb2.UpdateCurrentUserResponse(user=users_pb2.User(
+            email=change.email, username=change.username, bio=change.bio, image=change.image,
+            token="password-was-set" if change.password else ""))
+
+
 class Auth(users_pb2_grpc.AuthServiceServicer):
     def __init__(self, key: SigningKey) -> None:
         self.key = key
@@ -179,6 +206,7 @@ class TinyServices:
     auth: Auth
     directory: Directory
     realtime: Realtime
+    users: Users
     port: int
 
 
@@ -187,11 +215,13 @@ async def tiny_upstream(key: SigningKey) -> AsyncIterator[TinyServices]:
     server = grpc.aio.server()
     # The servicers implement only what the gateway tests call; the rest answer UNIMPLEMENTED.
     services = TinyServices(tags=Tags(), auth=Auth(key),  # type: ignore[abstract]
-                            directory=Directory(), realtime=Realtime(), port=0)  # type: ignore[abstract]
+                            directory=Directory(), realtime=Realtime(),  # type: ignore[abstract]
+                            users=Users(), port=0)  # type: ignore[abstract]
     realtime_pb2_grpc.add_RealtimeServiceServicer_to_server(services.realtime, server)
     articles_pb2_grpc.add_TagsServiceServicer_to_server(services.tags, server)
     articles_pb2_grpc.add_ArticlesServiceServicer_to_server(Articles(), server)  # type: ignore[abstract]
     users_pb2_grpc.add_AuthServiceServicer_to_server(services.auth, server)
+    users_pb2_grpc.add_UsersServiceServicer_to_server(services.users, server)
     users_pb2_grpc.add_UserDirectoryServiceServicer_to_server(services.directory, server)
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # type: ignore[attr-defined]
     services.port = server.add_insecure_port("127.0.0.1:0")
@@ -311,3 +341,28 @@ async def h2_request(host: str, port: int, *, ca_cert: Path, method: str, path: 
     finally:
         writer.close()
     return response
+
+
+async def raw_http1_request(host: str, port: int, *, ca_cert: Path, request_line: str,
+                            headers: dict[str, str]) -> RawResponse:
+    """One HTTP/1.1 request whose request line is sent exactly as given (clients normalise paths).
+
+    Reads the response by its content-length: waiting for Envoy to close the connection would
+    cost its delayed-close timeout (1 s).
+    """
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    context.set_alpn_protocols(["http/1.1"])
+    reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=host)
+    lines = [request_line, f"host: {host}:{port}", *(f"{name}: {value}" for name, value in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+    try:
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        status_line, *header_lines = head.decode("latin-1").strip().split("\r\n")
+        parsed = (line.split(":", 1) for line in header_lines)
+        response_headers = {name.strip().lower(): value.strip() for name, value in parsed}
+        length = int(response_headers.get("content-length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), timeout=10)
+    finally:
+        writer.close()
+    return RawResponse(status=int(status_line.split()[1]), headers=response_headers, body=body)

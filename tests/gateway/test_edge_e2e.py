@@ -32,6 +32,7 @@ from tests.gateway.support import (
     TinyServices,
     free_port,
     h2_request,
+    raw_http1_request,
     tiny_upstream,
 )
 
@@ -273,6 +274,145 @@ async def test_body_limit_is_one_mib_over_http2(edge: Edge, body_bytes: int, sta
     assert response.status == status
     if status == 413:
         assert json.loads(response.body) == {"errors": {"body": ["Payload Too Large"]}}
+
+
+UNKNOWN = ["is not a known field"]
+
+
+@pytest.mark.parametrize("http2", [True, False])
+async def test_unknown_top_level_body_field_is_a_json_400_naming_it(edge: Edge, http2: bool) -> None:
+    calls = edge.upstream.users.calls
+    body = {"user": {"username": "jake", "email": "jake@jake.jake", "password": "jakejake"}, "admin": True}
+    async with edge.client(http2=http2) as client:
+        response = await client.post(f"{edge.https}/api/users", json=body)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"errors": {"admin": UNKNOWN}}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert edge.upstream.users.calls == calls
+
+
+@pytest.mark.parametrize(("user", "field"), [
+    ({"email": "jake@jake.jake", "admin": True}, "user.admin"),
+    # Escapes are resolved before the key is looked up, as the transcoder resolves them.
+    ({"email": "jake@jake.jake", "\\u0072oles": ["admin"]}, "user.roles"),
+    ({"bio": {"nested": 1}, "image": "i", "token": "x"}, "user.token"),
+])
+async def test_unknown_nested_body_field_is_a_json_400_naming_it(edge: Edge, user: dict[str, object],
+                                                                 field: str) -> None:
+    calls = edge.upstream.users.calls
+    content = json.dumps({"user": user}).replace("\\\\u", "\\u").encode()
+    async with edge.client() as client:
+        response = await client.put(f"{edge.https}/api/user", content=content,
+                                    headers={**edge.token_header(), "content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {field: UNKNOWN}}
+    assert edge.upstream.users.calls == calls
+
+
+async def test_update_user_with_the_five_fields_a_frontend_sends_passes(edge: Edge) -> None:
+    user = {"email": "jake@jake.jake", "username": "jake", "password": "new-password",
+            "bio": "I like to skateboard", "image": "https://i.stack.imgur.com/xHWG8.jpg"}
+    async with edge.client() as client:
+        response = await client.put(f"{edge.https}/api/user", json={"user": user}, headers=edge.token_header())
+
+    assert response.status_code == 200
+    echoed = response.json()["user"]
+    assert {k: echoed[k] for k in ("email", "username", "bio", "image")} == {
+        k: user[k] for k in ("email", "username", "bio", "image")}
+    assert echoed["token"] == "password-was-set"
+
+
+async def test_create_article_with_a_trailing_slash_and_proto_names_passes(edge: Edge) -> None:
+    new = {"article": {"title": "t", "description": "d", "body": "b", "tag_list": ["a", "b"]}}
+    async with edge.client() as client:
+        response = await client.post(f"{edge.https}/api/articles/", json=new, headers=edge.token_header())
+
+    assert response.status_code == 201
+    assert response.json()["article"]["tagList"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("content", [b"{}", b"", b" { } "])
+async def test_empty_body_of_a_favorite_passes(edge: Edge, content: bytes) -> None:
+    async with edge.client() as client:
+        response = await client.post(f"{edge.https}/api/articles/how-to/favorite", content=content,
+                                     headers={**edge.token_header(), "content-type": "application/json"})
+
+    assert response.status_code == 200
+    assert response.json()["article"] == {**response.json()["article"], "slug": "how-to", "favorited": True}
+
+
+async def test_strings_that_look_like_json_are_not_mistaken_for_keys(edge: Edge) -> None:
+    title = 'a"}, "admin": true, {"x": "'
+    description = '\\" , "admin": {'
+    body = '"admin": [1, {"nope": 2}] } ]'
+    tags = ['}', '{"admin": 1}', '\\', '"', "\u00e9\n"]
+    content = ('{"article":{"title":' + json.dumps(title) + ',"description":' + json.dumps(description)
+               + ' , "body" :\n' + json.dumps(body) + ',"tagList":' + json.dumps(tags)
+               + ',"t\\u0069tle":' + json.dumps(title) + "}}").encode()
+    async with edge.client() as client:
+        response = await client.post(f"{edge.https}/api/articles", content=content,
+                                     headers={**edge.token_header(), "content-type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    article = response.json()["article"]
+    assert (article["title"], article["description"], article["body"]) == (title, description, body)
+    assert article["tagList"] == tags
+
+
+@pytest.mark.parametrize("content", [b'{"user": {"admin": ', b'{"user": {"admin": tru}}',
+                                     b'{"user": {"admin": 1}} {', b'{"user": {"admin" 1}}'])
+async def test_malformed_json_is_left_to_the_transcoder(edge: Edge, content: bytes) -> None:
+    async with edge.client() as client:
+        response = await client.post(f"{edge.https}/api/users", content=content,
+                                     headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["body"]
+
+
+@pytest.mark.parametrize("depth", [90, 130])
+async def test_deep_nesting_is_scanned_or_else_refused_by_the_transcoder(edge: Edge, depth: int) -> None:
+    deep = "[" * depth + "]" * depth
+    content = ('{"user": {"email": "jake@jake.jake", "deep": ' + deep + "}}").encode()
+    async with edge.client() as client:
+        response = await client.post(f"{edge.https}/api/users", content=content,
+                                     headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    if depth <= 128:  # the scanner's limit (MAX_DEPTH); the transcoder's is 100
+        assert response.json() == {"errors": {"user.deep": UNKNOWN}}
+    else:
+        assert "too deep" in response.json()["errors"]["body"][0]
+
+
+@pytest.mark.parametrize("path", ["/api/profiles/x/../../user", "/api/profiles/x/%2e%2E/%2E./user",
+                                  "/api/./profiles/../user", "/api/articles/..//user"])
+async def test_dot_segments_are_resolved_before_routing_and_auth(edge: Edge, path: str) -> None:
+    host, port = edge.tls_target.split(":")
+
+    anonymous = await raw_http1_request(host, int(port), ca_cert=edge.ca_cert,
+                                        request_line=f"GET {path} HTTP/1.1", headers={})
+    with_token = await raw_http1_request(host, int(port), ca_cert=edge.ca_cert,
+                                         request_line=f"GET {path} HTTP/1.1", headers=edge.token_header())
+
+    # Handled as GET /api/user (GetCurrentUser): its JWT requirement applies ...
+    assert anonymous.status == 401
+    assert json.loads(anonymous.body) == {"errors": {"body": ["Jwt is missing"]}}
+    assert anonymous.headers["www-authenticate"].endswith('/api/user"')
+    # ... and with a token it reaches that RPC (which the tiny upstream does not implement).
+    assert with_token.status == 501
+    rpc = "/conduit.users.v1.UsersService/GetCurrentUser"
+    for _ in range(40):  # the log is flushed every 100 ms
+        entries = edge.envoy.access_log()
+        if any(e.get("rpc") == rpc and e.get("path") == "/api/user" for e in entries):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("no GetCurrentUser call in the access log")
+    assert path not in [e.get("path") for e in entries]
 
 
 async def test_too_many_headers_is_431_over_http1(edge: Edge) -> None:
