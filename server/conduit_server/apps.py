@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import ModuleType
 
-from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit.search.v1 import search_pb2, search_pb2_grpc
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding, ServiceApp
@@ -13,9 +12,7 @@ from conduit_server.runtime.settings import ServiceName
 
 
 class SkeletonApp:
-    """A service whose contract is served but whose methods are not built yet (UNIMPLEMENTED).
-
-    """
+    """A service whose contract is served but whose methods are not built yet (UNIMPLEMENTED)."""
 
     def __init__(self, name: str, bindings: Sequence[Binding]) -> None:
         self.name = name
@@ -42,7 +39,9 @@ def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
         return UsersApp.from_resources(resources)
     if name == "search":
         return SkeletonApp("search", [unimplemented(search_pb2, search_pb2_grpc, "SearchService")])
-    return SkeletonApp("realtime", [unimplemented(realtime_pb2, realtime_pb2_grpc, "RealtimeService")])
+    from conduit_server.realtime.app import RealtimeApp
+
+    return RealtimeApp.from_resources(resources)
 
 
 def unimplemented(messages: ModuleType, stubs: ModuleType, service: str) -> Binding:

@@ -49,7 +49,7 @@ def _ca(mesh: Mesh) -> str:
     return str(Path(mesh.settings.state_dir) / "tls" / "ca.pem")
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("quickstart*.py")))
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_examples_run_against_the_live_mesh(managed: Mesh, example: str) -> None:
     env = {**os.environ, "CONDUIT_TARGET": _target(managed), "CONDUIT_CA_FILE": _ca(managed)}
     done = subprocess.run([sys.executable, str(EXAMPLES / example)], env=env, capture_output=True, text=True,
@@ -119,3 +119,32 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
         assert listed
         assert listed[-1] >= 1
         assert _envoy_attempts(managed, create_path) - before == 1  # one attempt, never retried
+
+
+def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(managed: Mesh) -> None:
+    name = f"watcher{os.getpid()}"
+    with Conduit.connect(_target(managed), ca_file=_ca(managed), timeout=20) as anonymous:
+        token = anonymous.users.register(username=name, email=f"{name}@example.com", password="watch-password").token
+    with Conduit.connect(_target(managed), ca_file=_ca(managed), token=token, timeout=20) as conduit:
+        slug = conduit.articles.create(title=f"Watched {name}", description="d", body="b").slug
+        seen: list[int] = []
+        watch = conduit.articles.watch(slug)
+
+        def read() -> None:
+            for event in watch:
+                if event.HasField("comment"):
+                    seen.append(event.comment.id)
+                if len(seen) >= 30:
+                    return
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(1.0)
+        written = [conduit.comments.add(slug, body=f"before {n}").id for n in range(10)]
+        managed.stop_service("realtime")
+        written += [conduit.comments.add(slug, body=f"while down {n}").id for n in range(10)]
+        managed.start_service("realtime")
+        written += [conduit.comments.add(slug, body=f"after {n}").id for n in range(10)]
+        reader.join(60)
+        watch.close()
+        assert seen == written

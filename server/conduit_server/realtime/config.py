@@ -22,8 +22,9 @@ class RealtimeConfig:
     max_watchers: int = 20_000
     # Entries per XREAD of the reader, and per XRANGE page of a resume.
     read_count: int = 200
-    # How long one XREAD waits for new entries.
-    read_block_ms: int = 5_000
+    # How long one XREAD waits for new entries (they wake it at once). Keep it well below the Redis
+    # client's socket timeout (redis-py 8 defaults to 5 s), or an idle wait reads as a timeout.
+    read_block_ms: int = 2_000
     # Event ids remembered to drop the relay's re-publications (it publishes at least once).
     dedupe_window: int = 4_096
     # Reader retries after a Redis failure: first wait, doubling up to the cap.

@@ -4,6 +4,12 @@ An entry becomes a `Prepared` event once per process, whatever the number of wat
 the resource is built as the unary API returns it (Article / Comment with the author's
 profile), and each of its two personalised forms (author followed by the watcher or not)
 is serialized at most once, then handed to every matching stream as bytes.
+
+Personalisation: `author.following` is the watcher's own (its followees are known to the hub);
+`favorited` is false for every watcher, because who favorited what is the articles service's
+and no event or internal RPC tells realtime. That is exact for new articles (nobody has
+favorited them yet) and for anonymous watchers; for an authenticated watcher of an edited
+article it may differ from GetArticle. Clients keep `favorited` from the unary API.
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ def _profile(author_id: int, profiles: Mapping[int, users_pb2.Profile]) -> users
 
 
 def _article(record: events_pb2.ArticleRecord, author: users_pb2.Profile) -> articles_pb2.Article:
-    # `favorited` is false: events are viewer-independent (docs/decisions/0006-realtime-streams.md).
+    # `favorited` is false for everyone: realtime cannot see favorites per viewer (see the module doc).
     return articles_pb2.Article(
         slug=record.slug, title=record.title, description=record.description, body=record.body,
         tag_list=record.tag_list, created_at=record.created_at, updated_at=record.updated_at,

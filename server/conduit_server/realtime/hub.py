@@ -3,9 +3,10 @@
 One task XREADs the articles stream (and the users stream, for follows and profile
 changes) from its last position and offers each new event to the streams it may concern:
 adding streams adds no Redis load. A batch is deduplicated by event id (the outbox relay
-publishes at least once), enriched with ONE profile look-up, fanned out synchronously,
-and only then does the position advance — so a failure (Redis or users away) retries the
-same batch after a backoff and no retained event is lost.
+publishes at least once), enriched with ONE profile look-up, and fanned out without ever
+waiting on a stream; the position advances only past events offered to every stream — so a
+failure (Redis or users away) retries the same batch after a backoff and no retained event
+is lost.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
@@ -24,7 +24,8 @@ from google.protobuf.message import DecodeError
 from conduit.users.v1 import events_pb2 as user_events_pb2
 from conduit_server.realtime.config import RealtimeConfig
 from conduit_server.realtime.directory import ProfileCache
-from conduit_server.realtime.enrich import Entry, Prepared, Preparer
+from conduit_server.realtime.enrich import Prepared, Preparer
+from conduit_server.realtime.entries import RawEntry, RecentIds, decode_entries, drop_duplicates, xrevrange
 from conduit_server.realtime.follows import FollowGraph
 from conduit_server.realtime.ids import ORIGIN, StreamId
 from conduit_server.realtime.watchers import ArticleSelector, Offer, Watcher
@@ -32,70 +33,8 @@ from conduit_server.runtime.errors import ConduitError, ResourceExhausted
 
 log = logging.getLogger("conduit.realtime.hub")
 
-RawEntry = tuple[bytes, dict[bytes, bytes]]
-
-
-class RecentIds:
-    """The last `size` event ids, for dropping re-published events."""
-
-    def __init__(self, size: int) -> None:
-        self._order: deque[str] = deque()
-        self._ids: set[str] = set()
-        self._size = size
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
-
-    def extend(self, newest_first: Sequence[RawEntry]) -> None:
-        """Remember the event ids of entries read newest first (XREVRANGE)."""
-        for _, fields in reversed(newest_first):
-            if b"event_id" in fields:
-                self.add(fields[b"event_id"].decode())
-
-    def add(self, event_id: str) -> None:
-        if event_id in self._ids:
-            return
-        self._order.append(event_id)
-        self._ids.add(event_id)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
-
-
-async def xrange(redis: aioredis.Redis, stream: str, first: str, last: str, count: int) -> list[RawEntry]:
-    """XRANGE with both ends inclusive, typed as the byte-level client returns it."""
-    return cast("list[RawEntry]", await redis.xrange(stream, first, last, count=count))
-
-
-async def xrevrange(redis: aioredis.Redis, stream: str, last: str, count: int) -> list[RawEntry]:
-    """XREVRANGE from `last` (inclusive) backwards."""
-    return cast("list[RawEntry]", await redis.xrevrange(stream, last, "-", count=count))
-
-
-def decode_entries(raw: Iterable[RawEntry]) -> tuple[list[Entry], StreamId | None, int]:
-    """Relay entries, the id of the last raw entry, and how many were not in the relay's layout."""
-    entries: list[Entry] = []
-    last: StreamId | None = None
-    malformed = 0
-    for raw_id, fields in raw:
-        last = StreamId.parse(raw_id)
-        try:
-            entries.append(Entry.decode(raw_id, fields))
-        except (KeyError, ValueError, UnicodeDecodeError):
-            malformed += 1
-            log.error("stream entry %s is not an outbox event; skipped", last)
-    return entries, last, malformed
-
-
-def drop_duplicates(entries: Sequence[Entry], recent: RecentIds) -> tuple[list[Entry], int]:
-    """Entries whose event id is neither in `recent` nor earlier in the batch."""
-    fresh: list[Entry] = []
-    batch: set[str] = set()
-    for entry in entries:
-        if entry.event_id in recent or entry.event_id in batch:
-            continue
-        batch.add(entry.event_id)
-        fresh.append(entry)
-    return fresh, len(entries) - len(fresh)
+# Events fanned out between two yields to the event loop.
+FAN_OUT_SLICE = 32
 
 
 @dataclass
@@ -260,6 +199,8 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - Redis or users away: retry the same batch, lose nothing
+                if self._stopped:  # a cancellation redis-py turned into an error
+                    return
                 self.counters.read_failures += 1
                 log.warning("realtime reader failed at %s, retrying in %.1fs: %r", self.position, delay,
                             error)
@@ -296,13 +237,20 @@ class Hub:
         entries, last, malformed = decode_entries(raw)
         fresh, duplicates = drop_duplicates(entries, self._recent)
         prepared = await self.preparer.prepare(fresh)  # raises: the batch is retried whole
-        for event in prepared:
-            self.fan_out(event)
-        for entry in fresh:
-            self._recent.add(entry.event_id)
         self.counters.events_read += len(fresh)
         self.counters.duplicates_dropped += duplicates
         self.counters.malformed_entries += malformed
+        for entry in fresh:
+            self._recent.add(entry.event_id)
+        for n, event in enumerate(prepared, start=1):
+            self.fan_out(event)
+            self.position = event.id
+            if n % FAN_OUT_SLICE == 0:
+                # Let streams send (and heartbeats, subscriptions run) during a large burst. Every
+                # stream has been offered everything up to `position`: a stream joining now is fed
+                # from the next event on.
+                self._advance(event.id)
+                await asyncio.sleep(0)
         if last is not None:
             self._advance(last)
 

@@ -1,11 +1,10 @@
 """The life of one stream: resume from history, then live from the hub, heartbeats, end states.
 
-Resume (docs/decisions/0006-realtime-streams.md): the events after the token are read
-from Redis page by page up to the hub's position P, then the stream joins the hub —
-synchronously, so every entry after P reaches it from the hub and none up to P does:
-no gap, no duplicate, and no buffer that a long history could overflow. Each page
-starts AT the previous page's last entry: if that entry is gone, the stream was trimmed
-past the client (OUT_OF_RANGE, never a silent gap).
+Resume: the events after the token are read from Redis page by page up to the hub's
+position P, then the stream joins the hub — synchronously, so every entry after P reaches
+it from the hub and none up to P does: no gap, no duplicate, and no buffer that a long
+history could overflow. Each page starts AT the previous page's last entry: if that entry
+is gone, the stream was trimmed past the client (OUT_OF_RANGE, never a silent gap).
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from redis.exceptions import RedisError
 
 from conduit_server.realtime.config import RealtimeConfig
 from conduit_server.realtime.enrich import heartbeat
-from conduit_server.realtime.hub import (
-    Hub,
+from conduit_server.realtime.entries import (
     RawEntry,
     RecentIds,
     decode_entries,
@@ -27,6 +25,7 @@ from conduit_server.realtime.hub import (
     xrange,
     xrevrange,
 )
+from conduit_server.realtime.hub import Hub
 from conduit_server.realtime.ids import ORIGIN, StreamId, parse_resume_token
 from conduit_server.realtime.watchers import Selector, Watcher
 from conduit_server.runtime.errors import ConduitError, OutOfRange, Unavailable
@@ -98,6 +97,7 @@ class Streams:
             if "last_event_id" in error.metadata:
                 raise
             raise unavailable(error.message, error.reason)(watcher.position()) from None
+        watcher.raise_if_closed()
         if watcher.done:  # the article was deleted during the history: the stream is complete
             return
         counters = self.hub.counters

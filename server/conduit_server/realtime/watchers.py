@@ -105,7 +105,9 @@ class Watcher:
         self.live = False
         self.done = False  # FINAL queued or closed: the hub offers nothing more
         self._queue: deque[Item] = deque()
-        self._wake = asyncio.Event()
+        # Resolved by offer/close while the stream waits (one future and one timer per idle wait:
+        # this is the hot path of every delivery, so no wait_for task).
+        self._waiter: asyncio.Future[None] | None = None
         self._error: ConduitError | None = None
 
     @property
@@ -122,7 +124,7 @@ class Watcher:
         if len(self._queue) >= self.max_queued:
             return Offer.OVERFLOW
         self._queue.append((event.id, payload, event.final))
-        self._wake.set()
+        self._wake()
         if event.final:
             self.done = True
             return Offer.FINAL
@@ -142,7 +144,11 @@ class Watcher:
         self._error = error(self.position())
         self.done = True
         self._queue.clear()
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     def raise_if_closed(self) -> None:
         if self._error is not None:
@@ -151,11 +157,19 @@ class Watcher:
     async def next(self, idle_seconds: float) -> Item | None:
         """The next queued message; None after `idle_seconds` of silence; raises once closed."""
         if self._error is None and not self._queue:
-            self._wake.clear()
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(idle_seconds, _resolve, waiter)
             try:
-                await asyncio.wait_for(self._wake.wait(), idle_seconds)
-            except TimeoutError:
-                return None
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         if self._error is not None:
             raise self._error
         return self._queue.popleft() if self._queue else None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
