@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor
 
-from conduit_gateway.descriptors import _VARIABLE, Contract, HttpBinding, _segments
+from conduit_gateway.descriptors import Contract, HttpBinding, template_pattern
 
 # A child that is not checked further (scalar, map, google.* type).
 FREE = None
@@ -117,23 +117,7 @@ def body_allowlist(contract: Contract, services: Collection[str] | None = None) 
 
 def lua_pattern(template: str) -> str:
     """The anchored Lua pattern of a `google.api.http` path template; see `template_regex`."""
-    verb = ""
-    last = template.rsplit("/", 1)[-1]
-    if ":" in last and not last.startswith("{"):
-        verb = ":" + last.split(":", 1)[1]
-    parts: list[str] = []
-    for segment in _segments(template):
-        match = _VARIABLE.match(segment)
-        pattern = (match.group(2) or "*") if match else segment
-        if pattern == "*":
-            parts.append("[^/]+")
-        elif pattern == "**":
-            parts.append(".+")
-        elif "*" in pattern or "{" in pattern:
-            raise ValueError(f"unsupported path template segment {segment!r} in {template!r}")
-        else:
-            parts.append(_lua_escape(pattern))
-    return "^/" + "/".join(parts) + _lua_escape(verb) + "/?$"
+    return "^" + template_pattern(template, _lua_escape) + "$"
 
 
 def _body_message(request: descriptor.Descriptor, body: str) -> descriptor.Descriptor | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,8 +282,9 @@ def _segment_rank(segment: str) -> int:
     return {"*": 1, "**": 2}.get(pattern, 0)
 
 
-def template_regex(template: str) -> str:
-    """The RE2 regex of a `google.api.http` path template (see `HttpBinding.path_regex`)."""
+def template_pattern(template: str, escape: Callable[[str], str]) -> str:
+    """A `google.api.http` path template as a pattern: `*` one segment, `**` the rest, literals
+    through `escape` (RE2's or Lua's); unanchored, with an optional trailing slash."""
     verb = ""
     last = template.rsplit("/", 1)[-1]
     if ":" in last and not last.startswith("{"):
@@ -299,8 +300,13 @@ def template_regex(template: str) -> str:
         elif "*" in pattern or "{" in pattern:
             raise ValueError(f"unsupported path template segment {segment!r} in {template!r}")
         else:
-            parts.append(re.escape(pattern))
-    return "/" + "/".join(parts) + re.escape(verb) + "/?"
+            parts.append(escape(pattern))
+    return "/" + "/".join(parts) + escape(verb) + "/?"
+
+
+def template_regex(template: str) -> str:
+    """The RE2 regex of a `google.api.http` path template (see `HttpBinding.path_regex`)."""
+    return template_pattern(template, re.escape)
 
 
 def _clean_comment(text: str) -> str:
