@@ -30,7 +30,9 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_UNSPECIFIED: _EventType.ValueType  # 0
     """Not used."""
     EVENT_TYPE_HEARTBEAT: _EventType.ValueType  # 1
-    """Nothing happened; the stream is alive. `event_id` is the last one sent."""
+    """Nothing happened; the stream is alive. `event_id` is the stream's resume
+    position: resuming from it loses nothing.
+    """
     EVENT_TYPE_ARTICLE_CREATED: _EventType.ValueType  # 2
     """An article was published."""
     EVENT_TYPE_ARTICLE_UPDATED: _EventType.ValueType  # 3
@@ -50,7 +52,9 @@ class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
 EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
 """Not used."""
 EVENT_TYPE_HEARTBEAT: EventType.ValueType  # 1
-"""Nothing happened; the stream is alive. `event_id` is the last one sent."""
+"""Nothing happened; the stream is alive. `event_id` is the stream's resume
+position: resuming from it loses nothing.
+"""
 EVENT_TYPE_ARTICLE_CREATED: EventType.ValueType  # 2
 """An article was published."""
 EVENT_TYPE_ARTICLE_UPDATED: EventType.ValueType  # 3

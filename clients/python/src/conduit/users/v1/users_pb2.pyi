@@ -306,9 +306,11 @@ class UpdateUser(_message.Message):
     username: _builtins.str
     """A new username."""
     bio: _builtins.str
-    """A new biography."""
+    """A new biography. Empty leaves it unchanged (proto3 cannot tell empty
+    from absent), so a biography cannot be cleared to "".
+    """
     image: _builtins.str
-    """A new avatar URL (http or https)."""
+    """A new avatar URL (http or https). Empty leaves it unchanged."""
     def __init__(
         self,
         *,
@@ -1288,7 +1290,9 @@ class ResolveUsernamesResponse(_message.Message):
     USER_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user_ids(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """User ids by username; unknown usernames are absent."""
+        """User ids by username as requested (matched case-insensitively); unknown
+        usernames are absent.
+        """
 
     def __init__(
         self,

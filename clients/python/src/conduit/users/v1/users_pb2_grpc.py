@@ -70,6 +70,8 @@ class UsersServiceServicer:
 
     def Login(self, request, context):
         """Exchanges email and password for the account and an access token.
+        Wrong credentials are UNAUTHENTICATED; too many attempts RESOURCE_EXHAUSTED
+        with a RetryInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -272,7 +274,8 @@ class ProfilesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FollowProfile(self, request, context):
-        """Makes the caller follow a user; following twice is not an error.
+        """Makes the caller follow a user; following twice is not an error,
+        following yourself is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -716,6 +719,7 @@ class AdminServiceServicer:
 
     def RevokeRole(self, request, context):
         """Revokes a role from a user; it takes effect on the user's next token.
+        `user` cannot be revoked; revoking the last admin is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,10 @@ class UsersServiceStub:
     CreateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]
     """Registers a new account and returns it with an access token."""
     Login: _grpc.UnaryUnaryMultiCallable[_users_pb2.LoginRequest, _users_pb2.LoginResponse]
-    """Exchanges email and password for the account and an access token."""
+    """Exchanges email and password for the account and an access token.
+    Wrong credentials are UNAUTHENTICATED; too many attempts RESOURCE_EXHAUSTED
+    with a RetryInfo.
+    """
     GetCurrentUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetCurrentUserRequest, _users_pb2.GetCurrentUserResponse]
     """Returns the account of the caller with a fresh access token."""
     UpdateCurrentUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateCurrentUserRequest, _users_pb2.UpdateCurrentUserResponse]
@@ -52,7 +55,10 @@ class UsersServiceAsyncStub(UsersServiceStub):
     CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]  # type: ignore[assignment]
     """Registers a new account and returns it with an access token."""
     Login: _aio.UnaryUnaryMultiCallable[_users_pb2.LoginRequest, _users_pb2.LoginResponse]  # type: ignore[assignment]
-    """Exchanges email and password for the account and an access token."""
+    """Exchanges email and password for the account and an access token.
+    Wrong credentials are UNAUTHENTICATED; too many attempts RESOURCE_EXHAUSTED
+    with a RetryInfo.
+    """
     GetCurrentUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetCurrentUserRequest, _users_pb2.GetCurrentUserResponse]  # type: ignore[assignment]
     """Returns the account of the caller with a fresh access token."""
     UpdateCurrentUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateCurrentUserRequest, _users_pb2.UpdateCurrentUserResponse]  # type: ignore[assignment]
@@ -75,7 +81,10 @@ class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.LoginResponse, _abc.Awaitable[_users_pb2.LoginResponse]]:
-        """Exchanges email and password for the account and an access token."""
+        """Exchanges email and password for the account and an access token.
+        Wrong credentials are UNAUTHENTICATED; too many attempts RESOURCE_EXHAUSTED
+        with a RetryInfo.
+        """
 
     @_abc_1.abstractmethod
     def GetCurrentUser(
@@ -105,7 +114,9 @@ class ProfilesServiceStub:
     GetProfile: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetProfileRequest, _users_pb2.GetProfileResponse]
     """Returns a profile, with `following` as seen by the caller."""
     FollowProfile: _grpc.UnaryUnaryMultiCallable[_users_pb2.FollowProfileRequest, _users_pb2.FollowProfileResponse]
-    """Makes the caller follow a user; following twice is not an error."""
+    """Makes the caller follow a user; following twice is not an error,
+    following yourself is INVALID_ARGUMENT.
+    """
     UnfollowProfile: _grpc.UnaryUnaryMultiCallable[_users_pb2.UnfollowProfileRequest, _users_pb2.UnfollowProfileResponse]
     """Makes the caller stop following a user; unfollowing twice is not an error."""
 
@@ -117,7 +128,9 @@ class ProfilesServiceAsyncStub(ProfilesServiceStub):
     GetProfile: _aio.UnaryUnaryMultiCallable[_users_pb2.GetProfileRequest, _users_pb2.GetProfileResponse]  # type: ignore[assignment]
     """Returns a profile, with `following` as seen by the caller."""
     FollowProfile: _aio.UnaryUnaryMultiCallable[_users_pb2.FollowProfileRequest, _users_pb2.FollowProfileResponse]  # type: ignore[assignment]
-    """Makes the caller follow a user; following twice is not an error."""
+    """Makes the caller follow a user; following twice is not an error,
+    following yourself is INVALID_ARGUMENT.
+    """
     UnfollowProfile: _aio.UnaryUnaryMultiCallable[_users_pb2.UnfollowProfileRequest, _users_pb2.UnfollowProfileResponse]  # type: ignore[assignment]
     """Makes the caller stop following a user; unfollowing twice is not an error."""
 
@@ -138,7 +151,9 @@ class ProfilesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.FollowProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.FollowProfileResponse, _abc.Awaitable[_users_pb2.FollowProfileResponse]]:
-        """Makes the caller follow a user; following twice is not an error."""
+        """Makes the caller follow a user; following twice is not an error,
+        following yourself is INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def UnfollowProfile(
@@ -259,7 +274,9 @@ class AdminServiceStub:
     GrantRole: _grpc.UnaryUnaryMultiCallable[_users_pb2.GrantRoleRequest, _users_pb2.GrantRoleResponse]
     """Grants a role to a user; it takes effect on the user's next token."""
     RevokeRole: _grpc.UnaryUnaryMultiCallable[_users_pb2.RevokeRoleRequest, _users_pb2.RevokeRoleResponse]
-    """Revokes a role from a user; it takes effect on the user's next token."""
+    """Revokes a role from a user; it takes effect on the user's next token.
+    `user` cannot be revoked; revoking the last admin is FAILED_PRECONDITION.
+    """
     CreateServiceAccount: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateServiceAccountRequest, _users_pb2.CreateServiceAccountResponse]
     """Creates a service account; its secret is returned once and never again."""
     ListServiceAccounts: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListServiceAccountsRequest, _users_pb2.ListServiceAccountsResponse]
@@ -277,7 +294,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GrantRole: _aio.UnaryUnaryMultiCallable[_users_pb2.GrantRoleRequest, _users_pb2.GrantRoleResponse]  # type: ignore[assignment]
     """Grants a role to a user; it takes effect on the user's next token."""
     RevokeRole: _aio.UnaryUnaryMultiCallable[_users_pb2.RevokeRoleRequest, _users_pb2.RevokeRoleResponse]  # type: ignore[assignment]
-    """Revokes a role from a user; it takes effect on the user's next token."""
+    """Revokes a role from a user; it takes effect on the user's next token.
+    `user` cannot be revoked; revoking the last admin is FAILED_PRECONDITION.
+    """
     CreateServiceAccount: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateServiceAccountRequest, _users_pb2.CreateServiceAccountResponse]  # type: ignore[assignment]
     """Creates a service account; its secret is returned once and never again."""
     ListServiceAccounts: _aio.UnaryUnaryMultiCallable[_users_pb2.ListServiceAccountsRequest, _users_pb2.ListServiceAccountsResponse]  # type: ignore[assignment]
@@ -310,7 +329,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.RevokeRoleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.RevokeRoleResponse, _abc.Awaitable[_users_pb2.RevokeRoleResponse]]:
-        """Revokes a role from a user; it takes effect on the user's next token."""
+        """Revokes a role from a user; it takes effect on the user's next token.
+        `user` cannot be revoked; revoking the last admin is FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def CreateServiceAccount(
