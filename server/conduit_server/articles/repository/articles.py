@@ -83,9 +83,15 @@ class ArticleRepository:
     async def page(self, session: AsyncSession, where: ArticleFilter, *, limit: int, offset: int
                    ) -> list[StoredArticle]:
         """One page of matching articles without bodies, newest first."""
-        query: Select[Any] = (select(*_columns(with_body=False)).where(*_conditions(where))
-                              .order_by(Article.created_at.desc(), Article.id.desc())
-                              .limit(limit).offset(offset))
+        # Pick the page's ids first, then aggregate tags for those rows only: PostgreSQL evaluates
+        # the select list (the tags subquery) for every row OFFSET skips, so a deep page would
+        # otherwise aggregate tags for thousands of discarded articles.
+        page_ids = (select(Article.id.label("page_id")).where(*_conditions(where))
+                    .order_by(Article.created_at.desc(), Article.id.desc())
+                    .limit(limit).offset(offset).subquery("page"))
+        query: Select[Any] = (select(*_columns(with_body=False))
+                              .join(page_ids, page_ids.c.page_id == Article.id)
+                              .order_by(Article.created_at.desc(), Article.id.desc()))
         return [_stored(row) for row in await session.execute(query)]
 
     async def count(self, session: AsyncSession, where: ArticleFilter) -> int:
