@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conduit.client import Conduit, RetryPolicy, Unavailable
+from conduit.client import Conduit, PasswordCredentials, RetryPolicy, Unauthenticated, Unavailable
 from conduit_server.mesh import Mesh
 from conduit_server.runtime.settings import Settings
 
@@ -33,8 +33,9 @@ def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """A mesh whose services the test may stop and start one by one."""
     state = tmp_path_factory.mktemp("managed")
     ports: dict[str, Any] = {name.lower(): port for name, port in mesh_ports().items()}
+    # 30 s access tokens, so a session must renew itself within one test.
     settings = Settings.model_validate({"state_dir": state, "shutdown_grace_seconds": 3,
-                                        "shutdown_drain_seconds": 0.2, **ports})
+                                        "shutdown_drain_seconds": 0.2, "access_token_ttl_seconds": 30, **ports})
     mesh = Mesh(settings, log_dir=state / "logs")
     mesh.start()
     yield mesh
@@ -148,3 +149,21 @@ def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(manage
         reader.join(60)
         watch.close()
         assert seen == written
+
+
+def test_a_password_session_renews_before_expiry_and_a_revoked_refresh_token_is_refused(managed: Mesh) -> None:
+    name, password = f"session{os.getpid()}", "session-password"
+    with Conduit.connect(_target(managed), ca_file=_ca(managed)) as anonymous:
+        anonymous.users.register(username=name, email=f"{name}@example.com", password=password)
+        session = anonymous.auth.create_session(email=f"{name}@example.com", password=password)
+        anonymous.auth.revoke_session(session.session.refresh_token)
+        with pytest.raises(Unauthenticated):
+            anonymous.auth.refresh_session(session.session.refresh_token)
+    credentials = PasswordCredentials(f"{name}@example.com", password)
+    with Conduit.connect(_target(managed), ca_file=_ca(managed), credentials=credentials) as conduit:
+        first = conduit.call_metadata()
+        deadline = time.monotonic() + 32  # past the 30 s lifetime of the first token
+        while time.monotonic() < deadline:
+            assert conduit.users.me().username == name  # never a failed call
+            time.sleep(0.25)
+        assert conduit.call_metadata() != first  # renewed before it expired
