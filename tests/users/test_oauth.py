@@ -225,3 +225,13 @@ async def test_cli_creates_lists_and_revokes_service_accounts_showing_the_secret
     await fails(users_server.auth_service.CreateOAuthToken(token_request(
         grant_type="client_credentials", client_id=client_id, client_secret=secret)),
         grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def test_secrets_in_the_url_next_to_a_form_body_are_refused(users_server: UsersServer) -> None:
+    client_id, secret = await create_account(users_server, ["articles.import"])
+    form = f"grant_type=client_credentials&client_id={client_id}".encode()
+    # What the transcoder makes of `POST /api/oauth/token?client_secret=...` with a form body.
+    request = users_pb2.CreateOAuthTokenRequest(form=httpbody_pb2.HttpBody(content_type=FORM, data=form),
+                                                client_secret=secret)
+    error = await fails(users_server.auth_service.CreateOAuthToken(request), grpc.StatusCode.INVALID_ARGUMENT)
+    assert oauth_error(error)["error"] == "invalid_request"

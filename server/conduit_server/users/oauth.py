@@ -77,6 +77,10 @@ def _basic_credentials(authorization: str) -> tuple[str, str] | None:
 
 def token_request(*, form: bytes, fields: Mapping[str, str], authorization: str) -> TokenRequest:
     """The token request from a form body (REST) or fields (gRPC), plus optional HTTP Basic."""
+    if form and any(fields.get(name) for name in _FORM_FIELDS):
+        # With a form body, field values can only have come from the URL's query string, where
+        # access logs and proxies would keep the secret: refuse instead of ignoring them.
+        raise OAuthError("invalid_request", "send token parameters in the form body, not the URL")
     values = _parse_form(form) if form else {name: fields.get(name, "") for name in _FORM_FIELDS}
     basic = _basic_credentials(authorization) if authorization else None
     client_id, secret = values.get("client_id", ""), values.get("client_secret", "")
