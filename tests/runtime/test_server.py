@@ -9,9 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc
@@ -19,27 +17,9 @@ from conduit_server.runtime import errors
 from conduit_server.runtime.auth import MissingAuthRule
 from conduit_server.runtime.server import Binding, GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier
+from tests.support import details, trailers
 
 from .conftest import INTERNAL_TOKEN, StaticApp, serving
-
-
-def _trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    metadata: Any = error.trailing_metadata() or ()  # pairs at runtime, typed as _Metadatum
-    return dict(metadata)
-
-
-def _details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """The google.rpc details of a failed call, by message name."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call at runtime
-    assert status is not None, "no grpc-status-details-bin on the error"
-    found: dict[str, Any] = {}
-    for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                found[kind.DESCRIPTOR.name] = message
-    return found
 
 
 class Tags(articles_pb2_grpc.TagsServiceServicer):
@@ -96,16 +76,16 @@ def test_service_with_an_rpc_lacking_an_authorization_rule_refuses_to_start() ->
         GrpcServer(app, host="127.0.0.1", port=0, verifier=None, internal_token=INTERNAL_TOKEN)
 
 
-async def test_invalid_request_returns_invalid_argument_with_bad_request_details(
+async def test_invalid_request_returns_invalid_argument_with_bad_requestdetails(
         verifier: AccessTokenVerifier) -> None:
     async with serving(StaticApp(_bindings(Tags())), verifier) as (_, channel):
         stub = articles_pb2_grpc.ArticlesServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await stub.GetArticle(articles_pb2.GetArticleRequest(slug=""))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    violations = _details(failure.value)["BadRequest"].field_violations
+    violations = details(failure.value)["BadRequest"].field_violations
     assert [(v.field, v.description) for v in violations] == [("slug", "can't be blank")]
-    assert _trailers(failure.value)[errors.ERROR_BODY_KEY] == '{"errors":{"slug":["can\'t be blank"]}}'
+    assert trailers(failure.value)[errors.ERROR_BODY_KEY] == '{"errors":{"slug":["can\'t be blank"]}}'
 
 
 async def test_authentication_is_checked_before_validation(verifier: AccessTokenVerifier) -> None:
@@ -126,12 +106,12 @@ async def test_nested_violations_name_the_realworld_field(verifier: AccessTokenV
                 title="t" * 300, description="", body="b")),
                 metadata=(("authorization", f"Token {mint()}"),))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    violations = _details(failure.value)["BadRequest"].field_violations
+    violations = details(failure.value)["BadRequest"].field_violations
     assert sorted((v.field, v.description) for v in violations) == [
         ("article.description", "can't be blank"),
         ("article.title", "is too long (maximum is 256 characters)"),
     ]
-    body = _trailers(failure.value)[errors.ERROR_BODY_KEY]
+    body = trailers(failure.value)[errors.ERROR_BODY_KEY]
     assert '"description":["can\'t be blank"]' in str(body)
 
 
@@ -141,7 +121,7 @@ async def test_domain_exception_maps_to_its_status_with_error_info(verifier: Acc
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await stub.GetArticle(articles_pb2.GetArticleRequest(slug="missing"))
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
-    info = _details(failure.value)["ErrorInfo"]
+    info = details(failure.value)["ErrorInfo"]
     assert (info.reason, info.domain) == ("ARTICLE_NOT_FOUND", errors.ERROR_DOMAIN)
 
 
@@ -160,9 +140,9 @@ async def test_rate_limit_carries_retry_info(verifier: AccessTokenVerifier) -> N
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await articles_pb2_grpc.TagsServiceStub(channel).ListTags(articles_pb2.ListTagsRequest())
     assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    delay = _details(failure.value)["RetryInfo"].retry_delay
+    delay = details(failure.value)["RetryInfo"].retry_delay
     assert (delay.seconds, delay.nanos) == (2, 500_000_000)
-    assert _trailers(failure.value)["retry-after"] == "3"
+    assert trailers(failure.value)["retry-after"] == "3"
 
 
 async def test_authenticated_method_needs_a_valid_token(verifier: AccessTokenVerifier,

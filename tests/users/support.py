@@ -8,30 +8,11 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from conduit.users.v1 import users_pb2
+from tests.support import details
 
 _T = TypeVar("_T")
-
-
-def trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    metadata: Any = error.trailing_metadata() or ()
-    return dict(metadata)
-
-
-def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """The google.rpc details of a failed call, by message name."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call at runtime
-    assert status is not None, "no grpc-status-details-bin on the error"
-    found: dict[str, Any] = {}
-    for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                found[kind.DESCRIPTOR.name] = message
-    return found
 
 
 def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:

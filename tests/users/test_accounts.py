@@ -12,8 +12,9 @@ from conduit.users.v1 import users_pb2
 from conduit_server.runtime.errors import ERROR_BODY_KEY
 from conduit_server.users.passwords import Argon2Parameters, PasswordHasher
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, running_users_service, unique_name
+from tests.support import trailers
 
-from .support import fails, login, new_user, reason, trailers, violations
+from .support import fails, login, new_user, reason, violations
 
 
 async def stored_hash(users_server: UsersServer, username: str) -> str:

@@ -21,8 +21,9 @@ from conduit_server.runtime.auth import rules_for
 from conduit_server.runtime.server import Binding, GrpcServer
 from conduit_server.users import cli
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for, unique_name
+from tests.support import details, trailers
 
-from .support import details, fails, trailers
+from .support import fails
 
 FORM = "application/x-www-form-urlencoded"
 IMPORT = "/conduit.articles.v1.ArticlesService/ImportArticles"

@@ -14,8 +14,9 @@ from conduit_server.runtime.errors import RateLimited
 from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from conduit_server.users.api import client_ip
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, unique_name
+from tests.support import details, trailers
 
-from .support import details, fails, forwarded_for, login, new_user, reason, trailers
+from .support import fails, forwarded_for, login, new_user, reason
 
 
 def an_ip() -> str:

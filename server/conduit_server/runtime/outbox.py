@@ -16,11 +16,13 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Uuid, func, text
+from sqlalchemy import BigInteger, DateTime, Identity, Index, LargeBinary, String, Uuid, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from conduit_server.runtime.db import Database
 
@@ -46,16 +48,23 @@ class Event:
     payload: bytes
 
 
-def outbox_columns() -> list[Column[object]]:
-    """The outbox table's columns, for each service's own metadata (and migration)."""
-    return [
-        Column("id", BigInteger, primary_key=True, autoincrement=True),
-        Column("event_id", Uuid, nullable=False, unique=True),
-        Column("event_type", String(64), nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("published_at", DateTime(timezone=True)),
-    ]
+class OutboxRow:
+    """The outbox table, mixed into each service's declarative base (its own schema):
+    `class OutboxEvent(OutboxRow, Base): ...`."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index]:  # noqa: N805 - a declarative class-level directive
+        # Only unpublished rows are indexed: the relay's scan stays small however long the table.
+        return (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
 
 
 async def append(session: AsyncSession, event_type: str, payload: Message, *,

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Identity,
     Index,
     LargeBinary,
-    MetaData,
     String,
     Text,
     Uuid,
@@ -21,6 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from conduit_server.runtime.db import schema_metadata
+from conduit_server.runtime.outbox import OutboxRow
 
 SCHEMA = "users"
 # Unique constraints whose violation means "has already been taken" for a field of the contract.
@@ -30,14 +32,7 @@ ROLES = ("user", "moderator", "admin")
 
 
 class Base(DeclarativeBase):
-    # Tables live in the service's own schema through the connection's search_path.
-    metadata = MetaData(naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    })
+    metadata = schema_metadata()
 
 
 class User(Base):
@@ -129,16 +124,5 @@ class ServiceAccount(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class OutboxEvent(Base):
+class OutboxEvent(OutboxRow, Base):
     """A domain event written in the same transaction as the change it reports."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
-    event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (Index("ix_outbox_unpublished", id, postgresql_where=published_at.is_(None)),)

@@ -1,0 +1,28 @@
+"""Helpers shared by test areas: reading the status details of a failed gRPC call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+def trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
+    metadata: Any = error.trailing_metadata() or ()
+    return dict(metadata)
+
+
+def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
+    """The google.rpc details of a failed call, by message name."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call at runtime
+    assert status is not None, "no grpc-status-details-bin on the error"
+    found: dict[str, Any] = {}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found[kind.DESCRIPTOR.name] = message
+    return found
