@@ -249,7 +249,9 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Confi
         action["max_stream_duration"] = {"grpc_timeout_header_max": seconds(limits.route_timeout_seconds)}
     if method.idempotent and not method.streaming:
         action["retry_policy"] = {
-            "retry_on": "unavailable,connect-failure,refused-stream",
+            # `cancelled`: a grpc server that has begun shutting down cancels calls arriving on an
+            # open connection before Envoy's health check notices; idempotent calls can go again.
+            "retry_on": "unavailable,cancelled,connect-failure,refused-stream",
             "num_retries": limits.idempotent_retries,
             "per_try_timeout": seconds(limits.route_timeout_seconds / (limits.idempotent_retries + 1)),
             "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
