@@ -1,7 +1,9 @@
-"""Helpers shared by test areas: reading the status details of a failed gRPC call."""
+"""Helpers shared by test areas: the status details of a failed gRPC call; waiting for progress."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -26,3 +28,10 @@ def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
                 detail.Unpack(message)
                 found[kind.DESCRIPTOR.name] = message
     return found
+
+
+async def eventually(condition: Callable[[], bool], *, seconds: float = 5.0, poll: float = 0.01) -> None:
+    """Wait until `condition()` holds, polling (for progress made by another task or process)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the condition belongs to another task or process
+            await asyncio.sleep(poll)

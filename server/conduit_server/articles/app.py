@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit_server.articles import api, models
+from conduit_server.articles.authors import Authors
 from conduit_server.articles.cache import ArticleCache
 from conduit_server.articles.domain import Articles, Comments, Importer, Tags
 from conduit_server.articles.domain.views import Views
@@ -25,9 +26,11 @@ from conduit_server.runtime.db import Database
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.tail import StreamTail
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
+USERS_STREAM = outbox.stream_name("users")
 
 
 class ArticlesApp:
@@ -43,7 +46,11 @@ class ArticlesApp:
         self.redis = redis
         self.users = UsersClient(users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
         self.cache = ArticleCache(redis)
-        articles, tags, views = ArticleRepository(), TagRepository(), Views(self.users)
+        self.authors = Authors(self.users)
+        # user_updated events evict cached profiles; a gap (start, Redis lost) clears them all.
+        self.users_tail = StreamTail(redis, USERS_STREAM, on_entries=self.authors.users_changed,
+                                     on_gap=self.authors.profiles.clear)
+        articles, tags, views = ArticleRepository(), TagRepository(), Views(self.authors)
         self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, views=views)
         self.comments = Comments(database, articles, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
@@ -72,8 +79,10 @@ class ArticlesApp:
     async def start(self) -> None:
         await migrations.upgrade(self.database, MIGRATIONS, models.Base.metadata)
         self.relay.start()
+        self.users_tail.start()
 
     async def close(self) -> None:
+        await self.users_tail.stop()
         await self.relay.stop()
         await self.database.close()
         await self.redis.aclose()

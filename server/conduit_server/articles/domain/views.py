@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
+from conduit_server.articles.authors import Authors
 from conduit_server.articles.records import (
     UNKNOWN_AUTHOR,
     ArticleView,
-    Author,
     Caller,
     CommentView,
     StoredArticle,
     StoredComment,
 )
-from conduit_server.articles.users_client import UsersClient
-
-log = logging.getLogger("conduit.articles")
 
 
 class Views:
-    """Builds what the caller sees with ONE users-service call per page (never one per item)."""
+    """Builds what the caller sees with at most ONE users-service call per page (never one per item)."""
 
-    def __init__(self, users: UsersClient) -> None:
-        self._users = users
+    def __init__(self, authors: Authors) -> None:
+        self._authors = authors
 
-    async def _authors(self, author_ids: Iterable[int], caller: Caller) -> dict[int, Author]:
-        wanted = set(author_ids)
-        if not wanted:
-            return {}
-        found = await self._users.profiles(wanted, caller.viewer_id, caller.deadline)
-        missing = wanted - found.keys()
-        if missing:
-            log.warning("users service does not know authors %s", sorted(missing))
-        return found
-
-    async def articles(self, articles: Sequence[StoredArticle], caller: Caller,
-                       favorited: Collection[int]) -> list[ArticleView]:
-        authors = await self._authors((a.author_id for a in articles), caller)
+    async def articles(self, articles: Sequence[StoredArticle], caller: Caller, favorited: Collection[int], *,
+                       followed: Collection[int] | None = None) -> list[ArticleView]:
+        """`followed`: the caller's fresh followee set when the caller already has it (the feed)."""
+        authors = await self._authors.get((a.author_id for a in articles), caller, followed=followed)
         return [ArticleView(article, authors.get(article.author_id, UNKNOWN_AUTHOR), article.id in favorited)
                 for article in articles]
 
@@ -46,5 +33,5 @@ class Views:
         return view
 
     async def comments(self, comments: Sequence[StoredComment], caller: Caller) -> list[CommentView]:
-        authors = await self._authors((c.author_id for c in comments), caller)
+        authors = await self._authors.get((c.author_id for c in comments), caller)
         return [CommentView(comment, authors.get(comment.author_id, UNKNOWN_AUTHOR)) for comment in comments]

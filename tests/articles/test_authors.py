@@ -1,0 +1,47 @@
+"""Author profiles: cached in process for anonymous readers, evicted by the users stream, never stale
+for the caller's own follows (docs/decisions/0010-author-profiles.md)."""
+
+from __future__ import annotations
+
+from conduit.articles.v1 import articles_pb2
+from conduit.users.v1 import users_pb2
+from tests.articles.conftest import Mesh
+from tests.support import eventually
+
+
+async def _anonymous_get(mesh: Mesh, slug: str) -> articles_pb2.Article:
+    return (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=slug))).article
+
+
+async def test_anonymous_reads_ask_the_users_service_once_per_author(mesh: Mesh) -> None:
+    alice = await mesh.person("alice")
+    slug = (await mesh.create(alice, f"Cached author {alice.username}")).slug
+    await _anonymous_get(mesh, slug)
+    calls = mesh.app.users.batch_get_profiles_calls
+    for _ in range(5):
+        assert (await _anonymous_get(mesh, slug)).author.username == alice.username
+    assert mesh.app.users.batch_get_profiles_calls == calls
+
+
+async def test_a_profile_change_reaches_anonymous_readers_through_the_users_stream(mesh: Mesh) -> None:
+    alice = await mesh.person("alice")
+    slug = (await mesh.create(alice, f"Changing author {alice.username}")).slug
+    assert (await _anonymous_get(mesh, slug)).author.bio == ""
+    evictions = mesh.app.authors.profiles.evictions
+    await mesh.users.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
+        user=users_pb2.UpdateUser(bio="Now with a bio", username=f"{alice.username}-x")), metadata=alice.auth)
+    # The users relay publishes at commit; the articles service's tail reads it within milliseconds.
+    await eventually(lambda: mesh.app.authors.profiles.evictions > evictions)
+    author = (await _anonymous_get(mesh, slug)).author
+    assert (author.bio, author.username) == ("Now with a bio", f"{alice.username}-x")
+
+
+async def test_signed_in_readers_always_see_their_own_follow_at_once(mesh: Mesh) -> None:
+    alice, bob = await mesh.person("alice"), await mesh.person("bob")
+    slug = (await mesh.create(alice, f"Followed author {alice.username}")).slug
+    await _anonymous_get(mesh, slug)  # alice's profile is cached now
+    request = articles_pb2.GetArticleRequest(slug=slug)
+    assert (await mesh.articles.GetArticle(request, metadata=bob.auth)).article.author.following is False
+    await mesh.follow(bob, alice)
+    assert (await mesh.articles.GetArticle(request, metadata=bob.auth)).article.author.following is True
+    assert (await _anonymous_get(mesh, slug)).author.following is False
