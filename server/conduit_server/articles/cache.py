@@ -6,7 +6,8 @@ domain personalises them after reading. Values are `ArticleRecord` protobufs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -33,18 +34,22 @@ def _encode_article(article: StoredArticle) -> bytes:
     return article_record(article).SerializeToString()
 
 
+# Decoding is memoised by the cached bytes: the same value read again (the common case for hot
+# articles and the front page) is not parsed again. The results are immutable, so sharing is safe.
+@functools.lru_cache(maxsize=256)
 def _decode_article(data: bytes) -> StoredArticle:
     return stored_article(events_pb2.ArticleRecord.FromString(data))
 
 
-def _encode_front(front: tuple[int, list[StoredArticle]]) -> bytes:
+def _encode_front(front: tuple[int, Sequence[StoredArticle]]) -> bytes:
     total, articles = front
     return pack_messages([article_record(article) for article in articles], header=total)
 
 
-def _decode_front(data: bytes) -> tuple[int, list[StoredArticle]]:
+@functools.lru_cache(maxsize=8)
+def _decode_front(data: bytes) -> tuple[int, tuple[StoredArticle, ...]]:
     total, records = unpack_messages(data, events_pb2.ArticleRecord)
-    return total, [stored_article(record) for record in records]
+    return total, tuple(stored_article(record) for record in records)
 
 
 def _encode_tags(tags: list[str]) -> bytes:
@@ -66,8 +71,8 @@ class ArticleCache:
         return await self.cache.get_or_load(_article_name(slug), load, _encode_article, _decode_article,
                                             ARTICLE_TTL_SECONDS)
 
-    async def front_page(self, load: Callable[[], Awaitable[tuple[int, list[StoredArticle]]]]
-                         ) -> tuple[int, list[StoredArticle]]:
+    async def front_page(self, load: Callable[[], Awaitable[tuple[int, Sequence[StoredArticle]]]]
+                         ) -> tuple[int, Sequence[StoredArticle]]:
         """The total count of articles and the newest FRONT_PAGE_SIZE of them (without bodies)."""
         found = await self.cache.get_or_load(_FRONT, load, _encode_front, _decode_front,
                                              FRONT_PAGE_TTL_SECONDS)
