@@ -32,15 +32,27 @@ class DirectoryCache:
 
     async def profiles(self, user_ids: Sequence[int]) -> dict[int, dict[str, str]]:
         """The cached profiles among `user_ids` (misses are absent)."""
-        if not user_ids:
-            return {}
+        found, _ = await self.lookup(user_ids, None)
+        return found
+
+    async def lookup(self, user_ids: Sequence[int], viewer_id: int | None
+                     ) -> tuple[dict[int, dict[str, str]], list[int] | None]:
+        """The cached profiles among `user_ids` and the viewer's cached followees, in ONE round trip
+        (None: no viewer, or not cached)."""
+        keys = [self._profile_key(user_id) for user_id in user_ids]
+        if viewer_id:
+            keys.append(self._followees_key(viewer_id))
+        if not keys:
+            return {}, None
         try:
-            values = await self._redis.mget([self._profile_key(user_id) for user_id in user_ids])
+            values = await self._redis.mget(keys)
         except RedisError as error:
-            log.warning("profile cache read failed: %s", type(error).__name__)
-            return {}
-        return {user_id: orjson.loads(value) for user_id, value in zip(user_ids, values, strict=True)
-                if value is not None}
+            log.warning("directory cache read failed: %s", type(error).__name__)
+            return {}, None
+        followees = values.pop() if viewer_id else None
+        found = {user_id: orjson.loads(value) for user_id, value in zip(user_ids, values, strict=True)
+                 if value is not None}
+        return found, None if followees is None else [int(followee) for followee in orjson.loads(followees)]
 
     async def store_profiles(self, profiles: Mapping[int, Mapping[str, str]]) -> None:
         if not profiles:

@@ -293,9 +293,8 @@ class Directory:
     async def profiles(self, user_ids: Sequence[int], viewer_id: int | None) -> dict[int, Profile]:
         """Profiles of the known ids among `user_ids` (unknown ids are absent)."""
         wanted = list(dict.fromkeys(user_id for user_id in user_ids if user_id > 0))
-        found = await self._cache.profiles(wanted)
+        found, followees = await self._cache.lookup(wanted, viewer_id)
         missing = [user_id for user_id in wanted if user_id not in found]
-        followees = await self._cache.followees(viewer_id) if viewer_id else None
         following: set[int] = set(followees or ())
         if missing or (viewer_id and followees is None):
             async with self._database.read() as session:
