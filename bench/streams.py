@@ -1,13 +1,14 @@
 """Fan-out benchmark of the realtime service: N watchers on one process, events at R/s for T seconds.
 
-    python -m bench.streams [--watchers 1000] [--rate 50] [--seconds 20] [--clients 2]
+    python -m bench.streams [--watchers 1000] [--rate 50] [--seconds 20] [--clients 2] [--unbatched]
 
 Everything is real and local: embedded PostgreSQL and Redis in a temporary directory, the users
 service (author profiles for enrichment) and the realtime service in this process. A writer
 process commits article events to an articles outbox at R/s and the real OutboxRelay publishes
 them to Redis; client processes hold the N WatchArticles streams and time every event from just
 before its commit (`occurred_at`) to its receipt. So latency covers commit, relay, the one
-reader, enrichment, fan-out, gRPC and the client's parsing.
+reader, enrichment, fan-out, gRPC and the client's parsing. The streams are batched, as the SDK
+opens them (`--unbatched`: one event per message); deliveries and latencies count per event.
 
 Prints a Markdown table row and writes bench/results/streams.json.
 """
@@ -73,18 +74,24 @@ def _run_loop(main: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(main)
 
 
-def _client_process(address: str, count: int, pipe: Connection) -> None:
-    _run_loop(_client(address, count, pipe))
+def _client_process(address: str, count: int, batched: bool, pipe: Connection) -> None:
+    _run_loop(_client(address, count, batched, pipe))
 
 
-async def _client(address: str, count: int, pipe: Connection) -> None:
+def _events(response: Any) -> Any:
+    """The events of one message: batched (`events`) or not (`event`)."""
+    return response.events or (response.event,)
+
+
+async def _client(address: str, count: int, batched: bool, pipe: Connection) -> None:
     channel_count = max(1, -(-count // STREAMS_PER_CHANNEL))
     channels_ = [grpc.aio.insecure_channel(address) for _ in range(channel_count)]
     stubs = [realtime_pb2_grpc.RealtimeServiceStub(channel) for channel in channels_]
-    calls = [stubs[n % channel_count].WatchArticles(realtime_pb2.WatchArticlesRequest()) for n in range(count)]
+    request = realtime_pb2.WatchArticlesRequest(batched=batched)
+    calls = [stubs[n % channel_count].WatchArticles(request) for n in range(count)]
     for call in calls:  # the first message says the stream is live
         first: Any = await call.read()
-        assert first.event.type == realtime_pb2.EVENT_TYPE_HEARTBEAT
+        assert [event.type for event in _events(first)] == [realtime_pb2.EVENT_TYPE_HEARTBEAT]
     pipe.send(("ready", count))
     latencies = array("d")
     received = [0] * count
@@ -97,17 +104,18 @@ async def _client(address: str, count: int, pipe: Connection) -> None:
         last = StreamId(0, 0)
         try:
             while (response := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
-                event: realtime_pb2.Event = response.event
-                if event.type == realtime_pb2.EVENT_TYPE_HEARTBEAT:
-                    continue
-                now = time.time()
-                latencies.append(now - event.occurred_at.seconds - event.occurred_at.nanos / 1e9)
-                received[index] += 1
-                lasts[index] = event.event_id
-                position = StreamId.parse(event.event_id)
-                if position <= last:
-                    disorder += 1
-                last = position
+                now = time.time()  # every event of a message arrived with it
+                event: realtime_pb2.Event
+                for event in _events(response):
+                    if event.type == realtime_pb2.EVENT_TYPE_HEARTBEAT:
+                        continue
+                    latencies.append(now - event.occurred_at.seconds - event.occurred_at.nanos / 1e9)
+                    received[index] += 1
+                    lasts[index] = event.event_id
+                    position = StreamId.parse(event.event_id)
+                    if position <= last:
+                        disorder += 1
+                    last = position
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
                 errors[error.code().name] += 1
@@ -258,7 +266,8 @@ class Received:
         return sum(position.get(last, 0) - count for count, last in self.streams)
 
 
-async def run(watchers: int, rate: float, seconds: float, clients: int, state: Path) -> dict[str, Any]:
+async def run(watchers: int, rate: float, seconds: float, clients: int, state: Path, *,
+              batched: bool = True) -> dict[str, Any]:
     mesh = await _start(state)
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
@@ -267,7 +276,8 @@ async def run(watchers: int, rate: float, seconds: float, clients: int, state: P
         for n in range(clients):
             share = watchers // clients + (1 if n < watchers % clients else 0)
             ours, theirs = context.Pipe()
-            process = context.Process(target=_client_process, args=(mesh.address, share, theirs), daemon=True)
+            process = context.Process(target=_client_process, args=(mesh.address, share, batched, theirs),
+                                      daemon=True)
             process.start()
             pipes.append(ours)
             processes.append(process)
@@ -306,6 +316,7 @@ async def run(watchers: int, rate: float, seconds: float, clients: int, state: P
     latencies = sorted(received.latencies)
     return {
         "watchers": watchers, "rate_per_second": rate, "seconds": seconds, "client_processes": clients,
+        "batched": batched,
         "events_written": written, "write_seconds": round(write_seconds, 2),
         "deliveries_expected": expected, "deliveries": received.deliveries,
         # Not received when the run stopped (write phase + up to 30 s of drain): late or lost.
@@ -314,6 +325,8 @@ async def run(watchers: int, rate: float, seconds: float, clients: int, state: P
         "lost": received.gaps(written_ids), "duplicates_or_out_of_order": received.disorder,
         "deliveries_per_second": round(received.deliveries / wall),
         "offered_deliveries_per_second": round(rate * watchers),
+        # Events per gRPC message (1 unbatched; more when batched streams fall behind).
+        "events_per_message": round(metrics["events_delivered"] / max(metrics["event_messages_sent"], 1), 2),
         "latency_ms": {name: round(value * 1000, 1) for name, value in (
             ("p50", _percentile(latencies, 0.50)), ("p90", _percentile(latencies, 0.90)),
             ("p99", _percentile(latencies, 0.99)), ("max", latencies[-1] if latencies else float("nan")),
@@ -330,8 +343,10 @@ def markdown(result: dict[str, Any]) -> str:
     latency = result["latency_ms"]
     header = ("| row | deliveries/s | p50 ms | p99 ms | misses (lost) | slow-consumer cut-offs | "
               "CPU % realtime (+users) | RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    mode = f"batched, {result['events_per_message']:g} events/message" if result["batched"] else "unbatched"
     row = (f"| streams: {result['watchers']:,} watchers x {result['rate_per_second']:g} events/s x "
-           f"{result['seconds']:g} s | {result['deliveries_per_second']:,} | {latency['p50']} | {latency['p99']} | "
+           f"{result['seconds']:g} s ({mode}) | {result['deliveries_per_second']:,} | {latency['p50']} | "
+           f"{latency['p99']} | "
            f"{result['misses']:,} ({result['lost']:,}) | {result['slow_consumer_disconnects']} | "
            f"{result['realtime_process']['cpu_percent']} | {result['realtime_process']['rss_mib']} |")
     table = f"{header}\n{row}"
@@ -350,10 +365,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=2, help="client processes holding the streams")
+    parser.add_argument("--unbatched", action="store_true", help="one event per message, as before batching")
     parser.add_argument("--out", type=Path, default=RESULTS / "streams.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="conduit-bench-streams-") as state:
-        result = _run_loop(run(args.watchers, args.rate, args.seconds, args.clients, Path(state)))
+        result = _run_loop(run(args.watchers, args.rate, args.seconds, args.clients, Path(state),
+                               batched=not args.unbatched))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

@@ -4,6 +4,7 @@ rows relayed by the real OutboxRelay), a client-side view of a watch stream, a T
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 import uuid
@@ -24,6 +25,7 @@ from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.realtime.config import RealtimeConfig
 from conduit_server.realtime.directory import UsersDirectory
+from conduit_server.realtime.enrich import MAX_EVENTS_PER_MESSAGE
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.redis import connect
@@ -150,17 +152,20 @@ class Realtime:
         return realtime_pb2_grpc.RealtimeServiceStub(self.channel)
 
     def watch_articles(self, *, tag: str = "", author: str = "", resume_token: str = "",
-                       metadata: Metadata = ()) -> Watch:
+                       metadata: Metadata = (), batched: bool = False) -> Watch:
         return Watch(self.stub.WatchArticles(realtime_pb2.WatchArticlesRequest(
-            tag=tag, author=author, resume_token=resume_token), metadata=metadata))
+            tag=tag, author=author, resume_token=resume_token, batched=batched), metadata=metadata),
+            batched=batched)
 
-    def watch_article(self, slug: str, *, resume_token: str = "", metadata: Metadata = ()) -> Watch:
+    def watch_article(self, slug: str, *, resume_token: str = "", metadata: Metadata = (),
+                      batched: bool = False) -> Watch:
         return Watch(self.stub.WatchArticle(realtime_pb2.WatchArticleRequest(
-            slug=slug, resume_token=resume_token), metadata=metadata))
+            slug=slug, resume_token=resume_token, batched=batched), metadata=metadata), batched=batched)
 
-    def watch_feed(self, *, resume_token: str = "", metadata: Metadata = ()) -> Watch:
-        return Watch(self.stub.WatchFeed(realtime_pb2.WatchFeedRequest(resume_token=resume_token),
-                                         metadata=metadata))
+    def watch_feed(self, *, resume_token: str = "", metadata: Metadata = (), batched: bool = False) -> Watch:
+        return Watch(self.stub.WatchFeed(realtime_pb2.WatchFeedRequest(resume_token=resume_token,
+                                                                        batched=batched),
+                                         metadata=metadata), batched=batched)
 
 
 def config_for(stream: str, **overrides: Any) -> RealtimeConfig:
@@ -193,19 +198,37 @@ async def running_realtime(redis_url: str, users: UsersServer, config: RealtimeC
 
 
 class Watch:
-    """One stream as a client sees it: events in order, heartbeats apart, the final status."""
+    """One stream as a client sees it: events in order, heartbeats apart, the final status.
 
-    def __init__(self, call: Any) -> None:
+    A batched stream's messages are unpacked (checking their shape); `batch_sizes` records how
+    many events each message carried, heartbeats apart.
+    """
+
+    def __init__(self, call: Any, *, batched: bool = False) -> None:
         self.call = call
+        self.batched = batched
         self.heartbeats: list[realtime_pb2.Event] = []
         self.last_event_id = ""
+        self.batch_sizes: list[int] = []
+        self._unread: collections.deque[realtime_pb2.Event] = collections.deque()
 
     async def message(self, within: float = 5.0) -> realtime_pb2.Event | None:
-        """The next message (heartbeats included); None when the stream ended with OK."""
-        response = await asyncio.wait_for(self.call.read(), within)
-        if response is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
-            return None
-        event: realtime_pb2.Event = response.event
+        """The next event of the stream (heartbeats included); None when the stream ended with OK."""
+        if not self._unread:
+            response = await asyncio.wait_for(self.call.read(), within)
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
+                return None
+            if self.batched:
+                assert not response.HasField("event"), "a batched message sets only `events`"
+                assert 1 <= len(response.events) <= MAX_EVENTS_PER_MESSAGE
+                self._unread.extend(response.events)
+            else:
+                assert response.HasField("event"), "an unbatched message sets `event`"
+                assert not response.events, "an unbatched message carries one event"
+                self._unread.append(response.event)
+            if self._unread[0].type != HEARTBEAT:
+                self.batch_sizes.append(len(self._unread))
+        event = self._unread.popleft()
         if event.type == HEARTBEAT:
             self.heartbeats.append(event)
         else:

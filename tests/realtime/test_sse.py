@@ -108,3 +108,23 @@ async def test_the_feed_needs_a_token_at_the_edge_too(gateway: Gateway) -> None:
     async with gateway.client() as client:
         response = await client.get(f"{gateway.https}/api/watch/feed")
     assert response.status_code == 401
+
+
+async def test_batched_server_sent_events_carry_every_ready_event_in_one_frame(
+        gateway: Gateway, realtime: Realtime, events: Events, users_server: UsersServer) -> None:
+    author_id, _ = await users_server.register("realtime-sse-author")
+    await events.write(*(created(n, f"article-{n}", author_id) for n in range(4)))
+    entries = [entry_id.decode() for entry_id, _ in await events.published()]
+    while realtime.app.metrics()["position"] != entries[-1]:  # noqa: ASYNC110 - the reader's progress
+        await asyncio.sleep(0.01)  # all of it is history for the resume below: one page, one frame
+    async with gateway.client() as client, client.stream(
+            "GET", f"{gateway.https}/api/watch/articles",
+            params={"resumeToken": entries[0], "batched": "true"}) as response:
+        assert response.status_code == 200
+        frames = _frames(response)
+        history, joined = [await asyncio.wait_for(anext(frames), 5) for _ in range(2)]
+    assert "event" not in history
+    assert [event["eventId"] for event in history["events"]] == entries[1:]
+    assert [event["article"]["slug"] for event in history["events"]] == ["article-1", "article-2", "article-3"]
+    assert [(event["type"], event["eventId"]) for event in joined["events"]] == [
+        ("EVENT_TYPE_HEARTBEAT", entries[-1])]

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -231,11 +231,19 @@ def heartbeat(event_id: str = "") -> realtime_pb2.Event:
     return realtime_pb2.Event(event_id=event_id, type=realtime_pb2.EVENT_TYPE_HEARTBEAT)
 
 
+# One message of a scripted stream: an event (in `event`), or a batch of them (in `events`).
+Scripted = realtime_pb2.Event | Sequence[realtime_pb2.Event]
+
+
 @dataclass
 class Connection:
-    """What one WatchArticle stream does: send `events`, then end with `end` (None: OK)."""
+    """What one WatchArticle stream does: send `events`, then end with `end` (None: OK).
 
-    events: Sequence[realtime_pb2.Event]
+    An item that is a list of events is one batched message (`events`), as the realtime
+    service sends when the request sets `batched`.
+    """
+
+    events: Sequence[Scripted]
     end: Failure | None = None
     hold: threading.Event | None = None  # when set: block after the events until it is set
 
@@ -248,14 +256,15 @@ class FakeRealtime(realtime_pb2_grpc.RealtimeServiceServicer):
     resume_tokens: list[str] = field(default_factory=list)
     requests: list[Message] = field(default_factory=list)
 
-    def _play(self, request: Message, token: str,
-              context: grpc.ServicerContext) -> Iterator[realtime_pb2.Event]:
+    def _play(self, request: Message, token: str, context: grpc.ServicerContext) -> Iterator[dict[str, Any]]:
+        """The fields of each scripted response."""
         self.requests.append(request)
         self.resume_tokens.append(token)
         if not self.connections:
             UNAVAILABLE.abort(context)
         connection = self.connections.pop(0)
-        yield from connection.events
+        for item in connection.events:
+            yield {"event": item} if isinstance(item, realtime_pb2.Event) else {"events": item}
         if connection.hold is not None:
             while not connection.hold.wait(0.05):
                 if not context.is_active():
@@ -266,17 +275,17 @@ class FakeRealtime(realtime_pb2_grpc.RealtimeServiceServicer):
     def WatchArticle(self, request: realtime_pb2.WatchArticleRequest,
                      context: grpc.ServicerContext) -> Iterator[realtime_pb2.WatchArticleResponse]:
         for item in self._play(request, request.resume_token, context):
-            yield realtime_pb2.WatchArticleResponse(event=item)
+            yield realtime_pb2.WatchArticleResponse(**item)
 
     def WatchArticles(self, request: realtime_pb2.WatchArticlesRequest,
                       context: grpc.ServicerContext) -> Iterator[realtime_pb2.WatchArticlesResponse]:
         for item in self._play(request, request.resume_token, context):
-            yield realtime_pb2.WatchArticlesResponse(event=item)
+            yield realtime_pb2.WatchArticlesResponse(**item)
 
     def WatchFeed(self, request: realtime_pb2.WatchFeedRequest,
                   context: grpc.ServicerContext) -> Iterator[realtime_pb2.WatchFeedResponse]:
         for item in self._play(request, request.resume_token, context):
-            yield realtime_pb2.WatchFeedResponse(event=item)
+            yield realtime_pb2.WatchFeedResponse(**item)
 
 
 class FakeAuth(users_pb2_grpc.AuthServiceServicer):

@@ -260,3 +260,57 @@ def test_a_failed_token_renewal_on_reconnect_is_retried_like_a_drop(serve: Serve
         assert next(watch).event_id == "2"
     assert auth.refreshes == 2
     assert realtime.resume_tokens == ["", "1"]
+
+
+def test_watches_ask_for_batches_and_hand_their_events_over_one_by_one_in_order(serve: Serve) -> None:
+    batch = [event("2"), heartbeat("2"), event("3"), event("4")]
+    realtime = FakeRealtime([Connection([heartbeat("1"), [event("1")], batch, event("5")]),
+                             Connection([batch]), Connection([batch])])
+    server = serve((realtime_pb2_grpc.add_RealtimeServiceServicer_to_server, realtime))
+    with Conduit.connect(server.target, tls=False, token="jwt-1") as conduit:
+        watch = conduit.articles.watch("a", include_heartbeats=True)
+        assert [(e.event_id, e.type == realtime_pb2.EVENT_TYPE_HEARTBEAT) for e in watch] == [
+            ("1", True), ("1", False), ("2", False), ("2", True), ("3", False), ("4", False), ("5", False)]
+        assert _ids(list(conduit.articles.watch_all())) == ["2", "3", "4"]
+        assert _ids(list(conduit.articles.watch_feed())) == ["2", "3", "4"]
+    assert [(type(r).__name__, r.batched) for r in realtime.requests] == [  # type: ignore[attr-defined]
+        ("WatchArticleRequest", True), ("WatchArticlesRequest", True), ("WatchFeedRequest", True)]
+
+
+def test_a_watch_stopped_mid_batch_resumes_after_the_last_event_handed_over_not_the_batchs_last(
+        serve: Serve) -> None:
+    realtime = FakeRealtime([Connection([[event("1"), event("2"), event("3")]], end=dropped("3")),
+                             Connection([[event("3")]])])
+    with _connect(serve, realtime) as conduit:
+        with conduit.articles.watch("a") as watch:
+            assert [next(watch).event_id, next(watch).event_id] == ["1", "2"]
+            assert watch.resume_token == "2"  # "3" arrived in the same message but was never handed over
+        assert watch.resume_token == "2"
+        assert _ids(list(conduit.articles.watch("a", resume_token=watch.resume_token))) == ["3"]
+    assert realtime.resume_tokens == ["", "2"]
+
+
+def test_a_batched_stream_dropped_after_a_batch_resumes_after_its_last_event(serve: Serve) -> None:
+    realtime = FakeRealtime([Connection([[event("1"), event("2"), event("3")]], end=dropped("3")),
+                             Connection([[event("4"), event("5")], event("6")])])
+    with _connect(serve, realtime) as conduit, conduit.articles.watch("a") as watch:
+        assert _ids(list(watch)) == ["1", "2", "3", "4", "5", "6"]
+    assert realtime.resume_tokens == ["", "3"]
+
+
+async def test_the_async_watch_unpacks_batches_and_resumes_after_the_last_event_handed_over(
+        serve: Serve) -> None:
+    realtime = FakeRealtime([Connection([[event("1"), heartbeat("1"), event("2")]], end=dropped("2")),
+                             Connection([[event("3"), event("4"), event("5")]]),
+                             Connection([[event("5")]])])
+    server = serve((realtime_pb2_grpc.add_RealtimeServiceServicer_to_server, realtime))
+    conduit = await AsyncConduit.connect(server.target, tls=False, retry=FAST)
+    async with conduit:
+        async with conduit.articles.watch("a") as watch:
+            received = [(await anext(watch)).event_id for _ in range(4)]
+        assert watch.resume_token == "4"
+        rest = [e.event_id async for e in conduit.articles.watch("a", resume_token=watch.resume_token)]
+    assert received == ["1", "2", "3", "4"]
+    assert rest == ["5"]
+    assert realtime.resume_tokens == ["", "2", "4"]
+    assert all(request.batched for request in realtime.requests)  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """gRPC servicer of conduit.realtime.v1: requests in, serialized stream messages out.
 
-Messages are serialized once per event in the hub and handed to every stream as bytes,
-so the handlers are registered with a serializer that passes bytes through (the generated
+Messages are serialized once per event in the hub and handed to every stream as bytes (a
+batched stream's message is such bytes concatenated, see `enrich.batch`), so the handlers
+are registered with a serializer that passes bytes through (the generated
 `add_RealtimeServiceServicer_to_server` would serialize each message again per stream).
 """
 
@@ -45,7 +46,7 @@ class RealtimeApi:
             return FeedSelector(followees)
 
         async for message in self._streams.watch("WatchFeed", feed, resume_token=request.resume_token,
-                                                 user_id=user_id):
+                                                 user_id=user_id, batched=request.batched):
             yield message
 
     async def WatchArticle(self, request: realtime_pb2.WatchArticleRequest,
@@ -54,7 +55,7 @@ class RealtimeApi:
             return ArticleSelector(request.slug, followees)
 
         async for message in self._streams.watch("WatchArticle", article, resume_token=request.resume_token,
-                                                 user_id=_viewer()):
+                                                 user_id=_viewer(), batched=request.batched):
             yield message
 
     async def WatchArticles(self, request: realtime_pb2.WatchArticlesRequest,
@@ -63,7 +64,7 @@ class RealtimeApi:
             return ArticlesSelector(request.tag, request.author, followees)
 
         async for message in self._streams.watch("WatchArticles", articles, resume_token=request.resume_token,
-                                                 user_id=_viewer()):
+                                                 user_id=_viewer(), batched=request.batched):
             yield message
 
 

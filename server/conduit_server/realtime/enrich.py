@@ -115,6 +115,27 @@ def heartbeat(event_id: str) -> bytes:
     return realtime_pb2.WatchArticlesResponse(event=event).SerializeToString()
 
 
+# Most events one batched message carries (the contract's `events` documents this cap).
+MAX_EVENTS_PER_MESSAGE = 100
+# The key of `repeated Event events = 2` (length-delimited); `Event event = 1` is 0x0a.
+_EVENTS_KEY = 0x12
+
+
+def batch(messages: Sequence[bytes]) -> bytes:
+    """Single-event messages (as `payload` and `heartbeat` make them) as ONE batched message.
+
+    A message holding only `Event event = 1` is `0x0a <length> <event>`; the same event as an
+    element of `repeated Event events = 2` is `0x12 <length> <event>`. So the batch is the
+    messages concatenated with each one's first byte swapped: no event is parsed or re-serialized.
+    """
+    joined = bytearray(b"".join(messages))
+    offset = 0
+    for message in messages:
+        joined[offset] = _EVENTS_KEY
+        offset += len(message)
+    return bytes(joined)
+
+
 def _profile(author_id: int, profiles: Mapping[int, users_pb2.Profile]) -> users_pb2.Profile:
     found = profiles.get(author_id)
     # Viewer-independent base: `following` is decided per watcher in Prepared.payload.

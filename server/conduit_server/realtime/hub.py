@@ -46,6 +46,7 @@ class Counters:
     malformed_entries: int = 0
     events_queued: int = 0
     events_delivered: int = 0
+    event_messages_sent: int = 0  # below events_delivered when batched streams batch
     heartbeats_sent: int = 0
     slow_consumer_disconnects: int = 0
     refused_streams: int = 0
@@ -285,6 +286,7 @@ class Hub:
             "events_read": counters.events_read,
             "events_queued": counters.events_queued,
             "events_delivered": counters.events_delivered,
+            "event_messages_sent": counters.event_messages_sent,
             "heartbeats_sent": counters.heartbeats_sent,
             "slow_consumer_disconnects": counters.slow_consumer_disconnects,
             "refused_streams": counters.refused_streams,

@@ -5,18 +5,23 @@ position P, then the stream joins the hub — synchronously, so every entry afte
 it from the hub and none up to P does: no gap, no duplicate, and no buffer that a long
 history could overflow. Each page starts AT the previous page's last entry: if that entry
 is gone, the stream was trimmed past the client (OUT_OF_RANGE, never a silent gap).
+
+Batching (`batched` in the request): each message carries every event ready when it is sent —
+after one event arrives, whatever else is already queued (or the rest of a history page), up to
+MAX_EVENTS_PER_MESSAGE. Nothing waits for a batch to fill, so batches form only when the client
+or this server is behind, and then one gRPC send (the dominant cost) serves many events.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Set
+from collections.abc import AsyncIterator, Callable, Sequence, Set
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.enrich import heartbeat
+from conduit_server.realtime.enrich import MAX_EVENTS_PER_MESSAGE, batch, heartbeat
 from conduit_server.realtime.entries import (
     RawEntry,
     RecentIds,
@@ -27,12 +32,19 @@ from conduit_server.realtime.entries import (
 )
 from conduit_server.realtime.hub import Hub
 from conduit_server.realtime.ids import ORIGIN, StreamId, parse_resume_token
-from conduit_server.realtime.watchers import Selector, Watcher
+from conduit_server.realtime.watchers import Item, Selector, Watcher
 from conduit_server.runtime.errors import ConduitError, OutOfRange, Unavailable
 
 log = logging.getLogger("conduit.realtime")
 
 SelectorFactory = Callable[[Set[int] | None], Selector]
+# Single-event messages to one wire message: `batch`, or the message itself when unbatched.
+Framing = Callable[[Sequence[bytes]], bytes]
+
+
+def _single(messages: Sequence[bytes]) -> bytes:
+    (message,) = messages
+    return message
 
 
 def token_of(position: StreamId | None) -> str:
@@ -57,8 +69,9 @@ class Streams:
         self.config = config
 
     async def watch(self, method: str, selector: SelectorFactory, *, resume_token: str,
-                    user_id: int | None) -> AsyncIterator[bytes]:
-        """The serialized messages of one stream; `user_id` personalises `following`."""
+                    user_id: int | None, batched: bool = False) -> AsyncIterator[bytes]:
+        """The serialized messages of one stream; `user_id` personalises `following`; `batched`: each
+        message carries every event ready when it is sent (`events`), else one (`event`)."""
         resume_after = parse_resume_token(resume_token)
         if self.hub.closing:
             raise unavailable("this server is shutting down", "SHUTTING_DOWN")(resume_after)
@@ -73,7 +86,7 @@ class Streams:
                               resume_after=resume_after)
             self.hub.attach(watcher)
             try:
-                async for message in self._run(watcher, resume_after):
+                async for message in self._run(watcher, resume_after, batched):
                     yield message
             finally:
                 self.hub.detach(watcher)
@@ -81,11 +94,13 @@ class Streams:
             if user_id:
                 self.hub.follows.release(user_id)
 
-    async def _run(self, watcher: Watcher, resume_after: StreamId | None) -> AsyncIterator[bytes]:
+    async def _run(self, watcher: Watcher, resume_after: StreamId | None,
+                   batched: bool) -> AsyncIterator[bytes]:
+        limit, frame = (MAX_EVENTS_PER_MESSAGE, batch) if batched else (1, _single)
         try:
             if resume_after is not None:
                 self.hub.counters.resumes += 1
-                async for message in self._catch_up(watcher, resume_after):
+                async for message in self._catch_up(watcher, resume_after, limit, frame):
                     yield message
             else:
                 self.hub.go_live(watcher)
@@ -102,21 +117,23 @@ class Streams:
             return
         counters = self.hub.counters
         # The first live message: the stream has joined, and the client holds a resume token already.
-        yield heartbeat(token_of(watcher.position()))
+        yield frame([heartbeat(token_of(watcher.position()))])
         while True:
-            item = await watcher.next(self.config.heartbeat_seconds)
-            if item is None:
+            if not await watcher.wait(self.config.heartbeat_seconds):
                 counters.heartbeats_sent += 1
-                yield heartbeat(token_of(watcher.position()))
+                yield frame([heartbeat(token_of(watcher.position()))])
                 continue
-            event_id, payload, final = item
-            watcher.last_sent = event_id  # before the hand-over: from here on it is on its way
-            counters.events_delivered += 1
-            yield payload
+            # Batched: everything queued by now rides along (up to the cap), one send for all of it.
+            payloads, event_id, final = watcher.take(limit)
+            watcher.last_sent = event_id  # before the hand-over: from here on they are on their way
+            counters.events_delivered += len(payloads)
+            counters.event_messages_sent += 1
+            yield frame(payloads)
             if final:
                 return
 
-    async def _catch_up(self, watcher: Watcher, after: StreamId) -> AsyncIterator[bytes]:
+    async def _catch_up(self, watcher: Watcher, after: StreamId, limit: int,
+                        frame: Framing) -> AsyncIterator[bytes]:
         redis, stream, page = self.hub.redis, self.config.articles_stream, self.config.read_count
         # Entries up to the token: its own presence proves retention, their ids seed the dedupe window.
         before = await xrevrange(redis, stream, str(after), count=self.config.dedupe_window)
@@ -136,14 +153,21 @@ class Streams:
             prepared = await self.hub.preparer.prepare(fresh)
             for entry in fresh:
                 recent.add(entry.event_id)
+            selected: list[Item] = []
             for event in prepared:
                 payload = watcher.selector.select(event)
-                if payload is None:
-                    continue
-                watcher.last_sent = event.id
-                self.hub.counters.events_delivered += 1
-                yield payload
-                if event.final:
+                if payload is not None:
+                    selected.append((event.id, payload, event.final))
+                    if event.final:
+                        break
+            for start in range(0, len(selected), limit):
+                items = selected[start:start + limit]
+                event_id, _, final = items[-1]
+                watcher.last_sent = event_id  # before the hand-over, as live
+                self.hub.counters.events_delivered += len(items)
+                self.hub.counters.event_messages_sent += 1
+                yield frame([payload for _, payload, _ in items])
+                if final:
                     watcher.done = True
                     return
             after = last if last is not None else target

@@ -86,7 +86,7 @@ class Offer(enum.Enum):
     OVERFLOW = "overflow"
 
 
-# A queued message: its id, its bytes, whether the stream ends after it.
+# A message ready to send: its id, its bytes, whether the stream ends after it.
 Item = tuple[StreamId, bytes, bool]
 
 
@@ -104,7 +104,12 @@ class Watcher:
         self.seen: StreamId | None = None
         self.live = False
         self.done = False  # FINAL queued or closed: the hub offers nothing more
-        self._queue: deque[Item] = deque()
+        # The queue: ids and bytes of the queued messages, in two deques of objects every stream shares
+        # (no per-stream allocation per event: queued tuples outliving young GC generations would
+        # have the collector scan the whole heap every few seconds under load).
+        self._ids: deque[StreamId] = deque()
+        self._payloads: deque[bytes] = deque()
+        self._final: StreamId | None = None  # the queued event the stream ends after
         # Resolved by offer/close while the stream waits (one future and one timer per idle wait:
         # this is the hot path of every delivery, so no wait_for task).
         self._waiter: asyncio.Future[None] | None = None
@@ -112,7 +117,7 @@ class Watcher:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self._payloads)
 
     def offer(self, event: Prepared) -> Offer:
         """Queue `event` if it concerns this stream; never waits."""
@@ -121,18 +126,20 @@ class Watcher:
         payload = self.selector.select(event)
         if payload is None:
             return Offer.SKIPPED
-        if len(self._queue) >= self.max_queued:
+        if len(self._payloads) >= self.max_queued:
             return Offer.OVERFLOW
-        self._queue.append((event.id, payload, event.final))
+        self._ids.append(event.id)
+        self._payloads.append(payload)
         self._wake()
         if event.final:
+            self._final = event.id
             self.done = True
             return Offer.FINAL
         return Offer.QUEUED
 
     def position(self) -> StreamId | None:
         """Where a client resuming now would continue without gap or duplicate."""
-        if self.live and not self._queue and self.seen is not None and (
+        if self.live and not self._payloads and self.seen is not None and (
                 self.last_sent is None or self.seen > self.last_sent):
             return self.seen
         return self.last_sent
@@ -143,7 +150,8 @@ class Watcher:
             return
         self._error = error(self.position())
         self.done = True
-        self._queue.clear()
+        self._ids.clear()
+        self._payloads.clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -154,9 +162,9 @@ class Watcher:
         if self._error is not None:
             raise self._error
 
-    async def next(self, idle_seconds: float) -> Item | None:
-        """The next queued message; None after `idle_seconds` of silence; raises once closed."""
-        if self._error is None and not self._queue:
+    async def wait(self, idle_seconds: float) -> bool:
+        """True once a message is queued; False after `idle_seconds` of silence; raises once closed."""
+        if self._error is None and not self._payloads:
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
             timer = loop.call_later(idle_seconds, _resolve, waiter)
@@ -167,7 +175,18 @@ class Watcher:
                 self._waiter = None
         if self._error is not None:
             raise self._error
-        return self._queue.popleft() if self._queue else None
+        return bool(self._payloads)
+
+    def take(self, limit: int) -> tuple[list[bytes], StreamId, bool]:
+        """The first 1 to `limit` queued messages (after `wait` said there is one): their bytes, the
+        last one's id, whether the stream ends after it."""
+        ids, payloads = self._ids, self._payloads
+        count = min(limit, len(payloads))
+        taken = [payloads.popleft() for _ in range(count)]
+        for _ in range(count - 1):
+            ids.popleft()
+        last = ids.popleft()
+        return taken, last, last == self._final
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

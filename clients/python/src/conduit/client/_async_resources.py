@@ -161,7 +161,7 @@ class AsyncArticles:
         raises `StreamExpired` when the token is too old. Close it to stop.
         """
         async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticleResponse]:
-            request = r.WatchArticleRequest(slug=slug, resume_token=token)
+            request = build.watch_article(slug, resume_token=token)
             return await self._t.server_stream(m.WATCH_ARTICLE, request)
 
         return AsyncWatch(open_stream, resume_token=resume_token,
@@ -173,7 +173,7 @@ class AsyncArticles:
                   max_reconnects: int = MAX_RECONNECTS) -> AsyncWatch:
         """The public stream of new articles, optionally filtered by tag or author."""
         async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticlesResponse]:
-            request = r.WatchArticlesRequest(tag=tag or "", author=author or "", resume_token=token)
+            request = build.watch_articles(tag=tag, author=author, resume_token=token)
             return await self._t.server_stream(m.WATCH_ARTICLES, request)
 
         return AsyncWatch(open_stream, resume_token=resume_token,
@@ -184,7 +184,7 @@ class AsyncArticles:
                    max_reconnects: int = MAX_RECONNECTS) -> AsyncWatch:
         """New articles by the authors the caller follows (needs a signed-in client)."""
         async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchFeedResponse]:
-            return await self._t.server_stream(m.WATCH_FEED, r.WatchFeedRequest(resume_token=token))
+            return await self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token))
 
         return AsyncWatch(open_stream, resume_token=resume_token,
                           include_heartbeats=include_heartbeats, policy=self._t.retry,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conduit.articles.v1 import articles_pb2 as a
+from conduit.realtime.v1 import realtime_pb2 as r
 from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
 
@@ -47,3 +48,18 @@ def search_articles(query: str, *, tag: str | None, author: str | None, limit: i
 def oauth_token(*, client_id: str, client_secret: str, scopes: Iterable[str]) -> u.CreateOAuthTokenRequest:
     return u.CreateOAuthTokenRequest(grant_type="client_credentials", client_id=client_id,
                                      client_secret=client_secret, scope=" ".join(scopes))
+
+
+# Watches always ask for batches: the watch iterators hand the events over one by one.
+
+
+def watch_article(slug: str, *, resume_token: str) -> r.WatchArticleRequest:
+    return r.WatchArticleRequest(slug=slug, resume_token=resume_token, batched=True)
+
+
+def watch_articles(*, tag: str | None, author: str | None, resume_token: str) -> r.WatchArticlesRequest:
+    return r.WatchArticlesRequest(tag=tag or "", author=author or "", resume_token=resume_token, batched=True)
+
+
+def watch_feed(*, resume_token: str) -> r.WatchFeedRequest:
+    return r.WatchFeedRequest(resume_token=resume_token, batched=True)

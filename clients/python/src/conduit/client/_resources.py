@@ -161,7 +161,7 @@ class Articles:
         raises `StreamExpired` when the token is too old. Close it to stop.
         """
         def open_stream(token: str) -> grpc.CallIterator[r.WatchArticleResponse]:
-            request = r.WatchArticleRequest(slug=slug, resume_token=token)
+            request = build.watch_article(slug, resume_token=token)
             return self._t.server_stream(m.WATCH_ARTICLE, request)
 
         return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
@@ -172,7 +172,7 @@ class Articles:
                   max_reconnects: int = MAX_RECONNECTS) -> Watch:
         """The public stream of new articles, optionally filtered by tag or author."""
         def open_stream(token: str) -> grpc.CallIterator[r.WatchArticlesResponse]:
-            request = r.WatchArticlesRequest(tag=tag or "", author=author or "", resume_token=token)
+            request = build.watch_articles(tag=tag, author=author, resume_token=token)
             return self._t.server_stream(m.WATCH_ARTICLES, request)
 
         return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
@@ -182,7 +182,7 @@ class Articles:
                    max_reconnects: int = MAX_RECONNECTS) -> Watch:
         """New articles by the authors the caller follows (needs a signed-in client)."""
         def open_stream(token: str) -> grpc.CallIterator[r.WatchFeedResponse]:
-            return self._t.server_stream(m.WATCH_FEED, r.WatchFeedRequest(resume_token=token))
+            return self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token))
 
         return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
                      policy=self._t.retry, max_reconnects=max_reconnects)

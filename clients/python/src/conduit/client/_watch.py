@@ -1,8 +1,11 @@
 """Resumable watches: iterate events; reconnect after a drop with the last event id.
 
-A stream that ends with UNAVAILABLE (a restart, a lost connection) or
-RESOURCE_EXHAUSTED (a slow consumer cut off) is reopened with the id of the
-last event received as its resume token, so nothing is missed or repeated.
+Watches ask for batched streams (several events per message when the client or
+the server is behind, which saves the per-message cost on both sides) and hand
+the events over one by one. A stream that ends with UNAVAILABLE (a restart, a
+lost connection) or RESOURCE_EXHAUSTED (a slow consumer cut off) is reopened
+with the id of the last event handed over as its resume token, so nothing is
+missed or repeated.
 Reconnects back off exponentially with jitter (a server's RetryInfo wins);
 after `max_reconnects` failures in a row the error is raised, and any event
 received resets the count. A token older than the server's window raises
@@ -14,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,7 +31,7 @@ from conduit.realtime.v1 import realtime_pb2
 
 log = logging.getLogger("conduit.client")
 
-# The three Watch*Response messages all carry `Event event = 1`.
+# The three Watch*Response messages all carry `Event event = 1` and `repeated Event events = 2`.
 WatchResponse = realtime_pb2.WatchArticleResponse | realtime_pb2.WatchArticlesResponse | \
     realtime_pb2.WatchFeedResponse
 
@@ -36,6 +40,11 @@ LAST_EVENT_ID_KEY = "last_event_id"
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 #: Failed reconnects in a row before a watch gives up (with the default backoff, about half a minute).
 MAX_RECONNECTS = 20
+
+
+def _events_of(response: WatchResponse) -> Sequence[realtime_pb2.Event]:
+    """The events of one message: `events` when batched, else `event` (a server may not batch)."""
+    return response.events or (response.event,)
 
 
 class _Resume:
@@ -56,7 +65,7 @@ class _Resume:
         self.received = False
 
     def on_event(self, event: realtime_pb2.Event) -> bool:
-        """Record progress; True when the event is for the caller."""
+        """Record progress as `event` is handed over; True when it is for the caller."""
         self.failures = 0
         self.received = True
         if event.event_id:
@@ -86,8 +95,9 @@ class _Resume:
 class Watch:
     """An iterator of `realtime_pb2.Event` that survives drops; close it (or use `with`) to stop.
 
-    `resume_token` is the id of the last event received: store it to continue
-    later with `watch(..., resume_token=...)`.
+    `resume_token` is the id of the last event handed over (events of a batch
+    not yet iterated do not count): store it to continue later with
+    `watch(..., resume_token=...)`.
     """
 
     def __init__(self, open_stream: Callable[[str], grpc.CallIterator[Any]], *, resume_token: str | None,
@@ -97,6 +107,8 @@ class Watch:
                               include_heartbeats=include_heartbeats)
         self._call: grpc.CallIterator[Any] | None = None
         self._responses: Iterator[WatchResponse] | None = None
+        # Received, not yet handed over: the rest of a batch (read again only once it is empty).
+        self._unread: deque[realtime_pb2.Event] = deque()
         self._closed = False
         self._wakeup = threading.Event()
 
@@ -111,6 +123,11 @@ class Watch:
         while True:
             if self._closed:
                 raise StopIteration
+            if self._unread:
+                event = self._unread.popleft()
+                if self._state.on_event(event):
+                    return event
+                continue
             try:
                 if self._responses is None:
                     # Opening may renew the token, which can fail like the stream itself.
@@ -131,9 +148,7 @@ class Watch:
                 if self._wakeup.wait(delay):
                     raise StopIteration from None
                 continue
-            event = response.event
-            if self._state.on_event(event):
-                return event
+            self._unread.extend(_events_of(response))
 
     def _on_error(self, exc: grpc.RpcError | ConduitError) -> float:
         if isinstance(exc, ConduitError):
@@ -166,6 +181,8 @@ class AsyncWatch:
                               include_heartbeats=include_heartbeats)
         self._call: grpc.aio.UnaryStreamCall[Any, Any] | None = None
         self._responses: AsyncIterator[WatchResponse] | None = None
+        # Received, not yet handed over: the rest of a batch (read again only once it is empty).
+        self._unread: deque[realtime_pb2.Event] = deque()
         self._closed = False
         self._wakeup = asyncio.Event()
 
@@ -180,6 +197,11 @@ class AsyncWatch:
         while True:
             if self._closed:
                 raise StopAsyncIteration
+            if self._unread:
+                event = self._unread.popleft()
+                if self._state.on_event(event):
+                    return event
+                continue
             try:
                 if self._responses is None:
                     # Opening may renew the token, which can fail like the stream itself.
@@ -207,9 +229,7 @@ class AsyncWatch:
                 except TimeoutError:
                     continue
                 raise StopAsyncIteration from None
-            event = response.event
-            if self._state.on_event(event):
-                return event
+            self._unread.extend(_events_of(response))
 
     def close(self) -> None:
         """Stop the watch; ends an iteration blocked in another task."""

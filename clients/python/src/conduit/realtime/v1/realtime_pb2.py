@@ -29,7 +29,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"conduit/realtime/v1/realtime.proto\x12\x13\x63onduit.realtime.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"conduit/articles/v1/articles.proto\x1a\x1d\x63onduit/options/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.conduit.realtime.v1.EventType\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07\x61rticle\x18\x04 \x01(\x0b\x32\x1c.conduit.articles.v1.ArticleH\x00\x12/\n\x07\x63omment\x18\x05 \x01(\x0b\x32\x1c.conduit.articles.v1.CommentH\x00\x12\x31\n\x08\x64\x65letion\x18\x06 \x01(\x0b\x32\x1d.conduit.realtime.v1.DeletionH\x00\x12\x33\n\tfavorites\x18\x07 \x01(\x0b\x32\x1e.conduit.realtime.v1.FavoritesH\x00\x42\n\n\x08resource\",\n\x08\x44\x65letion\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\x05\"2\n\tFavorites\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x61vorites_count\x18\x02 \x01(\x05\"1\n\x10WatchFeedRequest\x12\x1d\n\x0cresume_token\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\">\n\x11WatchFeedResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event\"N\n\x13WatchArticleRequest\x12\x18\n\x04slug\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xac\x02\x12\x1d\n\x0cresume_token\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\"A\n\x14WatchArticleResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event\"d\n\x14WatchArticlesRequest\x12\x14\n\x03tag\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06\x61uthor\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1d\n\x0cresume_token\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\"B\n\x15WatchArticlesResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event*\x81\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_TYPE_HEARTBEAT\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_CREATED\x10\x02\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_UPDATED\x10\x03\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_DELETED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_COMMENT_ADDED\x10\x05\x12\x1e\n\x1a\x45VENT_TYPE_COMMENT_DELETED\x10\x06\x12 \n\x1c\x45VENT_TYPE_FAVORITES_CHANGED\x10\x07\x32\xae\x03\n\x0fRealtimeService\x12{\n\tWatchFeed\x12%.conduit.realtime.v1.WatchFeedRequest\x1a&.conduit.realtime.v1.WatchFeedResponse\"\x1d\xc2\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/watch/feed0\x01\x12\x8f\x01\n\x0cWatchArticle\x12(.conduit.realtime.v1.WatchArticleRequest\x1a).conduit.realtime.v1.WatchArticleResponse\"(\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/watch/articles/{slug}0\x01\x12\x8b\x01\n\rWatchArticles\x12).conduit.realtime.v1.WatchArticlesRequest\x1a*.conduit.realtime.v1.WatchArticlesResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/api/watch/articles0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"conduit/realtime/v1/realtime.proto\x12\x13\x63onduit.realtime.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"conduit/articles/v1/articles.proto\x1a\x1d\x63onduit/options/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.conduit.realtime.v1.EventType\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07\x61rticle\x18\x04 \x01(\x0b\x32\x1c.conduit.articles.v1.ArticleH\x00\x12/\n\x07\x63omment\x18\x05 \x01(\x0b\x32\x1c.conduit.articles.v1.CommentH\x00\x12\x31\n\x08\x64\x65letion\x18\x06 \x01(\x0b\x32\x1d.conduit.realtime.v1.DeletionH\x00\x12\x33\n\tfavorites\x18\x07 \x01(\x0b\x32\x1e.conduit.realtime.v1.FavoritesH\x00\x42\n\n\x08resource\",\n\x08\x44\x65letion\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\x05\"2\n\tFavorites\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x61vorites_count\x18\x02 \x01(\x05\"B\n\x10WatchFeedRequest\x12\x1d\n\x0cresume_token\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x0f\n\x07\x62\x61tched\x18\x02 \x01(\x08\"j\n\x11WatchFeedResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.conduit.realtime.v1.Event\"_\n\x13WatchArticleRequest\x12\x18\n\x04slug\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xac\x02\x12\x1d\n\x0cresume_token\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x0f\n\x07\x62\x61tched\x18\x03 \x01(\x08\"m\n\x14WatchArticleResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.conduit.realtime.v1.Event\"u\n\x14WatchArticlesRequest\x12\x14\n\x03tag\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06\x61uthor\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1d\n\x0cresume_token\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x0f\n\x07\x62\x61tched\x18\x04 \x01(\x08\"n\n\x15WatchArticlesResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.conduit.realtime.v1.Event\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.conduit.realtime.v1.Event*\x81\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_TYPE_HEARTBEAT\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_CREATED\x10\x02\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_UPDATED\x10\x03\x12\x1e\n\x1a\x45VENT_TYPE_ARTICLE_DELETED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_COMMENT_ADDED\x10\x05\x12\x1e\n\x1a\x45VENT_TYPE_COMMENT_DELETED\x10\x06\x12 \n\x1c\x45VENT_TYPE_FAVORITES_CHANGED\x10\x07\x32\xae\x03\n\x0fRealtimeService\x12{\n\tWatchFeed\x12%.conduit.realtime.v1.WatchFeedRequest\x1a&.conduit.realtime.v1.WatchFeedResponse\"\x1d\xc2\xf3\x18\x02\x08\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/watch/feed0\x01\x12\x8f\x01\n\x0cWatchArticle\x12(.conduit.realtime.v1.WatchArticleRequest\x1a).conduit.realtime.v1.WatchArticleResponse\"(\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/watch/articles/{slug}0\x01\x12\x8b\x01\n\rWatchArticles\x12).conduit.realtime.v1.WatchArticlesRequest\x1a*.conduit.realtime.v1.WatchArticlesResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/api/watch/articles0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,8 +54,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REALTIMESERVICE'].methods_by_name['WatchArticle']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\034\022\032/api/watch/articles/{slug}'
   _globals['_REALTIMESERVICE'].methods_by_name['WatchArticles']._loaded_options = None
   _globals['_REALTIMESERVICE'].methods_by_name['WatchArticles']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\025\022\023/api/watch/articles'
-  _globals['_EVENTTYPE']._serialized_start=1086
-  _globals['_EVENTTYPE']._serialized_end=1343
+  _globals['_EVENTTYPE']._serialized_start=1269
+  _globals['_EVENTTYPE']._serialized_end=1526
   _globals['_EVENT']._serialized_start=219
   _globals['_EVENT']._serialized_end=553
   _globals['_DELETION']._serialized_start=555
@@ -63,17 +63,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAVORITES']._serialized_start=601
   _globals['_FAVORITES']._serialized_end=651
   _globals['_WATCHFEEDREQUEST']._serialized_start=653
-  _globals['_WATCHFEEDREQUEST']._serialized_end=702
-  _globals['_WATCHFEEDRESPONSE']._serialized_start=704
-  _globals['_WATCHFEEDRESPONSE']._serialized_end=766
-  _globals['_WATCHARTICLEREQUEST']._serialized_start=768
-  _globals['_WATCHARTICLEREQUEST']._serialized_end=846
-  _globals['_WATCHARTICLERESPONSE']._serialized_start=848
-  _globals['_WATCHARTICLERESPONSE']._serialized_end=913
-  _globals['_WATCHARTICLESREQUEST']._serialized_start=915
-  _globals['_WATCHARTICLESREQUEST']._serialized_end=1015
-  _globals['_WATCHARTICLESRESPONSE']._serialized_start=1017
-  _globals['_WATCHARTICLESRESPONSE']._serialized_end=1083
-  _globals['_REALTIMESERVICE']._serialized_start=1346
-  _globals['_REALTIMESERVICE']._serialized_end=1776
+  _globals['_WATCHFEEDREQUEST']._serialized_end=719
+  _globals['_WATCHFEEDRESPONSE']._serialized_start=721
+  _globals['_WATCHFEEDRESPONSE']._serialized_end=827
+  _globals['_WATCHARTICLEREQUEST']._serialized_start=829
+  _globals['_WATCHARTICLEREQUEST']._serialized_end=924
+  _globals['_WATCHARTICLERESPONSE']._serialized_start=926
+  _globals['_WATCHARTICLERESPONSE']._serialized_end=1035
+  _globals['_WATCHARTICLESREQUEST']._serialized_start=1037
+  _globals['_WATCHARTICLESREQUEST']._serialized_end=1154
+  _globals['_WATCHARTICLESRESPONSE']._serialized_start=1156
+  _globals['_WATCHARTICLESRESPONSE']._serialized_end=1266
+  _globals['_REALTIMESERVICE']._serialized_start=1529
+  _globals['_REALTIMESERVICE']._serialized_end=1959
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,12 @@ Live, resumable streams of what happens to articles. Browsers receive the
 same streams as Server-Sent Events through the gateway.
 """
 
+from collections import abc as _abc
 from conduit.articles.v1 import articles_pb2 as _articles_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -186,16 +188,24 @@ class WatchFeedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    BATCHED_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Continue after this event id; empty to start with new events."""
+    batched: _builtins.bool
+    """Batch the events: each message then carries in `events` all the events
+    that were ready when it was sent (at most 100) and leaves `event` unset.
+    False: one event per message, in `event`. Batching never delays an event
+    (see `WatchFeedResponse.events`).
+    """
     def __init__(
         self,
         *,
         resume_token: _builtins.str = ...,
+        batched: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched", b"batched", "resume_token", b"resume_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -208,18 +218,29 @@ class WatchFeedResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___Event:
-        """The event."""
+        """The event, when the request did not set `batched`; unset otherwise."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """When the request set `batched`: all the events that were ready when this
+        message was sent, in stream order, heartbeats included; at least 1 and at
+        most 100 (more wait for the next message). No delay is ever added to fill
+        a batch, so events share a message only when the reader or the server is
+        behind. Each event's id resumes after that event, as in unbatched streams.
+        """
 
     def __init__(
         self,
         *,
         event: Global___Event | None = ...,
+        events: _abc.Iterable[Global___Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,19 +254,27 @@ class WatchArticleRequest(_message.Message):
 
     SLUG_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    BATCHED_FIELD_NUMBER: _builtins.int
     slug: _builtins.str
     """The slug of the article to watch."""
     resume_token: _builtins.str
     """Continue after this event id; empty to start with new events."""
+    batched: _builtins.bool
+    """Batch the events: each message then carries in `events` all the events
+    that were ready when it was sent (at most 100) and leaves `event` unset.
+    False: one event per message, in `event`. Batching never delays an event
+    (see `WatchArticleResponse.events`).
+    """
     def __init__(
         self,
         *,
         slug: _builtins.str = ...,
         resume_token: _builtins.str = ...,
+        batched: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token", "slug", b"slug"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched", b"batched", "resume_token", b"resume_token", "slug", b"slug"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -258,18 +287,29 @@ class WatchArticleResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___Event:
-        """The event."""
+        """The event, when the request did not set `batched`; unset otherwise."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """When the request set `batched`: all the events that were ready when this
+        message was sent, in stream order, heartbeats included; at least 1 and at
+        most 100 (more wait for the next message). No delay is ever added to fill
+        a batch, so events share a message only when the reader or the server is
+        behind. Each event's id resumes after that event, as in unbatched streams.
+        """
 
     def __init__(
         self,
         *,
         event: Global___Event | None = ...,
+        events: _abc.Iterable[Global___Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,22 +324,30 @@ class WatchArticlesRequest(_message.Message):
     TAG_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    BATCHED_FIELD_NUMBER: _builtins.int
     tag: _builtins.str
     """Only articles with this tag."""
     author: _builtins.str
     """Only articles by this username."""
     resume_token: _builtins.str
     """Continue after this event id; empty to start with new events."""
+    batched: _builtins.bool
+    """Batch the events: each message then carries in `events` all the events
+    that were ready when it was sent (at most 100) and leaves `event` unset.
+    False: one event per message, in `event`. Batching never delays an event
+    (see `WatchArticlesResponse.events`).
+    """
     def __init__(
         self,
         *,
         tag: _builtins.str = ...,
         author: _builtins.str = ...,
         resume_token: _builtins.str = ...,
+        batched: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "resume_token", b"resume_token", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "batched", b"batched", "resume_token", b"resume_token", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,18 +360,29 @@ class WatchArticlesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___Event:
-        """The event."""
+        """The event, when the request did not set `batched`; unset otherwise."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """When the request set `batched`: all the events that were ready when this
+        message was sent, in stream order, heartbeats included; at least 1 and at
+        most 100 (more wait for the next message). No delay is ever added to fill
+        a batch, so events share a message only when the reader or the server is
+        behind. Each event's id resumes after that event, as in unbatched streams.
+        """
 
     def __init__(
         self,
         *,
         event: Global___Event | None = ...,
+        events: _abc.Iterable[Global___Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
