@@ -40,3 +40,24 @@ async def test_20_concurrent_creates_with_the_same_title_get_20_distinct_slugs(m
     assert all(slug == "breaking-news" or slug.startswith("breaking-news-") for slug in slugs)
     listed = await mesh.articles.ListArticles(articles_pb2.ListArticlesRequest(limit=50))
     assert listed.articles_count == 20
+
+
+async def test_a_tag_another_writer_commits_during_a_create_is_still_attached(mesh: Mesh) -> None:
+    """The create's statement cannot see a tag committed after its snapshot (its ON CONFLICT waited
+    for that commit); the tag is linked all the same, in the author's order."""
+    author = await mesh.person("author")
+    async with mesh.app.database.transaction() as other_writer:
+        await other_writer.execute(text("INSERT INTO tags (name) VALUES ('contested')"))
+        creating = asyncio.create_task(mesh.create(author, "Contested", tags=["first", "contested", "last"]))
+        for _ in range(500):  # until the create waits for this transaction's tag
+            async with mesh.app.database.read() as session:
+                if await session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                                             "AND NOT granted")):
+                    break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the create never waited for the other writer's tag")
+    created = await creating
+    assert list(created.tag_list) == ["first", "contested", "last"]
+    stored = (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=created.slug))).article
+    assert list(stored.tag_list) == ["first", "contested", "last"]

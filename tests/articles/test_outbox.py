@@ -9,6 +9,7 @@ for real article writes.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -97,6 +98,39 @@ async def test_concurrent_writers_get_ids_in_commit_order(articles_app: Articles
     for writer in range(8):  # each writer's own events stay in its order
         mine = [d for d in delivered if d // 100 == writer]
         assert mine == sorted(mine)
+
+
+async def _until_a_writer_waits_for_an_advisory_lock(database: Database) -> None:
+    for _ in range(500):
+        async with database.read() as session:
+            if await session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                         "AND NOT granted")):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second writer never waited for the append lock")
+
+
+async def test_a_writer_waiting_for_the_append_lock_has_no_id_yet(relay_db: Database) -> None:
+    """append() takes the lock before its row's id is drawn: while one transaction holds it, a
+    second writer waits without an id, so the holder's later events still get the smaller ids, and
+    the second commits after the holder."""
+    event = events_pb2.ArticleEvent(article_deleted=events_pb2.ArticleDeleted(article_id=1))
+
+    async def second_writer() -> uuid.UUID:
+        async with relay_db.transaction() as session:
+            return await outbox.append(session, "article_deleted", event)
+
+    async with relay_db.transaction() as holder:
+        early = await outbox.append(holder, "article_deleted", event)
+        waiting = asyncio.create_task(second_writer())
+        await _until_a_writer_waits_for_an_advisory_lock(relay_db)
+        late = await outbox.append(holder, "article_deleted", event)  # the lock is re-entrant
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    second = await waiting
+    async with relay_db.read() as session:
+        ids: dict[uuid.UUID, int] = dict((await session.execute(text("SELECT event_id, id FROM outbox"))).all())
+    assert ids[early] < ids[late] < ids[second]
 
 
 async def _events(app: ArticlesApp, expected: int) -> list[events_pb2.ArticleEvent]:

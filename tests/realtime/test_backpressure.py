@@ -12,6 +12,7 @@ import psutil
 from conduit.realtime.v1 import realtime_pb2
 from tests.fixtures.users import UsersServer
 from tests.realtime.support import Events, Watch, config_for, created, error_info, running_realtime
+from tests.support import eventually
 
 EVENTS = 1500
 BODY = "x" * 8192  # 1,500 events of ~8 KB: ~12 MB that an unbounded queue would hold for the slow stream
@@ -46,8 +47,14 @@ async def test_a_slow_watcher_is_cut_off_with_its_last_id_while_fast_ones_receiv
                 peak_traced = max(peak_traced, sum(stat.size for stat in traced.statistics("filename")))
                 await asyncio.sleep(0.2)
 
-        async def consume(watch: Watch) -> list[str]:
-            return [(await watch.next(within=60)).event_id for _ in range(EVENTS)]
+        consumed = [0] * len(fast)
+
+        async def consume(index: int, watch: Watch) -> list[str]:
+            ids: list[str] = []
+            for _ in range(EVENTS):
+                ids.append((await watch.next(within=60)).event_id)
+                consumed[index] += 1
+            return ids
 
         writing = True
 
@@ -65,11 +72,15 @@ async def test_a_slow_watcher_is_cut_off_with_its_last_id_while_fast_ones_receiv
                 return received, error
 
         sampler = asyncio.create_task(sample())
-        consumers = [asyncio.create_task(consume(watch)) for watch in fast]
+        consumers = [asyncio.create_task(consume(n, watch)) for n, watch in enumerate(fast)]
         crawler = asyncio.create_task(crawl(slow))
         for start in range(0, EVENTS, 100):
             await events.write(*(created(n, f"article-{n}", author_id, body=BODY)
                                  for n in range(start, start + 100)))
+            # Writers at the pace of the fast watchers (which share this process and its loop with
+            # the service): they stay within one burst of the writers; the crawler cannot.
+            written = start + 100
+            await eventually(lambda: min(consumed) >= written, seconds=60)  # noqa: B023 - awaited here
         everything = [entry_id.decode() for entry_id, _ in await events.published()]
         delivered = await asyncio.gather(*consumers)
         writing = False

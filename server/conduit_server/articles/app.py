@@ -52,7 +52,7 @@ class ArticlesApp:
                                      on_gap=self.authors.profiles.clear)
         articles, tags, views = ArticleRepository(), TagRepository(), Views(self.authors)
         self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, views=views)
-        self.comments = Comments(database, articles, CommentRepository(), views)
+        self.comments = Comments(database, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
         self.relay = outbox.OutboxRelay(database, redis, EVENTS_STREAM)

@@ -36,7 +36,6 @@ class NewArticleRow:
     author_id: int
     excerpt: str
     reading_time_minutes: int
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 import secrets
 import string
 import unicodedata
+from collections.abc import Iterator
 
 # Room is left under the column's 300 characters for a collision suffix.
 MAX_BASE_LENGTH = 200
@@ -37,8 +38,12 @@ def with_suffix(base: str, length: int = SUFFIX_LENGTH) -> str:
     return f"{base}-{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
 
 
-def candidates(title: str, attempts: int) -> list[str]:
-    """Slugs to try in order: the plain slug (unless reserved), then random suffixes."""
+def candidates(title: str, attempts: int) -> Iterator[str]:
+    """Slugs to try in order: the plain slug (unless reserved), then random suffixes (drawn lazily:
+    the first candidate is almost always free)."""
     base = slugify(title)
-    first = [] if base in RESERVED else [base]
-    return [*first, *(with_suffix(base) for _ in range(attempts - len(first)))]
+    if base not in RESERVED:
+        yield base
+        attempts -= 1
+    for _ in range(attempts):
+        yield with_suffix(base)

@@ -1,8 +1,9 @@
 """Transactional outbox: events are rows written with the change, relayed to a Redis Stream.
 
-Writers call `append()` as the *last* statement of their transaction. It takes a
-transaction-scoped advisory lock first, so outbox ids are assigned in commit
-order (see docs/decisions/0003-outbox-commit-order.md). The relay publishes
+Writers call `append()` as the *last* statement of their transaction. Its one
+statement takes a transaction-scoped advisory lock before the row's id is drawn,
+so outbox ids are assigned in commit order (see
+docs/decisions/0003-outbox-commit-order.md). The relay publishes
 unpublished rows in id order with XADD, then marks them published. A crash
 between the two re-publishes the batch on restart: delivery is at least once,
 and consumers deduplicate by `event_id`.
@@ -67,16 +68,23 @@ class OutboxRow:
         return (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
 
 
+# One statement, one round trip. The INSERT draws its identity value while projecting the rows of
+# its FROM, which are the lock's and the notify's rows: the lock is held before the id exists.
+# (A SELECT CTE that nothing references would not run at all, hence the FROM.)
+_APPEND = text(
+    "WITH commit_order AS (SELECT pg_advisory_xact_lock(hashtext(current_schema() || :key))), "
+    "wake_relay AS (SELECT pg_notify(current_schema() || '_outbox', '')) "
+    "INSERT INTO outbox (event_id, event_type, payload) "
+    "SELECT CAST(:event_id AS uuid), CAST(:event_type AS varchar), CAST(:payload AS bytea) "
+    "FROM commit_order, wake_relay")
+
+
 async def append(session: AsyncSession, event_type: str, payload: Message, *,
                  event_id: uuid.UUID | None = None) -> uuid.UUID:
     """Add an event to the current transaction; call it last, just before commit."""
     event_id = event_id or uuid.uuid4()
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :key))"),
-                          {"key": _APPEND_LOCK})
-    await session.execute(
-        text("INSERT INTO outbox (event_id, event_type, payload) VALUES (:event_id, :event_type, :payload)"),
-        {"event_id": event_id, "event_type": event_type, "payload": payload.SerializeToString()})
-    await session.execute(text("SELECT pg_notify(current_schema() || '_outbox', '')"))
+    await session.execute(_APPEND, {"key": _APPEND_LOCK, "event_id": event_id, "event_type": event_type,
+                                    "payload": payload.SerializeToString()})
     return event_id
 
 

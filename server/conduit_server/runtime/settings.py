@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Redis; empty = start the embedded server under state_dir.
     redis_url: str = ""
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    # Kept connections: at least the gateway's concurrency per service, so load does not churn overflow
+    # connections (each new one re-prepares its statements: ~2.4 ms of CPU measured).
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
 
     host: str = "127.0.0.1"

@@ -83,24 +83,26 @@ class Articles:
         followees = await self._users.followee_ids(user_id, caller.deadline)
         if not followees:
             return ArticlePage([], 0)
-        return await self._page(caller, ArticleFilter(author_ids=tuple(sorted(set(followees)))),
-                                limit or DEFAULT_LIMIT, offset)
+        followed = frozenset(followees)
+        return await self._page(caller, ArticleFilter(author_ids=tuple(sorted(followed))), limit or DEFAULT_LIMIT,
+                                offset, followed=followed)
 
-    async def _page(self, caller: Caller, where: ArticleFilter, limit: int, offset: int) -> ArticlePage:
+    async def _page(self, caller: Caller, where: ArticleFilter, limit: int, offset: int, *,
+                    followed: frozenset[int] | None = None) -> ArticlePage:
+        """`followed`: the caller's fresh followee set, when known (the feed), answers `following`."""
         async with self._database.read() as session:
             if where.is_public_front and offset == 0 and limit <= FRONT_PAGE_SIZE:
                 total, front = await self._cache.front_page(lambda: self._load_front(session))
                 page = front[:limit]
+                favorited = await self._articles.favorited_ids(session, caller.viewer_id, [a.id for a in page])
             else:
-                page = await self._articles.page(session, where, limit=limit, offset=offset)
-                total = await self._articles.count(session, where)
-            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [a.id for a in page])
-        return ArticlePage(await self._views.articles(page, caller, favorited), total)
+                page, total, favorited = await self._articles.page(session, where, limit=limit, offset=offset,
+                                                                   viewer_id=caller.viewer_id)
+        return ArticlePage(await self._views.articles(page, caller, favorited, followed=followed), total)
 
     async def _load_front(self, session: AsyncSession) -> tuple[int, list[StoredArticle]]:
-        everything = ArticleFilter()
-        page = await self._articles.page(session, everything, limit=FRONT_PAGE_SIZE, offset=0)
-        return await self._articles.count(session, everything), page
+        page, total, _ = await self._articles.page(session, ArticleFilter(), limit=FRONT_PAGE_SIZE, offset=0)
+        return total, page
 
     async def get(self, caller: Caller, slug: str) -> ArticleView:
         async with self._database.read() as session:
@@ -121,20 +123,22 @@ class Articles:
                             author_id=author_id, excerpt=normalise.excerpt(body),
                             reading_time_minutes=normalise.reading_time_minutes(body))
         async with self._database.transaction() as session:
-            article_id = await self._insert_with_unique_slug(session, row)
-            tag_ids = await self._tags.ensure(session, names)
-            await self._tags.attach(session, [(article_id, tag_ids[name], position)
-                                              for position, name in enumerate(names)])
-            article = await self._articles.by_id(session, article_id)
+            article = await self._insert_with_unique_slug(session, row)
             await events.article_created(session, article)
         await self._cache.invalidate(lists=True, tags=bool(names))
         return await self._views.article(article, caller, favorited=False)
 
-    async def _insert_with_unique_slug(self, session: AsyncSession, row: NewArticleRow) -> int:
+    async def _insert_with_unique_slug(self, session: AsyncSession, row: NewArticleRow) -> StoredArticle:
         for slug in slugs.candidates(row.title, SLUG_ATTEMPTS):
-            article_id = await self._articles.insert(session, row, slug)
-            if article_id is not None:
-                return article_id
+            created = await self._articles.create(session, row, slug)
+            if created is None:
+                continue
+            article, unattached = created
+            if unattached:  # tags a concurrent writer committed while the insert ran (rare)
+                tag_ids = await self._tags.ensure(session, unattached)
+                await self._tags.attach(session, [(article.id, tag_ids[name], row.tags.index(name))
+                                                  for name in unattached])
+            return article
         raise _slug_exhausted()
 
     async def update(self, caller: Caller, slug: str, changes: ArticleChanges) -> ArticleView:
@@ -181,20 +185,14 @@ class Articles:
         """Add or remove the caller's favorite; repeating either is not an error.
 
         The counter moves only when a favorites row was really inserted or
-        deleted, in the same transaction, so it stays exact under concurrency.
+        deleted, in the same statement, so it stays exact under concurrency.
         """
         user_id = require_user(caller, "favorite articles")
         async with self._database.transaction() as session:
-            article_id = await self._articles.id_by_slug(session, slug, key_share=True)
-            if article_id is None:
+            toggled = await self._articles.set_favorite(session, slug, user_id, favorited=favorited)
+            if toggled is None:
                 raise _not_found(slug)
-            if favorited:
-                changed = await self._articles.add_favorite(session, article_id, user_id)
-            else:
-                changed = await self._articles.remove_favorite(session, article_id, user_id)
-            if changed:
-                await self._articles.add_to_favorites_count(session, article_id, 1 if favorited else -1)
-            article = await self._articles.by_id(session, article_id)
+            article, changed = toggled
             if changed:
                 await events.favorite_changed(session, article, user_id, favorited=favorited)
         if changed:

@@ -6,7 +6,7 @@ from conduit_server.articles import events
 from conduit_server.articles.domain.access import require_author_or_moderator, require_user
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.records import Caller, CommentView
-from conduit_server.articles.repository import ArticleRepository, CommentRepository
+from conduit_server.articles.repository import CommentRepository
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import NotFound
 
@@ -16,29 +16,25 @@ def _article_not_found(slug: str) -> NotFound:
 
 
 class Comments:
-    def __init__(self, database: Database, articles: ArticleRepository, comments: CommentRepository,
-                 views: Views) -> None:
+    def __init__(self, database: Database, comments: CommentRepository, views: Views) -> None:
         self._database = database
-        self._articles = articles
         self._comments = comments
         self._views = views
 
     async def list_comments(self, caller: Caller, slug: str) -> list[CommentView]:
         """The article's comments, oldest first."""
         async with self._database.read() as session:
-            article_id = await self._articles.id_by_slug(session, slug)
-            if article_id is None:
-                raise _article_not_found(slug)
-            comments = await self._comments.for_article(session, article_id)
+            comments = await self._comments.for_article(session, slug)
+        if comments is None:
+            raise _article_not_found(slug)
         return await self._views.comments(comments, caller)
 
     async def create(self, caller: Caller, slug: str, body: str) -> CommentView:
         author_id = require_user(caller, "comment")
         async with self._database.transaction() as session:
-            article_id = await self._articles.id_by_slug(session, slug, key_share=True)
-            if article_id is None:
+            comment = await self._comments.add(session, slug, author_id, body)
+            if comment is None:
                 raise _article_not_found(slug)
-            comment = await self._comments.insert(session, article_id, slug, author_id, body)
             await events.comment_added(session, comment)
         (view,) = await self._views.comments([comment], caller)
         return view

@@ -1,49 +1,56 @@
-"""Queries of comments."""
+"""Queries of comments: SQL text built once, one statement per request path."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles.models import Article, Comment
 from conduit_server.articles.records import StoredComment
 
-_COLUMNS = (Comment.id, Comment.article_id, Article.slug.label("article_slug"), Comment.author_id,
-            Comment.body, Comment.created_at, Comment.updated_at)
+# The article's id and its comments, oldest first: no row when there is no such article, one row
+# without a comment when it has none.
+_FOR_ARTICLE = text(
+    "SELECT c.id, a.id AS article_id, a.slug AS article_slug, c.author_id, c.body, c.created_at, c.updated_at "
+    "FROM articles AS a LEFT JOIN comments AS c ON c.article_id = a.id WHERE a.slug = :slug ORDER BY c.id")
+# KEY SHARE keeps the article from being deleted until the transaction ends.
+_ADD = text(
+    "WITH target AS (SELECT id, slug FROM articles WHERE slug = :slug FOR KEY SHARE) "
+    "INSERT INTO comments (article_id, author_id, body) "
+    "SELECT id, CAST(:author_id AS bigint), CAST(:body AS text) FROM target "
+    "RETURNING id, article_id, (SELECT slug FROM target) AS article_slug, author_id, body, created_at, updated_at")
+_IN_ARTICLE_FOR_UPDATE = text(
+    "SELECT c.id, c.article_id, a.slug AS article_slug, c.author_id, c.body, c.created_at, c.updated_at "
+    "FROM comments AS c JOIN articles AS a ON a.id = c.article_id "
+    "WHERE c.id = :id AND a.slug = :slug FOR UPDATE OF c")
+_DELETE = text("DELETE FROM comments WHERE id = :id")
 
 
 def _stored(row: Any) -> StoredComment:
-    return StoredComment(id=row.id, article_id=row.article_id, article_slug=row.article_slug,
-                         author_id=row.author_id, body=row.body, created_at=row.created_at,
-                         updated_at=row.updated_at)
+    """The comment from its columns in StoredComment's order, by position (a list maps many)."""
+    comment_id, article_id, article_slug, author_id, body, created_at, updated_at = row
+    return StoredComment(comment_id, article_id, article_slug, author_id, body, created_at, updated_at)
 
 
 class CommentRepository:
-    async def for_article(self, session: AsyncSession, article_id: int) -> list[StoredComment]:
-        """The article's comments, oldest first."""
-        rows = await session.execute(select(*_COLUMNS).join(Article, Article.id == Comment.article_id)
-                                     .where(Comment.article_id == article_id).order_by(Comment.id))
-        return [_stored(row) for row in rows]
+    async def for_article(self, session: AsyncSession, slug: str) -> list[StoredComment] | None:
+        """The comments of the article with `slug`, oldest first; None when there is no such article."""
+        rows = (await session.execute(_FOR_ARTICLE, {"slug": slug})).all()
+        if not rows:
+            return None
+        return [_stored(row) for row in rows if row[0] is not None]
 
-    async def insert(self, session: AsyncSession, article_id: int, article_slug: str, author_id: int,
-                     body: str) -> StoredComment:
-        row = (await session.execute(
-            insert(Comment).values(article_id=article_id, author_id=author_id, body=body)
-            .returning(Comment.id, Comment.article_id, Comment.author_id, Comment.body,
-                       Comment.created_at, Comment.updated_at))).one()
-        return StoredComment(id=row.id, article_id=row.article_id, article_slug=article_slug,
-                             author_id=row.author_id, body=row.body, created_at=row.created_at,
-                             updated_at=row.updated_at)
+    async def add(self, session: AsyncSession, slug: str, author_id: int, body: str) -> StoredComment | None:
+        """Comment on the article with `slug`; None when there is no such article."""
+        row = (await session.execute(_ADD, {"slug": slug, "author_id": author_id, "body": body})).first()
+        return _stored(row) if row is not None else None
 
     async def in_article_for_update(self, session: AsyncSession, slug: str, comment_id: int
                                     ) -> StoredComment | None:
         """The comment if it belongs to the article with `slug`, locked until the transaction ends."""
-        row = (await session.execute(
-            select(*_COLUMNS).join(Article, Article.id == Comment.article_id)
-            .where(Comment.id == comment_id, Article.slug == slug).with_for_update(of=Comment))).first()
+        row = (await session.execute(_IN_ARTICLE_FOR_UPDATE, {"id": comment_id, "slug": slug})).first()
         return _stored(row) if row is not None else None
 
     async def delete(self, session: AsyncSession, comment_id: int) -> None:
-        await session.execute(delete(Comment).where(Comment.id == comment_id))
+        await session.execute(_DELETE, {"id": comment_id})

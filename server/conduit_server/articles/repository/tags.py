@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles.models import ArticleTag, Tag
+_BY_USE = text("SELECT t.name FROM tags AS t JOIN article_tags AS at ON at.tag_id = t.id "
+               "GROUP BY t.name ORDER BY count(at.article_id) DESC, t.name")
+_ENSURE = text("INSERT INTO tags (name) SELECT unnest(CAST(:names AS varchar[])) ON CONFLICT (name) DO NOTHING")
+_IDS = text("SELECT name, id FROM tags WHERE name = ANY(CAST(:names AS varchar[]))")
+_ATTACH = text("INSERT INTO article_tags (article_id, tag_id, position) SELECT * FROM unnest("
+               "CAST(:articles AS bigint[]), CAST(:tags AS integer[]), CAST(:positions AS smallint[]))")
 
 
 class TagRepository:
     async def names_by_use(self, session: AsyncSession) -> list[str]:
         """Every tag attached to at least one article, most used first, then by name."""
-        uses = func.count(ArticleTag.article_id)
-        rows = await session.execute(
-            select(Tag.name).join(ArticleTag, ArticleTag.tag_id == Tag.id)
-            .group_by(Tag.name).order_by(uses.desc(), Tag.name)
-        )
-        return list(rows.scalars())
+        return list((await session.execute(_BY_USE)).scalars())
 
     async def ensure(self, session: AsyncSession, names: Sequence[str]) -> dict[str, int]:
         """Ids of the named tags, creating the missing ones (safe under concurrent writers)."""
@@ -26,10 +26,9 @@ class TagRepository:
             return {}
         # Sorted, so concurrent writers take the unique-index locks in the same order (no deadlock).
         ordered = sorted(set(names))
-        await session.execute(text(
-            "INSERT INTO tags (name) SELECT unnest(CAST(:names AS varchar[])) ON CONFLICT (name) DO NOTHING"),
-            {"names": ordered})
-        rows = await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(ordered)))
+        await session.execute(_ENSURE, {"names": ordered})
+        # A statement of its own: its snapshot sees tags that concurrent writers committed meanwhile.
+        rows = await session.execute(_IDS, {"names": ordered})
         return {row.name: row.id for row in rows}
 
     async def attach(self, session: AsyncSession, links: Sequence[tuple[int, int, int]]) -> None:
@@ -37,7 +36,4 @@ class TagRepository:
         if not links:
             return
         articles, tags, positions = (list(column) for column in zip(*links, strict=True))
-        await session.execute(text(
-            "INSERT INTO article_tags (article_id, tag_id, position) SELECT * FROM unnest("
-            "CAST(:articles AS bigint[]), CAST(:tags AS integer[]), CAST(:positions AS smallint[]))"),
-            {"articles": articles, "tags": tags, "positions": positions})
+        await session.execute(_ATTACH, {"articles": articles, "tags": tags, "positions": positions})
