@@ -18,6 +18,7 @@ from conduit_server.articles.app import EVENTS_STREAM, ArticlesApp
 from conduit_server.articles.cache import NAMESPACE
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.directory import directory_prefix
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
@@ -82,6 +83,13 @@ class Mesh:
             grant_type="client_credentials", client_id=account.client_id, client_secret=secret,
             scope=" ".join(scopes)))
         return response.access_token
+
+    async def forget_authors(self) -> None:
+        """Cold author caches: this process's profiles and the users directory in Redis."""
+        self.app.authors.profiles.clear()
+        keys = [key async for key in self.app.redis.scan_iter(match=f"{directory_prefix()}:*")]
+        if keys:
+            await self.app.redis.delete(*keys)
 
     async def follow(self, follower: Person, followee: Person) -> None:
         await self.profiles.FollowProfile(users_pb2.FollowProfileRequest(username=followee.username),

@@ -45,3 +45,34 @@ async def test_signed_in_readers_always_see_their_own_follow_at_once(mesh: Mesh)
     await mesh.follow(bob, alice)
     assert (await mesh.articles.GetArticle(request, metadata=bob.auth)).article.author.following is True
     assert (await _anonymous_get(mesh, slug)).author.following is False
+
+
+async def test_signed_in_reads_come_from_the_users_directory_and_stay_exact(mesh: Mesh) -> None:
+    alice, bob = await mesh.person("alice"), await mesh.person("bob")
+    slug = (await mesh.create(alice, f"Directory author {alice.username}")).slug
+    request = articles_pb2.GetArticleRequest(slug=slug)
+    await mesh.articles.GetArticle(request, metadata=bob.auth)  # the users service fills its directory
+    calls, hits = mesh.app.users.batch_get_profiles_calls, mesh.app.authors.directory_hits
+    for following in (True, False, True):
+        if following:
+            await mesh.follow(bob, alice)
+        else:
+            await mesh.profiles.UnfollowProfile(users_pb2.UnfollowProfileRequest(username=alice.username),
+                                                metadata=bob.auth)
+        await mesh.articles.GetArticle(request, metadata=bob.auth)  # refills bob's followees after the change
+        for _ in range(3):
+            seen = (await mesh.articles.GetArticle(request, metadata=bob.auth)).article.author.following
+            assert seen is following  # at once: the users service dropped bob's set before answering
+    # One call after each change (the directory entry was dropped), none for the reads in between.
+    assert mesh.app.users.batch_get_profiles_calls - calls == 3
+    assert mesh.app.authors.directory_hits - hits == 9
+
+
+async def test_an_author_sees_their_own_profile_edit_at_once(mesh: Mesh) -> None:
+    alice = await mesh.person("alice")
+    slug = (await mesh.create(alice, f"Own edit {alice.username}")).slug
+    request = articles_pb2.GetArticleRequest(slug=slug)
+    assert (await mesh.articles.GetArticle(request, metadata=alice.auth)).article.author.bio == ""
+    await mesh.users.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
+        user=users_pb2.UpdateUser(bio="Edited")), metadata=alice.auth)
+    assert (await mesh.articles.GetArticle(request, metadata=alice.auth)).article.author.bio == "Edited"

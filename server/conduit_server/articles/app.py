@@ -23,6 +23,7 @@ from conduit_server.articles.repository import (
 from conduit_server.articles.users_client import UsersClient
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.directory import DirectoryCache, directory_prefix
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
@@ -30,7 +31,8 @@ from conduit_server.runtime.tail import StreamTail
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
-USERS_STREAM = outbox.stream_name("users")
+USERS_SCHEMA = "users"
+USERS_STREAM = outbox.stream_name(USERS_SCHEMA)
 
 
 class ArticlesApp:
@@ -46,7 +48,7 @@ class ArticlesApp:
         self.redis = redis
         self.users = UsersClient(users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
         self.cache = ArticleCache(redis)
-        self.authors = Authors(self.users)
+        self.authors = Authors(self.users, DirectoryCache(redis, prefix=directory_prefix(USERS_SCHEMA)))
         # user_updated events evict cached profiles; a gap (start, Redis lost) clears them all.
         self.users_tail = StreamTail(redis, USERS_STREAM, on_entries=self.authors.users_changed,
                                      on_gap=self.authors.profiles.clear)

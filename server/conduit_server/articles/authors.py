@@ -1,11 +1,15 @@
 """Authors as a caller sees them, with as few calls to the users service as correctness allows.
 
-Profiles (username, bio, image) are the same for every viewer: they are cached in
-this process and evicted by the users stream's `user_updated` events (staleness
-is the event lag, bounded by the TTL when that stream is unavailable).
-`following` depends on the viewer and must show the caller's own follow at once,
-so a signed-in caller's page always asks the users service — except when the
-caller already proved which authors it follows (the feed).
+For anonymous callers, profiles (username, bio, image — the same for every
+viewer) are cached in this process and evicted by the users stream's
+`user_updated` events (staleness is the event lag, bounded by the TTL when that
+stream is unavailable).
+
+A signed-in caller must see their own profile edits and follows at once, so
+their authors come from the users service's own directory in Redis (one MGET:
+the profiles and the caller's followee set, both deleted by the users service
+before it answers a change), and from a `BatchGetProfiles` call only when that
+directory misses. The feed already holds the caller's fresh followee set.
 See docs/decisions/0010-author-profiles.md.
 """
 
@@ -20,6 +24,7 @@ from google.protobuf.message import DecodeError
 from conduit.users.v1 import events_pb2 as user_events_pb2
 from conduit_server.articles.records import Author, Caller
 from conduit_server.articles.users_client import UsersClient
+from conduit_server.runtime.directory import DirectoryCache
 from conduit_server.runtime.expiring import ExpiringCache
 from conduit_server.runtime.tail import RawEntry
 
@@ -32,9 +37,11 @@ MAX_PROFILES = 20_000
 class Authors:
     """Profiles by user id for one caller; one users-service call per page at most."""
 
-    def __init__(self, users: UsersClient, *, ttl_seconds: float = PROFILE_TTL_SECONDS,
-                 max_entries: int = MAX_PROFILES) -> None:
+    def __init__(self, users: UsersClient, directory: DirectoryCache, *,
+                 ttl_seconds: float = PROFILE_TTL_SECONDS, max_entries: int = MAX_PROFILES) -> None:
         self._users = users
+        self._directory = directory
+        self.directory_hits = 0
         self.profiles: ExpiringCache[Author] = ExpiringCache(ttl_seconds=ttl_seconds, max_entries=max_entries)
 
     async def get(self, author_ids: Iterable[int], caller: Caller, *,
@@ -45,10 +52,7 @@ class Authors:
         if not wanted:
             return {}
         if caller.viewer_id and followed is None:
-            generation = self.profiles.generation()
-            found = await self._users.profiles(wanted, caller.viewer_id, caller.deadline)
-            self.profiles.store({key: dataclasses.replace(author, following=False)
-                                 for key, author in found.items()}, generation)
+            found = await self._signed_in(wanted, caller)
         else:
             found, missing = self.profiles.get_many(wanted)
             if missing:
@@ -62,6 +66,20 @@ class Authors:
         unknown = wanted - found.keys()
         if unknown:
             log.warning("users service does not know authors %s", sorted(unknown))
+        return found
+
+    async def _signed_in(self, wanted: set[int], caller: Caller) -> dict[int, Author]:
+        ids = sorted(wanted)
+        cached, followees = await self._directory.lookup(ids, caller.viewer_id)
+        if followees is not None and len(cached) == len(ids):
+            self.directory_hits += 1
+            following = set(followees)
+            return {key: Author(profile["username"], profile["bio"], profile["image"], key in following)
+                    for key, profile in cached.items()}
+        generation = self.profiles.generation()
+        found = await self._users.profiles(wanted, caller.viewer_id, caller.deadline)
+        self.profiles.store({key: dataclasses.replace(author, following=False) for key, author in found.items()},
+                            generation)
         return found
 
     def users_changed(self, entries: Sequence[RawEntry]) -> None:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.directory import DirectoryCache, directory_prefix
 from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
@@ -19,7 +20,6 @@ from conduit_server.runtime.tokens import AccessTokenVerifier
 from conduit_server.users import api, models
 from conduit_server.users.admin import Roles, ServiceAccounts
 from conduit_server.users.background import BackgroundTasks
-from conduit_server.users.cache import DirectoryCache
 from conduit_server.users.domain import Accounts, Directory, Profiles, RateLimits
 from conduit_server.users.keys import derive_kek
 from conduit_server.users.oauth import ClientCredentials
@@ -65,7 +65,7 @@ class UsersApp:
         # Keys carry the schema, so two services (or test apps) can share one Redis.
         prefix = f"conduit:{database.schema}"
         self.limiter = RateLimiter(redis, prefix=f"{prefix}:ratelimit")
-        self.cache = DirectoryCache(redis, prefix=f"{prefix}:cache", ttl_seconds=cache_ttl_seconds)
+        self.cache = DirectoryCache(redis, prefix=directory_prefix(database.schema), ttl_seconds=cache_ttl_seconds)
         users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
         self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
                                  hasher=self.hasher, signer=self.signer, limiter=self.limiter,

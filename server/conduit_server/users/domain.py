@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.directory import DirectoryCache
 from conduit_server.runtime.errors import (
     AlreadyExists,
     FieldViolation,
@@ -19,7 +20,6 @@ from conduit_server.runtime.errors import (
     Unauthenticated,
 )
 from conduit_server.runtime.ratelimit import Limit, RateLimiter
-from conduit_server.users.cache import DirectoryCache
 from conduit_server.users.models import User
 from conduit_server.users.passwords import PasswordHasher
 from conduit_server.users.repository import EventRepository, RefreshTokenRepository, Taken, UserRepository
@@ -295,18 +295,23 @@ class Directory:
         wanted = list(dict.fromkeys(user_id for user_id in user_ids if user_id > 0))
         found, followees = await self._cache.lookup(wanted, viewer_id)
         missing = [user_id for user_id in wanted if user_id not in found]
-        following: set[int] = set(followees or ())
-        if missing or (viewer_id and followees is None):
+        load_followees = viewer_id if viewer_id and followees is None else 0  # whose set to load, if any
+        if missing or load_followees:
             async with self._database.read() as session:
                 if missing:
                     loaded = {user.id: {"username": user.username, "bio": user.bio, "image": user.image}
                               for user in await self._users.profiles(session, missing)}
                     found.update(loaded)
-                if viewer_id and followees is None and found:
-                    following = await self._users.following_among(session, viewer_id, found)
+                if load_followees:
+                    # The whole set, cached: the next page of this viewer (here or in another service
+                    # reading the directory) needs no database at all.
+                    followees = await self._users.followee_ids(session, load_followees)
             if missing:
                 await self._cache.store_profiles({user_id: found[user_id] for user_id in missing
                                                   if user_id in found})
+            if load_followees:
+                await self._cache.store_followees(load_followees, followees or [])
+        following: set[int] = set(followees or ())
         return {user_id: Profile(user_id, data["username"], data["bio"], data["image"],
                                  user_id in following) for user_id, data in found.items()}
 

@@ -1,9 +1,13 @@
-"""Redis cache of the hot directory reads: public profiles by id and followee ids by follower.
+"""The users directory in Redis: public profiles by id and followee ids by follower.
 
-Entries are deleted after the commit that changes them, and carry a TTL so a
+The users service owns it: it fills it from PostgreSQL and deletes entries
+after the commit that changes them (before answering the change), so a caller
+reads its own profile edits and follows at once. Entries carry a TTL, so a
 reader that raced the deletion (read old rows, wrote after the delete) is
-stale for one TTL at most. Redis failures are logged and fall through to
-PostgreSQL: the cache is never a source of truth.
+stale for one TTL at most. Other services may `lookup` in it to skip a call
+to the users service — a miss means "ask the users service", which fills it
+(docs/decisions/0010-author-profiles.md). Redis failures are logged and read
+as misses: it is never a source of truth.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-log = logging.getLogger("conduit.users.cache")
+log = logging.getLogger("conduit.directory")
+
+
+def directory_prefix(schema: str = "users") -> str:
+    """Where the users service on `schema` keeps its directory (keys carry the schema, so two
+    users services, e.g. test apps, can share one Redis)."""
+    return f"conduit:{schema}:cache"
 
 
 class DirectoryCache:
