@@ -76,3 +76,15 @@ async def test_an_author_sees_their_own_profile_edit_at_once(mesh: Mesh) -> None
     await mesh.users.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
         user=users_pb2.UpdateUser(bio="Edited")), metadata=alice.auth)
     assert (await mesh.articles.GetArticle(request, metadata=alice.auth)).article.author.bio == "Edited"
+
+
+async def test_the_feed_follows_a_new_follow_at_once(mesh: Mesh) -> None:
+    alice, bob = await mesh.person("alice"), await mesh.person("bob")
+    slug = (await mesh.create(alice, f"Feed author {alice.username}")).slug
+    feed = articles_pb2.ListFeedArticlesRequest(limit=5)
+    assert list((await mesh.articles.ListFeedArticles(feed, metadata=bob.auth)).articles) == []
+    await mesh.follow(bob, alice)
+    assert [a.slug for a in (await mesh.articles.ListFeedArticles(feed, metadata=bob.auth)).articles] == [slug]
+    await mesh.profiles.UnfollowProfile(users_pb2.UnfollowProfileRequest(username=alice.username),
+                                        metadata=bob.auth)
+    assert list((await mesh.articles.ListFeedArticles(feed, metadata=bob.auth)).articles) == []

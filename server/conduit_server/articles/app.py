@@ -53,7 +53,8 @@ class ArticlesApp:
         self.users_tail = StreamTail(redis, USERS_STREAM, on_entries=self.authors.users_changed,
                                      on_gap=self.authors.profiles.clear)
         articles, tags, views = ArticleRepository(), TagRepository(), Views(self.authors)
-        self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, views=views)
+        self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, authors=self.authors,
+                                 views=views)
         self.comments = Comments(database, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)

@@ -68,6 +68,14 @@ class Authors:
             log.warning("users service does not know authors %s", sorted(unknown))
         return found
 
+    async def followee_ids(self, user_id: int, caller: Caller) -> list[int]:
+        """Whom `user_id` follows, exact: from the users directory, else from the users service."""
+        cached = await self._directory.followees(user_id)
+        if cached is not None:
+            self.directory_hits += 1
+            return cached
+        return await self._users.followee_ids(user_id, caller.deadline)
+
     async def _signed_in(self, wanted: set[int], caller: Caller) -> dict[int, Author]:
         ids = sorted(wanted)
         cached, followees = await self._directory.lookup(ids, caller.viewer_id)

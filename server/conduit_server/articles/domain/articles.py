@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit_server.articles import events, normalise, slugs
+from conduit_server.articles.authors import Authors
 from conduit_server.articles.cache import FRONT_PAGE_SIZE, ArticleCache
 from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
 from conduit_server.articles.domain.views import Views
@@ -54,12 +55,13 @@ def _slug_exhausted() -> AlreadyExists:
 
 class Articles:
     def __init__(self, database: Database, articles: ArticleRepository, tags: TagRepository, *,
-                 cache: ArticleCache, users: UsersClient, views: Views) -> None:
+                 cache: ArticleCache, users: UsersClient, authors: Authors, views: Views) -> None:
         self._database = database
         self._articles = articles
         self._tags = tags
         self._cache = cache
         self._users = users
+        self._authors = authors
         self._views = views
 
     # Reads
@@ -80,7 +82,7 @@ class Articles:
     async def feed(self, caller: Caller, *, limit: int = 0, offset: int = 0) -> ArticlePage:
         """Articles by the authors the caller follows, newest first."""
         user_id = require_user(caller, "have a feed")
-        followees = await self._users.followee_ids(user_id, caller.deadline)
+        followees = await self._authors.followee_ids(user_id, caller)
         if not followees:
             return ArticlePage([], 0)
         followed = frozenset(followees)
