@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from conduit_server.articles.domain import Articles, Comments, Importer, Tags
 from conduit_server.articles.domain.articles import ArticleChanges
 from conduit_server.articles.domain.importer import RawItem, Rejection
 from conduit_server.articles.events import timestamp
-from conduit_server.articles.records import ArticleView, Author, Caller, CommentView
+from conduit_server.articles.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
 from conduit_server.runtime.interceptors import validate
@@ -44,20 +45,31 @@ def _profile(author: Author) -> users_pb2.Profile:
                              following=author.following)
 
 
-def _article(view: ArticleView) -> articles_pb2.Article:
-    a = view.article
+# Building messages is memoised by their (immutable) inputs: hot articles and the front page are the
+# same decoded objects request after request (see cache.py). The messages are only ever copied into
+# responses, never changed.
+@functools.lru_cache(maxsize=64)  # bodies (≤ 200,000 characters) included: bounded like cache.py's
+def _article_message(a: StoredArticle, author: Author, favorited: bool) -> articles_pb2.Article:
     return articles_pb2.Article(
         slug=a.slug, title=a.title, description=a.description, body=a.body, tag_list=a.tags,
-        created_at=timestamp(a.created_at), updated_at=timestamp(a.updated_at), favorited=view.favorited,
-        favorites_count=a.favorites_count, author=_profile(view.author))
+        created_at=timestamp(a.created_at), updated_at=timestamp(a.updated_at), favorited=favorited,
+        favorites_count=a.favorites_count, author=_profile(author))
+
+
+@functools.lru_cache(maxsize=4096)
+def _summary_message(a: StoredArticle, author: Author, favorited: bool) -> articles_pb2.ArticleSummary:
+    return articles_pb2.ArticleSummary(
+        slug=a.slug, title=a.title, description=a.description, tag_list=a.tags,
+        created_at=timestamp(a.created_at), updated_at=timestamp(a.updated_at), favorited=favorited,
+        favorites_count=a.favorites_count, author=_profile(author))
+
+
+def _article(view: ArticleView) -> articles_pb2.Article:
+    return _article_message(view.article, view.author, view.favorited)
 
 
 def _summary(view: ArticleView) -> articles_pb2.ArticleSummary:
-    a = view.article
-    return articles_pb2.ArticleSummary(
-        slug=a.slug, title=a.title, description=a.description, tag_list=a.tags,
-        created_at=timestamp(a.created_at), updated_at=timestamp(a.updated_at), favorited=view.favorited,
-        favorites_count=a.favorites_count, author=_profile(view.author))
+    return _summary_message(view.article, view.author, view.favorited)
 
 
 def _comment(view: CommentView) -> articles_pb2.Comment:

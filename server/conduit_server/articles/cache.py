@@ -36,7 +36,7 @@ def _encode_article(article: StoredArticle) -> bytes:
 
 # Decoding is memoised by the cached bytes: the same value read again (the common case for hot
 # articles and the front page) is not parsed again. The results are immutable, so sharing is safe.
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # values carry bodies (≤ 200,000 characters): a few MiB at most
 def _decode_article(data: bytes) -> StoredArticle:
     return stored_article(events_pb2.ArticleRecord.FromString(data))
 
