@@ -149,3 +149,20 @@ async def test_following_an_author_is_seen_at_once_although_the_article_is_cache
     await mesh.follow(bob, alice)
     as_bob = await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=slug), metadata=bob.auth)
     assert as_bob.article.author.following is True  # profiles are never in the articles cache
+
+
+async def test_deeper_pages_report_the_same_total_as_the_front_page_across_creates_and_deletes(
+        mesh: Mesh, reads: Reads) -> None:
+    alice, slug = await _seed(mesh)
+    deeper = articles_pb2.ListArticlesRequest(limit=1, offset=1)
+
+    async def totals() -> tuple[int, int]:
+        return ((await reads.front()).articles_count, (await mesh.articles.ListArticles(deeper)).articles_count)
+
+    before, _ = await totals()
+    assert await totals() == (before, before)  # the deeper page's total is the cached front page's
+    second = await mesh.create(alice, "Second article")
+    assert await totals() == (before + 1, before + 1)
+    await mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=second.slug), metadata=alice.auth)
+    await mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=slug), metadata=alice.auth)
+    assert await totals() == (before - 1, before - 1)

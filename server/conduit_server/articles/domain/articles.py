@@ -97,6 +97,12 @@ class Articles:
                 total, front = await self._cache.front_page(lambda: self._load_front(session))
                 page = front[:limit]
                 favorited = await self._articles.favorited_ids(session, caller.viewer_id, [a.id for a in page])
+            elif where.is_public_front:
+                # A deeper page of the unfiltered list: the total comes with the cached front page
+                # (invalidated by every create and delete), so PostgreSQL does not count every article.
+                total, _ = await self._cache.front_page(lambda: self._load_front(session))
+                page, _, favorited = await self._articles.page(session, where, limit=limit, offset=offset,
+                                                               viewer_id=caller.viewer_id, count=False)
             else:
                 page, total, favorited = await self._articles.page(session, where, limit=limit, offset=offset,
                                                                    viewer_id=caller.viewer_id)

@@ -57,7 +57,7 @@ def _stored(columns: Sequence[Any], tags: Sequence[str] | None = None) -> Stored
 
 
 @functools.cache
-def _page_statement(*, tag: bool, authors: bool, favorited_by: bool, viewer: bool) -> TextClause:
+def _page_statement(*, tag: bool, authors: bool, favorited_by: bool, viewer: bool, count: bool) -> TextClause:
     """The page, its total and the viewer's favorites in one statement; one per filter shape.
 
     The total comes from its own aggregate (run once, as if it were a separate
@@ -66,7 +66,7 @@ def _page_statement(*, tag: bool, authors: bool, favorited_by: bool, viewer: boo
     skips, so a deep page would otherwise aggregate tags for discarded rows.
     `count(*) OVER ()` would make the unfiltered list walk all rows in index
     order instead (3x slower on 10,000 articles). The LEFT JOIN keeps the total
-    when the page is empty.
+    when the page is empty. Without `count` the total is NULL (the caller has it).
     """
     conditions = ["TRUE"]
     if tag:
@@ -82,7 +82,7 @@ def _page_statement(*, tag: bool, authors: bool, favorited_by: bool, viewer: boo
                  if viewer else "FALSE")
     return text(
         f"SELECT {_article_columns('a', body=False)}, {favorited} AS favorited, total.n AS total "
-        f"FROM (SELECT count(*) AS n FROM articles WHERE {where}) AS total "
+        f"FROM ({f'SELECT count(*) AS n FROM articles WHERE {where}' if count else 'SELECT NULL AS n'}) AS total "
         f"LEFT JOIN (articles AS a JOIN (SELECT id FROM articles WHERE {where} "
         f"ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset) AS page ON page.id = a.id) ON TRUE "
         f"ORDER BY a.created_at DESC, a.id DESC")
@@ -154,11 +154,12 @@ _DELETE = text("DELETE FROM articles WHERE id = :id")
 
 class ArticleRepository:
     async def page(self, session: AsyncSession, where: ArticleFilter, *, limit: int, offset: int,
-                   viewer_id: int = 0) -> tuple[list[StoredArticle], int, set[int]]:
-        """One page of matching articles without bodies, newest first; how many match in all pages;
-        which of the page's articles `viewer_id` favorited. One statement."""
+                   viewer_id: int = 0, count: bool = True) -> tuple[list[StoredArticle], int, set[int]]:
+        """One page of matching articles without bodies, newest first; how many match in all pages
+        (0 without `count`); which of the page's articles `viewer_id` favorited. One statement."""
         statement = _page_statement(tag=bool(where.tag), authors=where.author_ids is not None,
-                                    favorited_by=where.favorited_by is not None, viewer=bool(viewer_id))
+                                    favorited_by=where.favorited_by is not None, viewer=bool(viewer_id),
+                                    count=count)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if where.tag:
             params["tag"] = where.tag
@@ -171,7 +172,7 @@ class ArticleRepository:
         rows = (await session.execute(statement, params)).all()
         page = [_stored(row[:_FIELDS]) for row in rows if row[0] is not None]
         favorited = {row[0] for row in rows if row[_FIELDS]}
-        return page, int(rows[0][-1]) if rows else 0, favorited
+        return page, int(rows[0][-1] or 0) if rows else 0, favorited
 
     async def by_slug(self, session: AsyncSession, slug: str, *, for_update: bool = False
                       ) -> StoredArticle | None:
