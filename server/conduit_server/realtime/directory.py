@@ -11,7 +11,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
@@ -20,6 +19,7 @@ from google.protobuf.message import Message
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime.errors import Unavailable
+from conduit_server.runtime.expiring import ExpiringCache
 
 log = logging.getLogger("conduit.realtime.users")
 
@@ -78,46 +78,36 @@ class UsersDirectory:
 
 
 class ProfileCache:
-    """Author profiles by user id for `ttl_seconds`, at most `max_entries` (oldest evicted first).
+    """Author profiles by user id for `ttl_seconds`, at most `max_entries` (runtime/expiring.py).
 
     Fetches every miss of a batch with ONE directory call. Profiles change rarely and the
     users stream's `user_updated` events evict them at once; the TTL bounds staleness when
-    that stream is not available.
+    that stream is not available. A fetch in flight across an eviction is not kept.
     """
 
     def __init__(self, directory: Directory, *, ttl_seconds: float = 60.0, max_entries: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._directory = directory
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[int, tuple[float, users_pb2.Profile]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        self._entries: ExpiringCache[users_pb2.Profile] = ExpiringCache(
+            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock)
+
+    @property
+    def hits(self) -> int:
+        return self._entries.hits
+
+    @property
+    def misses(self) -> int:
+        return self._entries.misses
 
     async def get_many(self, user_ids: Iterable[int]) -> dict[int, users_pb2.Profile]:
         """Profiles of `user_ids`; users the directory does not know are absent."""
-        now = self._clock()
-        found: dict[int, users_pb2.Profile] = {}
-        missing: set[int] = set()
-        for user_id in set(user_ids):
-            cached = self._entries.get(user_id)
-            if cached is not None and cached[0] > now:
-                found[user_id] = cached[1]
-            else:
-                missing.add(user_id)
-        self.hits += len(found)
-        self.misses += len(missing)
+        found, missing = self._entries.get_many(set(user_ids))
         if missing:
+            generation = self._entries.generation()
             fetched = await self._directory.profiles(missing)
-            expires = self._clock() + self._ttl
-            for user_id, profile in fetched.items():
-                self._entries[user_id] = (expires, profile)
-                self._entries.move_to_end(user_id)
-                found[user_id] = profile
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            self._entries.store(fetched, generation)
+            found.update(fetched)
         return found
 
     def evict(self, user_id: int) -> None:
-        self._entries.pop(user_id, None)
+        self._entries.evict(user_id)

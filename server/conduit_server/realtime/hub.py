@@ -30,6 +30,7 @@ from conduit_server.realtime.follows import FollowGraph
 from conduit_server.realtime.ids import ORIGIN, StreamId
 from conduit_server.realtime.watchers import ArticleSelector, Offer, Watcher
 from conduit_server.runtime.errors import ConduitError, ResourceExhausted
+from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.realtime.hub")
 
@@ -94,12 +95,7 @@ class Hub:
     async def stop(self) -> None:
         self._stopped = True
         for task in self._tasks:
-            # Cancel until done: redis-py can swallow a cancellation that lands while it connects.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-            with contextlib.suppress(asyncio.CancelledError):
-                task.result()
+            await cancel_until_done(task)
         self._tasks.clear()
 
     async def wait_ready(self) -> bool:

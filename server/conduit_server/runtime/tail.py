@@ -11,12 +11,13 @@ starts again from the stream's end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+
+from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.tail")
 
@@ -39,6 +40,7 @@ class StreamTail:
         self._count = count
         self._max_backoff = max_backoff_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         self.following = asyncio.Event()  # set while reading without a gap
         self.entries_read = 0
         self.failures = 0
@@ -53,7 +55,7 @@ class StreamTail:
         # clear, one published after it is read below; nothing falls in between.
         self._on_gap()
         self.following.set()
-        while True:
+        while not self._stopped:
             response: Any = await self._redis.xread({self._stream: position}, count=self._count,
                                                     block=self._block_ms)
             for _, raw in response or ():
@@ -65,12 +67,14 @@ class StreamTail:
 
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopped:
             try:
                 await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - Redis away: clear, back off, start again
+                if self._stopped:  # a cancellation redis-py turned into an error
+                    return
                 if self.following.is_set():
                     backoff = 0.1  # it had been following: this is a new outage
                 self.following.clear()
@@ -84,8 +88,7 @@ class StreamTail:
         self._task = asyncio.create_task(self.run(), name=f"tail-{self._stream}")
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_until_done(self._task)
             self._task = None
