@@ -76,12 +76,9 @@ class DirectoryCache:
             log.warning("profile cache write failed: %s", type(error).__name__)
 
     async def followees(self, user_id: int) -> list[int] | None:
-        try:
-            value = await self._redis.get(self._followees_key(user_id))
-        except RedisError as error:
-            log.warning("followee cache read failed: %s", type(error).__name__)
-            return None
-        return None if value is None else [int(followee) for followee in orjson.loads(value)]
+        """The cached followee ids of `user_id` (None: not cached)."""
+        _, followees = await self.lookup((), user_id)
+        return followees
 
     async def store_followees(self, user_id: int, followee_ids: Sequence[int]) -> None:
         try:
