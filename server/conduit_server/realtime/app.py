@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,7 +14,7 @@ from conduit_server.realtime.config import RealtimeConfig
 from conduit_server.realtime.directory import Directory, ProfileCache, UsersDirectory
 from conduit_server.realtime.enrich import Preparer
 from conduit_server.realtime.follows import FollowGraph
-from conduit_server.realtime.hub import Hub
+from conduit_server.realtime.hub import Counters, Hub
 from conduit_server.realtime.streams import Streams, unavailable
 from conduit_server.runtime import outbox
 from conduit_server.runtime.resources import Resources
@@ -67,3 +68,6 @@ class RealtimeApp:
     def metrics(self) -> dict[str, Any]:
         """Current watchers, events delivered, slow-consumer disconnects and more (see Hub.metrics)."""
         return self.hub.metrics()
+
+    # Which keys of `metrics()` only grow (exported as Prometheus counters).
+    metric_counters = frozenset(field.name for field in fields(Counters))

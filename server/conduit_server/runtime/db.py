@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from conduit_server.runtime import metrics, telemetry
 from conduit_server.runtime.settings import Settings
 
 
@@ -49,6 +50,8 @@ class Database:
             connect_args={"server_settings": {"search_path": schema, "application_name": f"conduit-{schema}",
                                               "jit": "off"}},
         )
+        telemetry.instrument_engine(self.engine)
+        metrics.track_engine(schema, self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads run without BEGIN/ROLLBACK: two round trips fewer, and under READ COMMITTED each
         # statement has its own snapshot either way.

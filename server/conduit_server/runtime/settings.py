@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["users", "articles", "search", "realtime"]
@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
+    # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
+    metrics_enabled: bool = False
+    users_metrics_port: int = 9464
+    articles_metrics_port: int = 9465
+    search_metrics_port: int = 9466
+    realtime_metrics_port: int = 9467
+    # Traces (OpenTelemetry; exporter and sampler from the standard OTEL_* variables), off unless asked.
+    tracing: bool = False
+    # Where Envoy sends its spans (OTLP/gRPC); the services' exporters read the same variable.
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4317", validation_alias=AliasChoices(
+        "otlp_endpoint", "CONDUIT_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # Share of requests Envoy starts a sampled trace for; the services follow its decision.
+    trace_sample_percent: float = Field(default=100.0, ge=0, le=100)
+
     def as_environment(self) -> dict[str, str]:
         """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""
         environment: dict[str, str] = {}
@@ -92,6 +106,12 @@ class Settings(BaseSettings):
     def port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_port, "articles": self.articles_port,
                                          "search": self.search_port, "realtime": self.realtime_port}
+        return ports[service]
+
+    def metrics_port_of(self, service: ServiceName) -> int:
+        ports: dict[ServiceName, int] = {"users": self.users_metrics_port, "articles": self.articles_metrics_port,
+                                         "search": self.search_metrics_port,
+                                         "realtime": self.realtime_metrics_port}
         return ports[service]
 
     def address_of(self, service: ServiceName) -> str:
