@@ -56,37 +56,39 @@ def _ancestry(trace: dict[str, Any], span: dict[str, Any]) -> list[str]:
 
 def test_one_rest_call_is_one_trace_from_envoy_to_postgresql(observed: ObservedMesh) -> None:
     base = f"http://127.0.0.1:{observed.settings.gateway_http_port}"
-    trace_id = secrets.token_hex(16)
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
     with httpx.Client(timeout=10) as client:
         token = _register(client, base)
         # The caller asks for a sampled trace with a known id; Envoy continues it (W3C traceparent).
         response = client.post(f"{base}/api/articles", headers={
-            "Authorization": f"Token {token}", "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+            "Authorization": f"Token {token}", "traceparent": f"00-{trace_id}-{caller_span}-01"},
             json={"article": {"title": f"Traced {trace_id[:8]}", "description": "d", "body": "b",
                               "tagList": ["tracing"]}})
     assert response.status_code == 201, response.text
 
-    def complete() -> dict[str, Any] | None:
-        trace = jaeger_trace(observed, trace_id)
-        if trace is None:
-            return None
-        database = [s for s in trace["spans"] if _service(trace, s) == "conduit-users"
-                    and _tags(s).get("db.system") == "postgresql"]
-        return trace if database else None
+    def users_sql_chains(trace: dict[str, Any]) -> list[list[str]]:
+        return [_ancestry(trace, span) for span in trace["spans"]
+                if _service(trace, span) == "conduit-users" and _tags(span).get("db.system") == "postgresql"]
 
-    trace = wait_for(complete, f"trace {trace_id} with a users → PostgreSQL span in Jaeger")
+    def complete() -> dict[str, Any] | None:
+        # Each process exports its spans in its own batches: wait until all of them are in.
+        trace = jaeger_trace(observed, trace_id)
+        if trace is None or ["conduit-users", "conduit-articles", "conduit-gateway"] not in users_sql_chains(trace):
+            return None
+        return trace
+
+    # Some users SQL span descends, parent by parent, from an articles span and from Envoy's.
+    trace = wait_for(complete, f"trace {trace_id}: Envoy → articles → users → PostgreSQL in Jaeger")
     services = {_service(trace, span) for span in trace["spans"]}
     assert {"conduit-gateway", "conduit-articles", "conduit-users"} <= services
-    # Some users SQL span descends, parent by parent, from articles and from Envoy.
-    chains = [_ancestry(trace, span) for span in trace["spans"]
-              if _service(trace, span) == "conduit-users" and _tags(span).get("db.system") == "postgresql"]
-    assert ["conduit-users", "conduit-articles", "conduit-gateway"] in chains, chains
     # The articles service's own statements are in the same trace too.
     assert any(_service(trace, s) == "conduit-articles" and _tags(s).get("db.system") == "postgresql"
                for s in trace["spans"])
-    roots = [s for s in trace["spans"] if not any(r["refType"] == "CHILD_OF" and r["traceID"] == trace_id
-                                                   for r in s.get("references", ()))]
-    assert {_service(trace, s) for s in roots} == {"conduit-gateway"}
+    # Only Envoy's first span hangs from the caller's span; everything else hangs from a span in the trace.
+    spans = _spans_by_id(trace)
+    outermost = [s for s in trace["spans"] if not any(r["spanID"] in spans for r in s.get("references", ()))]
+    assert [(_service(trace, s), [r["spanID"] for r in s["references"]]) for s in outermost] == [
+        ("conduit-gateway", [caller_span])]
 
 
 async def test_realtime_delivery_links_to_the_write(observed: ObservedMesh) -> None:
