@@ -17,8 +17,8 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from conduit.articles.v1 import articles_pb2, events_pb2
-from conduit_server.articles import models
 from conduit_server.articles.app import EVENTS_STREAM, MIGRATIONS, ArticlesApp
+from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
 from tests.articles.conftest import Mesh, stream_entries
