@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
     # realtime: history).
+    from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
     from conduit_server.realtime import cli as realtime_cli
     from conduit_server.users import cli as users_cli
@@ -24,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     users_cli.register(commands)
     articles_cli.register(commands)
     realtime_cli.register(commands)
+    backups.register(commands)
     return parser
 
 
