@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -34,7 +33,7 @@ async def _fresh_database(admin_url: str) -> str:
 
 
 @pytest.fixture
-async def source(postgres_url: str) -> AsyncIterator[str]:
+async def source(postgres_url: str) -> str:
     url = await _fresh_database(postgres_url)
     for schema, location, metadata in (("users", USERS_MIGRATIONS, users_models.Base.metadata),
                                        ("articles", ARTICLES_MIGRATIONS, articles_models.Base.metadata)):
@@ -43,7 +42,7 @@ async def source(postgres_url: str) -> AsyncIterator[str]:
             await migrations.upgrade(database, location, metadata)
         finally:
             await database.close()
-    yield url
+    return url
 
 
 async def _tables(connection: asyncpg.Connection, schemas: tuple[str, ...] = SCHEMAS) -> Tables:
@@ -54,13 +53,13 @@ async def _tables(connection: asyncpg.Connection, schemas: tuple[str, ...] = SCH
     tables: Tables = {}
     for row in names:
         qualified = f'"{row["table_schema"]}"."{row["table_name"]}"'
-        rows = await connection.fetch(f"SELECT t::text AS line FROM {qualified} t")
+        rows = await connection.fetch(f"SELECT t::text AS line FROM {qualified} t")  # noqa: S608 - catalog names
         tables[qualified] = sorted(r["line"] for r in rows)
     return tables
 
 
-async def _write_until(url: str, stop: asyncio.Event) -> int:
-    """A steady writer: one article with a tag per transaction, until told to stop."""
+async def _write_until(url: str, stop: asyncio.Event, warm: asyncio.Event) -> int:
+    """A steady writer: one article with a tag per transaction until told to stop; `warm` after 20."""
     connection = await asyncpg.connect(url)
     written = 0
     try:
@@ -73,6 +72,8 @@ async def _write_until(url: str, stop: asyncio.Event) -> int:
                     "INSERT INTO articles.tags (name) VALUES ($1) RETURNING id", f"t-{uuid.uuid4().hex[:12]}")
                 await connection.execute("INSERT INTO articles.article_tags VALUES ($1, $2, 0)", article, tag)
             written += 1
+            if written == 20:
+                warm.set()
     finally:
         await connection.close()
     return written
@@ -80,8 +81,8 @@ async def _write_until(url: str, stop: asyncio.Event) -> int:
 
 async def test_a_backup_under_write_load_restores_to_the_source_at_its_snapshot(
         source: str, postgres_url: str, tmp_path: Path) -> None:
-    stop = asyncio.Event()
-    writer = asyncio.create_task(_write_until(source, stop))
+    stop, warm = asyncio.Event(), asyncio.Event()
+    writer = asyncio.create_task(_write_until(source, stop, warm))
     at_snapshot: Tables = {}
     observer = await asyncpg.connect(source)
 
@@ -92,8 +93,7 @@ async def test_a_backup_under_write_load_restores_to_the_source_at_its_snapshot(
             at_snapshot.update(await _tables(observer))
 
     try:
-        while await observer.fetchval("SELECT count(*) FROM articles.articles") < 20:
-            await asyncio.sleep(0.01)  # polling a count the writer is raising; bounded by the test timeout
+        await asyncio.wait_for(warm.wait(), 60)
         manifest = await backup.backup(source, tmp_path / "dump", SCHEMAS, on_snapshot=read_at)
     finally:
         stop.set()
