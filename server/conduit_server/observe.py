@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from conduit_server.mesh import Mesh, _die_with_parent
 from conduit_server.runtime.settings import SERVICES, ServiceName, Settings
+from conduit_server.supervisor import Mesh, RestartPolicy, _die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -226,9 +226,12 @@ def run(settings: Settings) -> None:
     try:
         stack.start()
         print(stack.describe(), flush=True)
-        while all(p.poll() is None for p in [*stack.processes.values(), *(stack.mesh.processes.values()
-                                                                           if stack.mesh else [])]):
-            time.sleep(0.5)
+        assert stack.mesh is not None
+        policy = RestartPolicy.from_settings(stack.mesh.settings)
+        while all(process.poll() is None for process in stack.processes.values()):
+            stack.mesh.supervise(policy)  # restarts a crashed service, as `conduit run` does
+            time.sleep(0.1)  # the supervision tick, as in supervisor.run
+        print("Prometheus or Jaeger exited; stopping.", flush=True)
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)
     finally:

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from conduit.search.v1 import search_pb2, search_pb2_grpc
-from conduit_server.apps import SkeletonApp, unimplemented
+from conduit_server.composition import SkeletonApp, unimplemented
 from conduit_server.runtime import metrics
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.expiring import ExpiringCache
