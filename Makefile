@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
-        observe-test rules-test prometheus-package
+        observe-test rules-test prometheus-package bench-observe
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,7 +50,8 @@ rules-test: prometheus-package ## promtool: check the recording/alert rules and 
 observe: observe-tools ## `make run` with tracing + metrics on, beside a real Prometheus and Jaeger; prints URLs
 	$(BIN)/conduit observe
 
-observe-test: observe-tools ## the heavy observability tests: Envoy → Jaeger traces, Prometheus queries, ECS logs
+# The ECS log test needs the search work's Elasticsearch node (search_node/, fetched with Maven) when present.
+observe-test: observe-tools $(if $(wildcard search_node/pom.xml),search-node-fetch) ## the heavy observability tests: Envoy → Jaeger traces, Prometheus queries, ECS logs
 	$(BIN)/pytest tests/observability -m observe $(PYTEST_ARGS)
 
 check: lint typecheck buf-lint buf-format buf-breaking check-generated ## ruff, mypy, buf lint/format/breaking, generated-code drift
@@ -101,6 +102,9 @@ bench-tools: $(STAMP)
 
 bench: bench-tools ## start the mesh, seed 1,000 users / 10,000 articles, print the results table
 	$(PY) -m bench.run
+
+bench-observe: bench-tools observe-tools ## req/s of bench rows with tracing (10 %) + metrics on vs off
+	$(PY) -m bench.overhead
 
 profile: bench-tools ## flame graph of one service under load (SERVICE=articles|users) into bench/results/
 	$(PY) -m bench.profile $(or $(SERVICE),articles)
