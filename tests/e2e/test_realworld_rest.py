@@ -13,12 +13,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.contract.support import REALWORLD_SPEC, iter_realworld_operations, pointer, validator_for
+from tests.contract.support import iter_realworld_operations, pointer, realworld_file, validator_for
 
 from .conftest import RunningMesh
 
 pytestmark = pytest.mark.e2e
-SPEC: dict[str, Any] = yaml.safe_load(REALWORLD_SPEC.read_text())
+SPEC: dict[str, Any] = yaml.safe_load(realworld_file("openapi.yml").read_text(encoding="utf-8"))
 OPERATIONS = {op.operation_id: op for op in iter_realworld_operations(SPEC)}
 
 
