@@ -18,7 +18,7 @@ from conduit_server.articles.events import timestamp
 from conduit_server.articles.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
-from conduit_server.runtime.interceptors import validate
+from conduit_server.runtime.interceptors import check_text, validate
 
 
 class CallerFactory:
@@ -148,8 +148,9 @@ async def _raw_items(requests: AsyncIterator[articles_pb2.ImportArticlesRequest]
     """Each streamed item validated on its own against the contract's rules."""
     index = 0
     async for request in requests:
-        raw = request.article
         try:
+            check_text(request)  # an item that did not parse, or U+0000 anywhere in it
+            raw = request.article
             validate(raw)
         except InvalidArgument as error:
             yield Rejection(index, error.message)
