@@ -168,7 +168,8 @@ class CommentsApi(articles_pb2_grpc.CommentsServiceServicer):
 
     async def ListComments(self, request: articles_pb2.ListCommentsRequest, context: Any
                            ) -> articles_pb2.ListCommentsResponse:
-        views = await self._comments.list_comments(self._caller(context), request.slug)
+        views = await self._comments.list_comments(self._caller(context), request.slug, limit=request.limit,
+                                                   offset=request.offset)
         return articles_pb2.ListCommentsResponse(comments=[_comment(view) for view in views])
 
     async def CreateComment(self, request: articles_pb2.CreateCommentRequest, context: Any
