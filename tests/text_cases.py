@@ -91,12 +91,12 @@ def call_raw(channel: grpc.Channel, field: StringField, data: bytes,
     method = field.method
     try:
         if method.client_streaming:
-            channel.stream_unary(field.rpc)(iter([data]), metadata=tuple(metadata), timeout=10)
+            channel.stream_unary(field.rpc, None, None)(iter([data]), metadata=tuple(metadata), timeout=10)
         elif method.server_streaming:
             # The first message or the end: a stream that starts is not what is tested.
-            next(iter(channel.unary_stream(field.rpc)(data, metadata=tuple(metadata), timeout=10)), None)
+            next(iter(channel.unary_stream(field.rpc, None, None)(data, metadata=tuple(metadata), timeout=10)), None)
         else:
-            channel.unary_unary(field.rpc)(data, metadata=tuple(metadata), timeout=10)
+            channel.unary_unary(field.rpc, None, None)(data, metadata=tuple(metadata), timeout=10)
     except grpc.RpcError as error:
         return error
     return None

@@ -46,7 +46,8 @@ def _max_len(contract: Contract, field: str) -> int:
 def _max_items(contract: Contract, field: str) -> int:
     message, _, name = field.rpartition(".")
     rules = field_rules(contract.message(message).fields_by_name[name])
-    assert rules is not None and rules.repeated.HasField("max_items"), f"{field} has no max_items"
+    assert rules is not None, f"{field} has no rules"
+    assert rules.repeated.HasField("max_items"), f"{field} has no max_items"
     return rules.repeated.max_items
 
 

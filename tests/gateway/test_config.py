@@ -188,7 +188,8 @@ def test_lua_gets_the_rest_bindings_and_the_body_buffer_limit(config: Config, sp
     virtual_host = _manager(config)["route_config"]["virtual_hosts"][0]
     first_mapper = _manager(config)["local_reply_config"]["mappers"][0]
 
-    assert '["conduit.users.v1.NewUser"] = {["email"] = "string", ["password"] = "string", ["username"] = "string"}' in lua
+    assert ('["conduit.users.v1.NewUser"] = {["email"] = "string", ["password"] = "string", '
+            '["username"] = "string"}') in lua
     # Lua reads whole REST bodies before the buffer filter raises the stream's limit.
     assert virtual_host["request_body_buffer_limit"] == spec.limits.max_request_body_bytes
     # Lua's own 400s are RealWorld JSON already: passed through, not wrapped again.

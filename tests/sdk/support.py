@@ -379,6 +379,11 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
         self.revoke_all()
         return users_pb2.RevokeSessionResponse()
 
+    def RevokeAllSessions(self, request: users_pb2.RevokeAllSessionsRequest,
+                          context: grpc.ServicerContext) -> users_pb2.RevokeAllSessionsResponse:
+        self.revoke_all()
+        return users_pb2.RevokeAllSessionsResponse()
+
     def GetJwks(self, request: users_pb2.GetJwksRequest,
                 context: grpc.ServicerContext) -> users_pb2.GetJwksResponse:
         return users_pb2.GetJwksResponse(keys=[users_pb2.Jwk(kty="OKP", crv="Ed25519", x="abc", kid="k1",

@@ -56,7 +56,11 @@ class Settings(BaseSettings):
 
     jwt_issuer: str = "conduit-mesh"
     jwt_audience: str = "conduit"
+    # SDK and OAuth2 access tokens: short, renewed with a refresh token.
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    # Tokens of RealWorld's register and login (and of the user responses a browser stores): a
+    # browser session, since RealWorld frontends never refresh; revocable (docs/decisions/0012).
+    browser_session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     # Key-encryption key for signing keys at rest; generated into state_dir when empty.
     key_encryption_key: SecretStr = SecretStr("")

@@ -95,7 +95,7 @@ def _undecodable_in(field: descriptor.FieldDescriptor | None, chunk: bytes, pref
         except UnicodeDecodeError:
             return prefix + field.name
         return None
-    if field.type == _MESSAGE:
+    if field.type == _MESSAGE and field.message_type is not None:
         return undecodable_field(field.message_type, chunk, f"{prefix}{field.name}.")
     return None
 

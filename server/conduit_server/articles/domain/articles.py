@@ -17,6 +17,7 @@ from conduit_server.articles import events, normalise, slugs
 from conduit_server.articles.authors import Authors
 from conduit_server.articles.cache import FRONT_PAGE_SIZE, ArticleCache
 from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
+from conduit_server.articles.domain.pages import ARTICLES_PAGE, page_size
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.records import (
     ArticleFilter,
@@ -26,7 +27,6 @@ from conduit_server.articles.records import (
     NewArticleRow,
     StoredArticle,
 )
-from conduit_server.articles.domain.pages import ARTICLES_PAGE, page_size
 from conduit_server.articles.repository import ArticleRepository, TagRepository
 from conduit_server.articles.users_client import UsersClient
 from conduit_server.runtime.db import Database
