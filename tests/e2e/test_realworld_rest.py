@@ -139,7 +139,7 @@ def test_errors_have_realworld_status_and_shape(client: RealWorldClient) -> None
     # Extra input is ignored and never bound: the account is created, without the role.
     assert smuggled.status_code == 201
     eve = smuggled.json()["user"]["token"]
-    assert client.raw("GET", "/api/admin/users/eve{suffix}/roles".format(suffix=suffix), token=eve).status_code == 403
+    assert client.raw("GET", f"/api/admin/users/eve{suffix}/roles", token=eve).status_code == 403
 
 
 def test_trailing_slash_and_token_on_public_reads_work_like_frontends_send_them(client: RealWorldClient) -> None:
