@@ -24,9 +24,9 @@ from conduit_server.runtime.tokens import (
     service_subject,
     user_subject,
 )
-from conduit_server.users import keys
-from conduit_server.users.models import SigningKeyRow
+from conduit_server.users.domain import keys
 from conduit_server.users.repository import KeyRepository, lock
+from conduit_server.users.repository.models import SigningKeyRow
 
 log = logging.getLogger("conduit.users.keys")
 
