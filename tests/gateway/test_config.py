@@ -195,3 +195,12 @@ def test_lua_gets_the_rest_bindings_and_the_body_buffer_limit(config: Config, sp
     # Lua's own 400s are RealWorld JSON already: passed through, not wrapped again.
     assert first_mapper["filter"]["metadata_filter"]["matcher"]["path"] == [{"key": "own_reply"}]
     assert first_mapper["body_format_override"]["text_format_source"] == {"inline_string": "%LOCAL_REPLY_BODY%"}
+
+
+def test_envoy_warns_of_no_deprecated_field(spec: GatewaySpec, tmp_path: Path) -> None:
+    # `make run` shows Envoy's warnings: a newcomer must not see deprecation notices (text_format
+    # became text_format_source).
+    result = validate_config(write_config(spec, tmp_path / "envoy.yaml"), log_level="warning")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deprecated" not in (result.stdout + result.stderr).lower()
