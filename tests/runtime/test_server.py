@@ -204,5 +204,6 @@ async def test_health_checks_are_not_logged_at_info_but_calls_are(verifier: Acce
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             await articles_pb2_grpc.TagsServiceStub(channel).ListTags(articles_pb2.ListTagsRequest())
 
-    logged = [getattr(record, "method", "") for record in caplog.records if record.levelno >= logging.INFO]
+    logged = [getattr(record, "method", "") for record in caplog.records
+              if record.name == "conduit.rpc" and record.levelno >= logging.INFO]
     assert logged == ["/conduit.articles.v1.TagsService/ListTags"]

@@ -25,10 +25,6 @@ from conduit_server.runtime.tokens import Principal
 
 log = logging.getLogger("conduit.revocations")
 
-# Tokens living longer than this fail closed when the record cannot be read (Redis away); shorter
-# ones (SDK, OAuth2: minutes) fail open and are logged.
-FAIL_CLOSED_LIFETIME_SECONDS = 3600
-
 
 def revocations_prefix(schema: str = "users") -> str:
     """Where the users service on `schema` keeps the records (like its directory)."""
@@ -62,11 +58,9 @@ class Revocations:
         try:
             value = await self._redis.get(self._key(principal.user_id))
         except RedisError as error:
-            lifetime = principal.expires_at.timestamp() - principal.issued_at_ms / 1000
-            if lifetime > FAIL_CLOSED_LIFETIME_SECONDS:
-                raise Unavailable("sessions cannot be checked right now", reason="REVOCATION_UNAVAILABLE") \
-                    from error
-            log.warning("revocation check skipped for a short token: %s", type(error).__name__)
+            # Fails open, like every other use of Redis in the mesh: a slow or absent Redis must not
+            # sign every user out (docs/decisions/0012). The signature and expiry still hold.
+            log.warning("revocation check skipped: %s", type(error).__name__)
             return False
         return value is not None and principal.issued_at_ms < int(value)
 
@@ -79,4 +73,4 @@ redis.call('SET', KEYS[1], current, 'EX', ARGV[2])
 return current
 """
 
-__all__ = ["FAIL_CLOSED_LIFETIME_SECONDS", "Revocations", "revocations_prefix"]
+__all__ = ["Revocations", "revocations_prefix"]

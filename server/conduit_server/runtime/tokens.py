@@ -15,8 +15,7 @@ claims
     iss        `Settings.jwt_issuer`
     aud        `Settings.jwt_audience`
     sub        "user:<id>" for a user, "sa:<client_id>" for a service account
-    exp, iat   integer seconds since the epoch; nbf is checked when present
-    iat_ms     the issue time in milliseconds (what revocations compare: runtime.revocations)
+    exp, iat   integer seconds since the epoch; nbf is checked when present; iat_ms: iat in ms (revocations)
     jti        random token id (room for a deny-list)
     token_use  "access" — anything else (a refresh token, an ID token) is rejected
     uid        integer user id; present exactly when sub is "user:<id>"
@@ -70,10 +69,9 @@ def service_subject(client_id: str) -> str:
     return f"{SERVICE_SUBJECT_PREFIX}{client_id}"
 
 
-def access_token_claims(*, subject: str, user_id: int | None, username: str | None,
+def access_token_claims(*, subject: str, user_id: int | None, username: str | None, issued_at_ms: int | None = None,
                         roles: Iterable[str], scopes: Iterable[str], issuer: str, audience: str,
-                        issued_at: int, expires_at: int, token_id: str,
-                        issued_at_ms: int | None = None) -> dict[str, Any]:
+                        issued_at: int, expires_at: int, token_id: str) -> dict[str, Any]:
     """The claim set of an access token; the signer uses this so layout lives in one module."""
     claims: dict[str, Any] = {
         "iss": issuer, "aud": audience, "sub": subject, "iat": issued_at, "nbf": issued_at,
@@ -100,8 +98,7 @@ class Principal:
     kind: Literal["user", "service"]
     token_id: str
     expires_at: datetime
-    # Milliseconds since the epoch (the `iat_ms` claim; `iat` * 1000 for tokens without it).
-    issued_at_ms: int = 0
+    issued_at_ms: int = 0  # the `iat_ms` claim (`iat` * 1000 for tokens without it)
 
     @property
     def is_service(self) -> bool:
@@ -261,8 +258,7 @@ class AccessTokenVerifier:
 
     def __init__(self, keys: JwksCache, issuer: str, audience: str, *, leeway_seconds: float = 30.0,
                  max_lifetime_seconds: int = 86400, clock: Callable[[], float] = time.time,
-                 cache_size: int = 4096, revoked: Callable[[Principal], Awaitable[bool]] | None = None
-                 ) -> None:
+                 cache_size: int = 4096, revoked: Callable[[Principal], Awaitable[bool]] | None = None) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
@@ -273,8 +269,7 @@ class AccessTokenVerifier:
         # so the signature check (the costly part) runs once per token, not once per request.
         self._verified: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
         self._cache_size = cache_size
-        # Asked on every call, cached or not (`Revocations.is_revoked`): a revocation voids at once.
-        self._revoked = revoked
+        self._revoked = revoked  # asked on every call, after the cache: a revocation voids at once
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid, unrevoked access token; `Unauthenticated` for anything else."""
@@ -382,9 +377,8 @@ class AccessTokenVerifier:
         expires_at = _int_claim(claims, "exp")
         issued_at_ms = _int_claim(claims, "iat_ms") if "iat_ms" in claims else _int_claim(claims, "iat") * 1000
         return Principal(subject=subject, user_id=uid if kind == "user" else None, username=username,
-                         roles=frozenset(roles), scopes=frozenset(scope.split()), kind=kind,
-                         token_id=token_id, expires_at=datetime.fromtimestamp(expires_at, UTC),
-                         issued_at_ms=issued_at_ms)
+                         roles=frozenset(roles), scopes=frozenset(scope.split()), kind=kind, token_id=token_id,
+                         expires_at=datetime.fromtimestamp(expires_at, UTC), issued_at_ms=issued_at_ms)
 
 
 def parse_authorization_header(value: str | None) -> str | None:
