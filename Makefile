@@ -8,11 +8,15 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
+# newman (the official RealWorld collection's runner), from npm into a cache shared by clones.
+NEWMAN_VERSION := 6.2.2
+NEWMAN_DIR := $(HOME)/.cache/conduit/newman-$(NEWMAN_VERSION)
+NEWMAN := $(NEWMAN_DIR)/node_modules/.bin/newman
 PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
-        observe-test rules-test prometheus-package bench-observe
+        observe-test rules-test prometheus-package bench-observe conformance
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -94,6 +98,12 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+$(NEWMAN):
+	npm install --prefix $(NEWMAN_DIR) --no-audit --no-fund --loglevel=error newman@$(NEWMAN_VERSION)
+
+conformance: $(STAMP) $(NEWMAN) ## start a mesh and run the official RealWorld API collection on it (newman)
+	$(PY) -m tests.conformance --newman $(NEWMAN)
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \

@@ -16,6 +16,7 @@ from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
+from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import ServiceName, Settings
@@ -25,8 +26,12 @@ log = logging.getLogger("conduit.serve")
 
 
 def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerifier:
+    """Verifies with the users service's JWKS, and its revocations (runtime.revocations)."""
     keys = JwksCache(channels.jwks_from_users(resources.users_channel))
-    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
+    longest = max(settings.access_token_ttl_seconds, settings.browser_session_ttl_seconds)
+    revocations = Revocations(resources.redis, prefix=revocations_prefix(), ttl_seconds=longest)
+    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, max_lifetime_seconds=longest,
+                               revoked=revocations.is_revoked)
 
 
 async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:

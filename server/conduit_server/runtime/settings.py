@@ -96,14 +96,19 @@ class Settings(BaseSettings):
     gateway_admin_port: int = 9901
     # Loopback-only listener from which Envoy's jwt_authn fetches the users JWKS.
     gateway_jwks_port: int = 9902
+    # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
+    # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
-        "http://localhost:3000", "http://localhost:4200", "http://localhost:5173",
-        "http://localhost:8080", "http://127.0.0.1:3000", "http://127.0.0.1:5173",
-    ])
+        f"http://{host}:{port}" for host in ("localhost", "127.0.0.1")
+        for port in (3000, 4100, 4173, 4200, 5173, 8080)])
 
     jwt_issuer: str = "conduit-mesh"
     jwt_audience: str = "conduit"
+    # SDK and OAuth2 access tokens: short, renewed with a refresh token.
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    # Tokens of RealWorld's register and login (and of the user responses a browser stores): a
+    # browser session, since RealWorld frontends never refresh; revocable (docs/decisions/0012).
+    browser_session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     # Key-encryption key for signing keys at rest; generated into state_dir when empty.
     key_encryption_key: SecretStr = SecretStr("")
