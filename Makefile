@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
-        check-generated openapi format clean bench profile bench-tools
+        check-generated openapi format clean bench profile bench-tools settings-reference check-settings
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ run: $(STAMP) ## start PostgreSQL, Redis, every service and Envoy (TLS); Ctrl-C 
 test: check ## run the checks, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-check: lint typecheck buf-lint buf-format buf-breaking check-generated ## ruff, mypy, buf lint/format/breaking, generated-code drift
+check: lint typecheck buf-lint buf-format buf-breaking check-generated check-settings ## ruff, mypy, buf lint/format/breaking, generated-code and settings-reference drift
 
 lint: $(STAMP) ## ruff on every hand-written file
 	$(BIN)/ruff check .
@@ -70,6 +70,12 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+settings-reference: $(STAMP) ## regenerate the README's configuration reference from Settings
+	$(BIN)/conduit settings --write README.md
+
+check-settings: $(STAMP) ## fail when the README's configuration reference differs from Settings
+	$(BIN)/conduit settings --check README.md
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \

@@ -10,23 +10,25 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from conduit_server.composition import build_app
 from conduit_server.runtime import channels
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import ServiceName, Settings
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
+from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.serve")
 
 
 def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerifier:
-    keys = JwksCache(channels.jwks_from_users(resources.users_channel))
-    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
+    users = UsersClient(resources.users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
+    return AccessTokenVerifier(JwksCache(users.jwks), settings.jwt_issuer, settings.jwt_audience)
 
 
 async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:
@@ -43,7 +45,9 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
         redis_url = await asyncio.to_thread(redis_server.start)
         embedded.append(redis_server)
     internal_token = settings.internal_token.get_secret_value()
-    resources = Resources(settings, database_url, connect(redis_url),
+    # Bytes in, bytes out: callers decide on encodings.
+    redis = aioredis.Redis.from_url(redis_url, max_connections=64, health_check_interval=30)
+    resources = Resources(settings, database_url, redis,
                           channels.internal_channel(settings.users_address(), internal_token))
     app = build_app(name, resources)
     # The users process verifies with its own keys; asking itself for its JWKS would be circular.

@@ -18,10 +18,10 @@ from conduit_server.articles.app import EVENTS_STREAM, ArticlesApp
 from conduit_server.articles.repository.cache import NAMESPACE
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
 from conduit_server.users.client.cache import directory_prefix
+from conduit_server.users.client.calls import UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for, unique_name
 
 Metadata = tuple[tuple[str, str], ...]
@@ -110,9 +110,9 @@ async def articles_app(postgres_url: str, redis_url: str, users_server: UsersSer
     """Built the way process.py builds it: resources' users channel, a verifier fed by the users JWKS."""
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    verifier = AccessTokenVerifier(JwksCache(channels.jwks_from_users(users_channel)),
+    verifier = AccessTokenVerifier(JwksCache(UsersClient(users_channel, timeout_cap_seconds=5.0).jwks),
                                    settings.jwt_issuer, settings.jwt_audience)
-    app = ArticlesApp(settings, Database(postgres_url, "articles"), connect(redis_url), users_channel)
+    app = ArticlesApp(settings, Database(postgres_url, "articles"), aioredis.Redis.from_url(redis_url), users_channel)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=verifier, internal_token=INTERNAL_TOKEN,
                         grace_seconds=1.0)
     app.port = await server.start()  # type: ignore[attr-defined]

@@ -11,13 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.client import Conduit, PasswordCredentials, RetryPolicy, Unauthenticated, Unavailable
 from conduit_server.runtime.settings import Settings
 from conduit_server.supervisor import Mesh
@@ -56,6 +59,27 @@ def test_examples_run_against_the_live_mesh(managed: Mesh, example: str) -> None
     done = subprocess.run([sys.executable, str(EXAMPLES / example)], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _log_lines(mesh: Mesh, service: str, needle: str) -> list[dict[str, Any]]:
+    """The JSON log lines of one service process that mention `needle`."""
+    log = Path(mesh.settings.state_dir) / "logs" / f"{service}.log"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{") and needle in line]
+
+
+def test_a_request_id_sent_by_a_client_is_in_the_log_lines_of_articles_and_of_users(managed: Mesh) -> None:
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    credentials = grpc.ssl_channel_credentials(Path(_ca(managed)).read_bytes())
+    with grpc.secure_channel(_target(managed), credentials) as channel:
+        # Listing by author makes articles resolve the username with the users service, inside this call.
+        request = articles_pb2.ListArticlesRequest(author=f"nobody-{request_id[-12:]}")
+        articles_pb2_grpc.ArticlesServiceStub(channel).ListArticles(
+            request, metadata=(("x-request-id", request_id),), timeout=30)
+    # Each service writes its call's line before it answers, so both are on disk by now.
+    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "articles", request_id)] == [
+        ("rpc", "/conduit.articles.v1.ArticlesService/ListArticles")]
+    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "users", request_id)] == [
+        ("rpc", "/conduit.users.v1.UserDirectoryService/ResolveUsernames")]
 
 
 def _envoy_attempts(mesh: Mesh, grpc_path: str) -> int:

@@ -24,12 +24,11 @@ from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE
-from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.users.client.calls import UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer
 
 Metadata = tuple[tuple[str, str], ...]
@@ -121,7 +120,13 @@ class Events:
         while await self.relay.pending():
             assert time.monotonic() < deadline, "the relay did not publish in time"
             await asyncio.sleep(0.02)
-        return cast("list[StreamEntry]", await self.redis.xrange(self.stream))
+        # In pages: one XRANGE of megabytes can outlast the client's socket timeout on a busy machine.
+        entries: list[StreamEntry] = []
+        first = "-"
+        while page := cast("list[StreamEntry]", await self.redis.xrange(self.stream, first, "+", count=200)):
+            entries.extend(page)
+            first = "(" + page[-1][0].decode()
+        return entries
 
 
 @asynccontextmanager
@@ -181,7 +186,7 @@ async def running_realtime(redis_url: str, users: UsersServer, config: RealtimeS
                            ) -> AsyncIterator[Realtime]:
     """The realtime app as process.py would run it: real users directory, real token verification."""
     users_channel = channels.internal_channel(users.address, INTERNAL_TOKEN)
-    app = RealtimeApp(connect(redis_url), UsersDirectory(users_channel, timeout_seconds=5.0), config)
+    app = RealtimeApp(aioredis.Redis.from_url(redis_url), UsersClient(users_channel, timeout_cap_seconds=5.0), config)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=users.app.verifier,
                         internal_token=INTERNAL_TOKEN, grace_seconds=1.0)
     port = await server.start()

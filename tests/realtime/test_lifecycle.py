@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import grpc
+import redis.asyncio as aioredis
 
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import GrpcServer
 from tests.conftest import free_port
@@ -88,7 +88,7 @@ async def test_a_redis_restart_pauses_streams_which_then_continue_without_losing
     author_id, _ = await users_server.register("realtime-restart-author")
     redis_server = TcpRedis(tmp_path / "redis", free_port())
     await asyncio.to_thread(redis_server.start)
-    redis = connect(redis_server.url)
+    redis = aioredis.Redis.from_url(redis_server.url)
     config = config_for("test:realtime:restart", users_stream="", heartbeat_seconds=0.3)
     try:
         async with relaying(events_database, redis, config.articles_stream) as writer, \
@@ -134,7 +134,7 @@ async def test_the_app_is_built_from_the_process_resources_as_serve_builds_it(
         postgres_url: str, redis_url: str, users_server: UsersServer) -> None:
     settings = settings_for(postgres_url, redis_url)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    resources = Resources(settings, postgres_url, connect(redis_url), users_channel)
+    resources = Resources(settings, postgres_url, aioredis.Redis.from_url(redis_url), users_channel)
     app = RealtimeApp.from_resources(resources)
     assert app.config.articles_stream == outbox.stream_name("articles")
     assert app.config.users_stream == outbox.stream_name("users")

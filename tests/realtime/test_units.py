@@ -16,9 +16,9 @@ from conduit_server.realtime.domain.follows import FollowGraph
 from conduit_server.realtime.domain.ids import StreamId, parse_resume_token
 from conduit_server.realtime.domain.watchers import ArticlesSelector, Offer, Watcher
 from conduit_server.realtime.events import RecentIds, drop_duplicates
-from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, errors
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.users.client.calls import UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, unique_name
 from tests.realtime.support import created, deleted
 
@@ -103,7 +103,7 @@ async def test_a_follow_made_while_the_followees_load_is_not_lost(users_server: 
     celebrity_id, _ = await users_server.register(celebrity)
     channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
     try:
-        graph = FollowGraph(UsersDirectory(channel, timeout_seconds=5.0))
+        graph = FollowGraph(UsersClient(channel, timeout_cap_seconds=5.0))
         loading = asyncio.create_task(graph.acquire(fan_id))
         await asyncio.sleep(0)  # the snapshot call is in flight
         graph.follow_changed(fan_id, celebrity_id, True)  # an event read meanwhile
