@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     reference.add_argument("--check", metavar="FILE", help="fail when the reference in FILE is not current")
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
     # realtime: history).
+    from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
     from conduit_server.realtime import cli as realtime_cli
     from conduit_server.users import cli as users_cli
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     users_cli.register(commands)
     articles_cli.register(commands)
     realtime_cli.register(commands)
+    backups.register(commands)
     return parser
 
 

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
     # health checks move traffic away first.
     shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # `conduit run` restarts a crashed child after a delay that doubles with each quick exit (one
+    # within `restart_quick_exit_seconds` of its start) up to the maximum, and reports a crash loop
+    # after `restart_crash_loop_exits` quick exits in a row (it keeps trying at the maximum delay).
+    restart_first_delay_seconds: float = Field(default=0.2, ge=0)
+    restart_max_delay_seconds: float = Field(default=30.0, ge=0)
+    restart_quick_exit_seconds: float = Field(default=10.0, ge=0)
+    restart_crash_loop_exits: int = Field(default=5, ge=1)
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     # JSON logs on stderr, from this level up.

@@ -158,13 +158,14 @@ class Articles:
                 raise _not_found(slug)
             require_author(caller, current.author_id, "change this article")
             values = _changed_columns(current, changes)
+            # Every read before the event: the outbox append takes the commit-order lock, held to COMMIT.
+            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [current.id])
             if values:
                 await self._apply(session, current, values)
                 article = await self._articles.by_id(session, current.id)
                 await events.article_updated(session, article, previous_slug=current.slug)
             else:
                 article = current
-            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [article.id])
         if values:
             await self._cache.invalidate(slugs={current.slug, article.slug}, lists=True)
         return await self._views.article(article, caller, favorited=bool(favorited))
