@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,14 @@ def test_examples_run_against_the_live_mesh(managed: Mesh, example: str) -> None
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _wait_for(condition: Callable[[], bool], failure: str, seconds: float = 30.0) -> None:
+    """Poll `condition` (progress of another thread or process) until it holds; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
 def _log_lines(mesh: Mesh, service: str, needle: str) -> list[dict[str, Any]]:
     """The JSON log lines of one service process that mention `needle`."""
     log = Path(mesh.settings.state_dir) / "logs" / f"{service}.log"
@@ -68,14 +76,18 @@ def _log_lines(mesh: Mesh, service: str, needle: str) -> list[dict[str, Any]]:
 
 
 def test_a_request_id_sent_by_a_client_is_in_the_log_lines_of_articles_and_of_users(managed: Mesh) -> None:
-    request_id = f"e2e-{uuid.uuid4().hex}"
+    request_id = str(uuid.uuid4())  # shaped like the ids Envoy makes: it must still come through unchanged
     credentials = grpc.ssl_channel_credentials(Path(_ca(managed)).read_bytes())
     with grpc.secure_channel(_target(managed), credentials) as channel:
         # Listing by author makes articles resolve the username with the users service, inside this call.
         request = articles_pb2.ListArticlesRequest(author=f"nobody-{request_id[-12:]}")
         articles_pb2_grpc.ArticlesServiceStub(channel).ListArticles(
             request, metadata=(("x-request-id", request_id),), timeout=30)
-    # Each service writes its call's line before it answers, so both are on disk by now.
+    # Other processes write these lines: wait until both are on disk (bounded), then check them exactly.
+    logs = Path(managed.settings.state_dir) / "logs"
+    _wait_for(lambda: all(_log_lines(managed, service, request_id) for service in ("articles", "users")),
+              f"no log line with {request_id} in: " + " ".join(
+                  f"{service}: {(logs / f'{service}.log').read_text()[-600:]}" for service in ("articles", "users")))
     assert [(line["msg"], line["method"]) for line in _log_lines(managed, "articles", request_id)] == [
         ("rpc", "/conduit.articles.v1.ArticlesService/ListArticles")]
     assert [(line["msg"], line["method"]) for line in _log_lines(managed, "users", request_id)] == [
@@ -117,7 +129,7 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
 
         reader = threading.Thread(target=keep_listing)
         reader.start()
-        time.sleep(0.5)
+        _wait_for(lambda: len(listed) >= 1 or bool(errors), "the reader never listed")
         managed.stop_service("articles")
         before = _envoy_attempts(managed, create_path)
         with pytest.raises(Unavailable):
@@ -128,18 +140,16 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
         down = rest.get("/api/tags")
         assert (down.status_code, time.monotonic() - started < 2) == (503, True)
         assert "errors" in down.json()
-        time.sleep(1.0)
         managed.start_service("articles")
         # Back without restarting Envoy, once its health check sees the new process.
-        deadline = time.monotonic() + 20
-        while rest.get("/api/tags").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert rest.get("/api/tags").status_code == 200
+        _wait_for(lambda: rest.get("/api/tags").status_code == 200, "articles did not come back", seconds=20)
         rest.close()
-        time.sleep(1.0)
+        after_restart = len(listed)
+        _wait_for(lambda: len(listed) > after_restart or bool(errors), "the reader did not list after the restart")
         stop.set()
         reader.join(30)
-        time.sleep(1.5)  # Envoy flushes its access log
+        # Envoy writes its access log in batches: wait for the refused create's line (bounded).
+        _wait_for(lambda: _envoy_attempts(managed, create_path) > before, "no access-log line for the create")
         assert errors == []
         assert listed
         assert listed[-1] >= 1
@@ -153,10 +163,12 @@ def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(manage
     with Conduit.connect(_target(managed), ca_file=_ca(managed), token=token, timeout=20) as conduit:
         slug = conduit.articles.create(title=f"Watched {name}", description="d", body="b").slug
         seen: list[int] = []
-        watch = conduit.articles.watch(slug)
+        live = threading.Event()
+        watch = conduit.articles.watch(slug, include_heartbeats=True)
 
         def read() -> None:
             for event in watch:
+                live.set()  # the first event is the heartbeat that says the stream is live
                 if event.HasField("comment"):
                     seen.append(event.comment.id)
                 if len(seen) >= 30:
@@ -164,7 +176,7 @@ def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(manage
 
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(1.0)
+        assert live.wait(30), "the watch never went live"
         written = [conduit.comments.add(slug, body=f"before {n}").id for n in range(10)]
         managed.stop_service("realtime")
         written += [conduit.comments.add(slug, body=f"while down {n}").id for n in range(10)]

@@ -17,7 +17,6 @@ from typing import Any, cast
 import grpc
 import redis.asyncio as aioredis
 from google.protobuf import json_format
-from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 
 from conduit.articles.v1 import events_pb2
@@ -272,19 +271,6 @@ class Watch:
 
     def cancel(self) -> None:
         self.call.cancel()
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    """The ErrorInfo detail of a failed call."""
-    trailers: Any = error.trailing_metadata() or ()
-    for key, value in trailers:
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {error}")
 
 
 # -- a Redis reachable over TCP, which keeps its address across restarts -----------------------

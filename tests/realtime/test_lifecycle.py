@@ -25,10 +25,10 @@ from tests.realtime.support import (
     comment_added,
     config_for,
     created,
-    error_info,
     relaying,
     running_realtime,
 )
+from tests.support import details
 
 
 async def test_shutdown_ends_every_stream_with_unavailable_and_the_position_to_resume_from(
@@ -49,14 +49,14 @@ async def test_shutdown_ends_every_stream_with_unavailable_and_the_position_to_r
         for watch in (busy, quiet, feed):
             error = await watch.error()
             assert error.code() == grpc.StatusCode.UNAVAILABLE
-            info = error_info(error)
+            info = details(error)["ErrorInfo"]
             assert info.reason == "SHUTTING_DOWN"
             # Every stream had seen everything up to the newest entry: that is where to resume.
             assert info.metadata["last_event_id"] == entries[-1][0].decode()
             assert entries[-1][0].decode() in (error.details() or "")
         refused = await replica.watch_articles().error()
         assert refused.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(refused).reason == "SHUTTING_DOWN"
+        assert details(refused)["ErrorInfo"].reason == "SHUTTING_DOWN"
         assert replica.app.metrics()["watchers"] == 0
 
     # Another replica continues from the id: nothing missed, nothing repeated.
@@ -79,7 +79,7 @@ async def test_the_grpc_servers_graceful_stop_ends_streams_resumably(
         error = await watch.error()
         await stopping
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(error).metadata["last_event_id"] == event.event_id
+        assert details(error)["ErrorInfo"].metadata["last_event_id"] == event.event_id
         assert time.monotonic() - started < 1.0  # ended at once, not at the grace limit
 
 
@@ -109,7 +109,7 @@ async def test_a_redis_restart_pauses_streams_which_then_continue_without_losing
             assert heartbeat.type == HEARTBEAT
             resume_now = await realtime.watch_articles(resume_token=before[0].event_id).error()
             assert resume_now.code() == grpc.StatusCode.UNAVAILABLE
-            assert error_info(resume_now).metadata["last_event_id"] == before[0].event_id
+            assert details(resume_now)["ErrorInfo"].metadata["last_event_id"] == before[0].event_id
             deadline = time.monotonic() + 5
             while not realtime.app.metrics()["read_failures"]:
                 assert time.monotonic() < deadline
