@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
-        observe-test rules-test prometheus-package bench-observe conformance
+        observe-test rules-test prometheus-package bench-observe conformance \
+        settings-reference check-settings
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,7 +59,7 @@ observe: observe-tools ## `make run` with tracing + metrics on, beside a real Pr
 observe-test: observe-tools $(if $(wildcard search_node/pom.xml),search-node-fetch) ## the heavy observability tests: Envoy → Jaeger traces, Prometheus queries, ECS logs
 	$(BIN)/pytest tests/observability -m observe $(PYTEST_ARGS)
 
-check: lint typecheck buf-lint buf-format buf-breaking check-generated ## ruff, mypy, buf lint/format/breaking, generated-code drift
+check: lint typecheck buf-lint buf-format buf-breaking check-generated check-settings ## ruff, mypy, buf lint/format/breaking, generated-code and settings-reference drift
 
 lint: $(STAMP) ## ruff on every hand-written file
 	$(BIN)/ruff check .
@@ -104,6 +105,12 @@ $(NEWMAN):
 
 conformance: $(STAMP) $(NEWMAN) ## start a mesh and run the official RealWorld API collection on it (newman)
 	$(PY) -m tests.conformance --newman $(NEWMAN)
+
+settings-reference: $(STAMP) ## regenerate the README's configuration reference from Settings
+	$(BIN)/conduit settings --write README.md
+
+check-settings: $(STAMP) ## fail when the README's configuration reference differs from Settings
+	$(BIN)/conduit settings --check README.md
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \

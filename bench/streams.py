@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 import psutil
+import redis.asyncio as aioredis
 import uvloop
 
 from conduit.articles.v1 import events_pb2
@@ -44,15 +45,15 @@ from conduit_server.articles.app import MIGRATIONS as ARTICLE_MIGRATIONS
 from conduit_server.articles.repository import models as article_models
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.realtime.domain.ids import StreamId
-from conduit_server.realtime.events import decode_entries, xrange
-from conduit_server.realtime.repository.profiles import UsersDirectory
+from conduit_server.realtime.events import decode_entries
+from conduit_server.realtime.repository.history import xrange
 from conduit_server.runtime import channels, migrations, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import RealtimeSettings, Settings
 from conduit_server.users.app import UsersApp
+from conduit_server.users.client.calls import UsersClient
 from conduit_server.users.domain.passwords import Argon2Parameters, PasswordHasher
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -148,7 +149,7 @@ def _writer_process(database_url: str, redis_url: str, load: Load, pipe: Connect
 async def _writer(database_url: str, redis_url: str, load: Load, pipe: Connection) -> None:
     rate, authors = load.rate, load.authors
     database = Database(database_url, "articles")
-    redis = connect(redis_url)
+    redis = aioredis.Redis.from_url(redis_url)
     relay = outbox.OutboxRelay(database, redis, STREAM)
     relay.start()
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
@@ -221,7 +222,7 @@ async def _start(state: Path) -> Mesh:
     articles = Database(database_url, "articles")  # the writer's outbox
     await migrations.upgrade(articles, ARTICLE_MIGRATIONS, article_models.Base.metadata)
     await articles.close()
-    users_app = UsersApp(settings, Database(database_url, "users"), connect(redis_url),
+    users_app = UsersApp(settings, Database(database_url, "users"), aioredis.Redis.from_url(redis_url),
                          hasher=PasswordHasher(Argon2Parameters(time_cost=1, memory_cost_kib=1024)))
     users = GrpcServer(users_app, host="127.0.0.1", port=0, verifier=users_app.verifier,
                        internal_token=INTERNAL_TOKEN)
@@ -230,7 +231,7 @@ async def _start(state: Path) -> Mesh:
     authors = await _register_authors(users_address, AUTHORS, users_app.verifier.verify)
     users_channel = channels.internal_channel(users_address, INTERNAL_TOKEN)
     stops.append(lambda: users_channel.close(None))
-    app = RealtimeApp(connect(redis_url), UsersDirectory(users_channel, timeout_seconds=5.0),
+    app = RealtimeApp(aioredis.Redis.from_url(redis_url), UsersClient(users_channel, timeout_cap_seconds=5.0),
                       RealtimeSettings(articles_stream=STREAM, users_stream=outbox.stream_name("users"),
                                      metrics_log_seconds=0))
     realtime = GrpcServer(app, host="127.0.0.1", port=0, verifier=None, internal_token=INTERNAL_TOKEN)

@@ -1,4 +1,4 @@
-"""Helpers shared by test areas: the status details of a failed gRPC call; waiting for progress."""
+"""Helpers shared by test areas: the google.rpc status details of a failed gRPC call; waiting for progress."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
 
 def trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
@@ -16,12 +15,18 @@ def trailers(error: grpc.aio.AioRpcError) -> dict[str, Any]:
     return dict(metadata)
 
 
-def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """The google.rpc details of a failed call, by message name."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call at runtime
-    assert status is not None, "no grpc-status-details-bin on the error"
+def status_of(source: grpc.aio.AioRpcError | Any) -> status_pb2.Status:
+    """The google.rpc.Status of a failed call, or of trailing metadata (`grpc-status-details-bin`)."""
+    metadata: Any = source.trailing_metadata() if isinstance(source, grpc.aio.AioRpcError) else source
+    blobs = [value for key, value in (metadata or ()) if key == "grpc-status-details-bin"]
+    assert blobs, "no grpc-status-details-bin in the trailing metadata"
+    return status_pb2.Status.FromString(bytes(blobs[0]))
+
+
+def details(source: grpc.aio.AioRpcError | Any) -> dict[str, Any]:
+    """The google.rpc details of a failed call (or of its trailing metadata), by message name."""
     found: dict[str, Any] = {}
-    for detail in status.details:
+    for detail in status_of(source).details:
         for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()

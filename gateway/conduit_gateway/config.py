@@ -168,6 +168,11 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
         path_with_escaped_slashes_action="REJECT_REQUEST",
         server_name="conduit",
         generate_request_id=True,
+        # A client's own x-request-id is kept as sent (no trace flag packed into a UUID-shaped id), so its
+        # id reaches every service's log line for the call.
+        preserve_external_request_id=True,
+        request_id_extension={"typed_config": typed("envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                                                    pack_trace_reason=False)},
         request_headers_timeout=seconds(limits.request_headers_timeout_seconds),
         stream_idle_timeout=seconds(limits.stream_idle_timeout_seconds),
         max_request_headers_kb=limits.max_request_headers_kb,

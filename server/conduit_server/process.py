@@ -10,28 +10,31 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from conduit_server.composition import build_app
 from conduit_server.runtime import channels, metrics, telemetry
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import ServiceName, Settings
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
+from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.serve")
 
 
 def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerifier:
-    """Verifies with the users service's JWKS, and its revocations (runtime.revocations)."""
-    keys = JwksCache(channels.jwks_from_users(resources.users_channel))
+    """Verifies with the users service's JWKS (through the one users client), and its revocations
+    (runtime.revocations)."""
+    users = UsersClient(resources.users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
     longest = max(settings.access_token_ttl_seconds, settings.browser_session_ttl_seconds)
     revocations = Revocations(resources.redis, prefix=revocations_prefix(), ttl_seconds=longest)
-    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, max_lifetime_seconds=longest,
-                               revoked=revocations.is_revoked)
+    return AccessTokenVerifier(JwksCache(users.jwks), settings.jwt_issuer, settings.jwt_audience,
+                               max_lifetime_seconds=longest, revoked=revocations.is_revoked)
 
 
 async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:
@@ -48,7 +51,9 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
         redis_url = await asyncio.to_thread(redis_server.start)
         embedded.append(redis_server)
     internal_token = settings.internal_token.get_secret_value()
-    resources = Resources(settings, database_url, connect(redis_url),
+    # Bytes in, bytes out: callers decide on encodings.
+    redis = aioredis.Redis.from_url(redis_url, max_connections=64, health_check_interval=30)
+    resources = Resources(settings, database_url, redis,
                           channels.internal_channel(settings.users_address(), internal_token))
     app = build_app(name, resources)
     # The users process verifies with its own keys; asking itself for its JWKS would be circular.

@@ -19,7 +19,6 @@ from conduit_server.articles.repository.cache import NAMESPACE
 from conduit_server.process import build_verifier
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.users.client.cache import directory_prefix
@@ -112,8 +111,9 @@ async def articles_app(postgres_url: str, redis_url: str, users_server: UsersSer
     and checking the users service's revocations."""
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    verifier = build_verifier(settings, Resources(settings, postgres_url, connect(redis_url), users_channel))
-    app = ArticlesApp(settings, Database(postgres_url, "articles"), connect(redis_url), users_channel)
+    redis = aioredis.Redis.from_url(redis_url)
+    verifier = build_verifier(settings, Resources(settings, postgres_url, redis, users_channel))
+    app = ArticlesApp(settings, Database(postgres_url, "articles"), redis, users_channel)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=verifier, internal_token=INTERNAL_TOKEN,
                         grace_seconds=1.0)
     app.port = await server.start()  # type: ignore[attr-defined]

@@ -17,10 +17,10 @@ async def test_anonymous_reads_ask_the_users_service_once_per_author(mesh: Mesh)
     alice = await mesh.person("alice")
     slug = (await mesh.create(alice, f"Cached author {alice.username}")).slug
     await _anonymous_get(mesh, slug)
-    calls = mesh.app.users.batch_get_profiles_calls
+    calls = mesh.app.users.calls["BatchGetProfiles"]
     for _ in range(5):
         assert (await _anonymous_get(mesh, slug)).author.username == alice.username
-    assert mesh.app.users.batch_get_profiles_calls == calls
+    assert mesh.app.users.calls["BatchGetProfiles"] == calls
 
 
 async def test_a_profile_change_reaches_anonymous_readers_through_the_users_stream(mesh: Mesh) -> None:
@@ -52,7 +52,7 @@ async def test_signed_in_reads_come_from_the_users_directory_and_stay_exact(mesh
     slug = (await mesh.create(alice, f"Directory author {alice.username}")).slug
     request = articles_pb2.GetArticleRequest(slug=slug)
     await mesh.articles.GetArticle(request, metadata=bob.auth)  # the users service fills its directory
-    calls, hits = mesh.app.users.batch_get_profiles_calls, mesh.app.authors.directory_hits
+    calls, hits = mesh.app.users.calls["BatchGetProfiles"], mesh.app.authors.directory_hits
     for following in (True, False, True):
         if following:
             await mesh.follow(bob, alice)
@@ -64,7 +64,7 @@ async def test_signed_in_reads_come_from_the_users_directory_and_stay_exact(mesh
             seen = (await mesh.articles.GetArticle(request, metadata=bob.auth)).article.author.following
             assert seen is following  # at once: the users service dropped bob's set before answering
     # One call after each change (the directory entry was dropped), none for the reads in between.
-    assert mesh.app.users.batch_get_profiles_calls - calls == 3
+    assert mesh.app.users.calls["BatchGetProfiles"] - calls == 3
     assert mesh.app.authors.directory_hits - hits == 9
 
 

@@ -47,10 +47,10 @@ async def _twenty_authors(mesh: Mesh) -> tuple[list[Person], Person]:
 async def _measure(mesh: Mesh, viewer: Person, request: articles_pb2.ListArticlesRequest
                    ) -> tuple[int, int, articles_pb2.ListArticlesResponse]:
     await mesh.forget_authors()  # cold: what one page costs when no author is known yet
-    calls_before = mesh.app.users.batch_get_profiles_calls
+    calls_before = mesh.app.users.calls["BatchGetProfiles"]
     with counting_statements(mesh.app.database) as statements:
         response = await mesh.articles.ListArticles(request, metadata=viewer.auth)
-    return len(statements), mesh.app.users.batch_get_profiles_calls - calls_before, response
+    return len(statements), mesh.app.users.calls["BatchGetProfiles"] - calls_before, response
 
 
 async def test_a_page_of_20_authors_makes_one_users_call_and_as_many_queries_as_a_page_of_1(mesh: Mesh
@@ -86,12 +86,12 @@ async def test_the_unfiltered_list_is_batched_too_and_a_cached_front_page_skips_
     assert uncached[1] == uncached[20] == 1  # the page and the viewer's favorites; the total is cached
 
     await mesh.articles.ListArticles(articles_pb2.ListArticlesRequest())  # warms the front page and its authors
-    calls_before = mesh.app.users.batch_get_profiles_calls
+    calls_before = mesh.app.users.calls["BatchGetProfiles"]
     with counting_statements(mesh.app.database) as sent:
         anonymous = await mesh.articles.ListArticles(articles_pb2.ListArticlesRequest())
     assert sent == []  # viewer-independent part from Redis; nothing to personalise
     assert len(anonymous.articles) == 20
-    assert mesh.app.users.batch_get_profiles_calls - calls_before == 0  # authors from the process cache
+    assert mesh.app.users.calls["BatchGetProfiles"] - calls_before == 0  # authors from the process cache
     signed_in, calls, response = await _measure(mesh, viewer, articles_pb2.ListArticlesRequest(limit=5))
     assert (signed_in, calls, len(response.articles)) == (1, 1, 5)  # only the viewer's favorites
 
@@ -100,12 +100,12 @@ async def test_author_filter_resolves_the_username_in_one_call(mesh: Mesh) -> No
     authors, viewer = await _twenty_authors(mesh)
     resolves = mesh.app.users.calls["ResolveUsernames"]
     await mesh.forget_authors()
-    profiles = mesh.app.users.batch_get_profiles_calls
+    profiles = mesh.app.users.calls["BatchGetProfiles"]
     response = await mesh.articles.ListArticles(articles_pb2.ListArticlesRequest(
         author=authors[0].username, favorited=viewer.username), metadata=viewer.auth)
     assert [a.slug for a in response.articles] == [f"by-{authors[0].username}"]
     assert mesh.app.users.calls["ResolveUsernames"] - resolves == 1
-    assert mesh.app.users.batch_get_profiles_calls - profiles == 1
+    assert mesh.app.users.calls["BatchGetProfiles"] - profiles == 1
 
 
 async def test_the_feed_is_one_followee_call_one_profiles_call_and_fixed_queries(mesh: Mesh) -> None:
@@ -139,10 +139,10 @@ async def test_comments_of_many_authors_cost_one_users_call(mesh: Mesh) -> None:
         await mesh.comments.CreateComment(articles_pb2.CreateCommentRequest(
             slug=slug, comment=articles_pb2.NewComment(body=f"from {author.username}")), metadata=author.auth)
     await mesh.forget_authors()
-    before = mesh.app.users.batch_get_profiles_calls
+    before = mesh.app.users.calls["BatchGetProfiles"]
     with counting_statements(mesh.app.database) as statements:
         listed = await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug, limit=20),
                                                   metadata=viewer.auth)
     assert len(listed.comments) == COMMENTS_PAGE.maximum  # a page: the newest 10 of 20 authors
-    assert mesh.app.users.batch_get_profiles_calls - before == 1
+    assert mesh.app.users.calls["BatchGetProfiles"] - before == 1
     assert len(statements) == 1  # the article with its comments

@@ -9,12 +9,11 @@ import redis.asyncio as aioredis
 from google.protobuf import wrappers_pb2
 
 from conduit_server.runtime.cache import Cache, pack_messages, unpack_messages
-from conduit_server.runtime.redis import connect
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_url)
+    client = aioredis.Redis.from_url(redis_url)
     await client.flushdb()
     yield client
     await client.aclose()

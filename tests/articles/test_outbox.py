@@ -142,6 +142,8 @@ async def _events(app: ArticlesApp, expected: int) -> list[events_pb2.ArticleEve
         if len({fields[b"event_id"] for _, fields in entries}) >= expected:
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the relay did not publish {expected} events")
     seen: set[bytes] = set()
     events: list[events_pb2.ArticleEvent] = []
     sequence: list[int] = []

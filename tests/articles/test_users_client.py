@@ -73,7 +73,7 @@ async def test_no_time_left_means_no_call() -> None:
     client = UsersClient(grpc.aio.insecure_channel("127.0.0.1:1"), timeout_cap_seconds=5)
     with pytest.raises(Unavailable):
         await client.profiles([1], 0, time.monotonic() - 1)
-    assert client.batch_get_profiles_calls == 0
+    assert client.calls["BatchGetProfiles"] == 0
 
 
 async def test_unavailable_is_retried_then_reported_as_unavailable() -> None:
@@ -81,7 +81,7 @@ async def test_unavailable_is_retried_then_reported_as_unavailable() -> None:
     with pytest.raises(Unavailable) as caught:
         await client.profiles([1], 0, time.monotonic() + 5)
     assert caught.value.reason == "USERS_UNAVAILABLE"
-    assert client.batch_get_profiles_calls == RETRY_ATTEMPTS
+    assert client.calls["BatchGetProfiles"] == RETRY_ATTEMPTS
 
 
 class _Context:

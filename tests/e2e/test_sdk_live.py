@@ -11,13 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.client import Conduit, PasswordCredentials, RetryPolicy, Unauthenticated, Unavailable
 from conduit_server.runtime.settings import Settings
 from conduit_server.supervisor import Mesh
@@ -58,6 +61,48 @@ def test_examples_run_against_the_live_mesh(managed: Mesh, example: str) -> None
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _wait_for(condition: Callable[[], bool], failure: str, seconds: float = 30.0) -> None:
+    """Poll `condition` (progress of another thread or process) until it holds; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
+def _log_lines(mesh: Mesh, service: str, needle: str) -> list[dict[str, Any]]:
+    """The JSON log lines of one service process that mention `needle`."""
+    log = Path(mesh.settings.state_dir) / "logs" / f"{service}.log"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{") and needle in line]
+
+
+def test_a_request_id_sent_by_a_client_is_in_the_log_lines_of_articles_and_of_users(managed: Mesh) -> None:
+    request_id = str(uuid.uuid4())  # shaped like the ids Envoy makes: it must still come through unchanged
+    credentials = grpc.ssl_channel_credentials(Path(_ca(managed)).read_bytes())
+    with grpc.secure_channel(_target(managed), credentials) as channel:
+        # Listing by author makes articles resolve the username with the users service, inside this call.
+        request = articles_pb2.ListArticlesRequest(author=f"nobody-{request_id[-12:]}")
+        articles_pb2_grpc.ArticlesServiceStub(channel).ListArticles(
+            request, metadata=(("x-request-id", request_id),), timeout=30)
+    # Other processes write these lines: wait until both are on disk (bounded), then check them exactly.
+    logs = Path(managed.settings.state_dir) / "logs"
+    _wait_for(lambda: all(_log_lines(managed, service, request_id) for service in ("articles", "users")),
+              f"no log line with {request_id} in: " + " ".join(
+                  f"{service}: {(logs / f'{service}.log').read_text()[-600:]}" for service in ("articles", "users")))
+    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "articles", request_id)] == [
+        ("rpc", "/conduit.articles.v1.ArticlesService/ListArticles")]
+    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "users", request_id)] == [
+        ("rpc", "/conduit.users.v1.UserDirectoryService/ResolveUsernames")]
+
+
+def _access_log_barrier(mesh: Mesh, rest: httpx.Client) -> None:
+    """Send a marked request and wait until Envoy logged it: every line of an earlier request is on disk
+    then (Envoy writes its access log in batches, in order)."""
+    marker = str(uuid.uuid4())
+    rest.get("/api/tags", headers={"x-request-id": marker})
+    log = Path(mesh.settings.state_dir) / "logs" / "envoy.log"
+    _wait_for(lambda: marker in log.read_text(), "Envoy did not log the marked request")
+
+
 def _envoy_attempts(mesh: Mesh, grpc_path: str) -> int:
     """Requests Envoy saw for one gRPC method (its JSON access log), successful or not."""
     log = Path(mesh.settings.state_dir) / "logs" / "envoy.log"
@@ -93,29 +138,27 @@ def test_reads_survive_an_articles_restart_and_creates_are_not_retried(managed: 
 
         reader = threading.Thread(target=keep_listing)
         reader.start()
-        time.sleep(0.5)
+        _wait_for(lambda: len(listed) >= 1 or bool(errors), "the reader never listed")
         managed.stop_service("articles")
+        tls = ssl.create_default_context(cafile=_ca(managed))
+        rest = httpx.Client(base_url=f"https://{_target(managed)}", verify=tls)
+        _access_log_barrier(managed, rest)
         before = _envoy_attempts(managed, create_path)
         with pytest.raises(Unavailable):
             conduit.articles.create(title="During the restart", description="d", body="b")
-        tls = ssl.create_default_context(cafile=_ca(managed))
-        rest = httpx.Client(base_url=f"https://{_target(managed)}", verify=tls)
         started = time.monotonic()
         down = rest.get("/api/tags")
         assert (down.status_code, time.monotonic() - started < 2) == (503, True)
         assert "errors" in down.json()
-        time.sleep(1.0)
         managed.start_service("articles")
         # Back without restarting Envoy, once its health check sees the new process.
-        deadline = time.monotonic() + 20
-        while rest.get("/api/tags").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert rest.get("/api/tags").status_code == 200
-        rest.close()
-        time.sleep(1.0)
+        _wait_for(lambda: rest.get("/api/tags").status_code == 200, "articles did not come back", seconds=20)
+        after_restart = len(listed)
+        _wait_for(lambda: len(listed) > after_restart or bool(errors), "the reader did not list after the restart")
         stop.set()
         reader.join(30)
-        time.sleep(1.5)  # Envoy flushes its access log
+        _access_log_barrier(managed, rest)
+        rest.close()
         assert errors == []
         assert listed
         assert listed[-1] >= 1
@@ -129,10 +172,12 @@ def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(manage
     with Conduit.connect(_target(managed), ca_file=_ca(managed), token=token, timeout=20) as conduit:
         slug = conduit.articles.create(title=f"Watched {name}", description="d", body="b").slug
         seen: list[int] = []
-        watch = conduit.articles.watch(slug)
+        live = threading.Event()
+        watch = conduit.articles.watch(slug, include_heartbeats=True)
 
         def read() -> None:
             for event in watch:
+                live.set()  # the first event is the heartbeat that says the stream is live
                 if event.HasField("comment"):
                     seen.append(event.comment.id)
                 if len(seen) >= 30:
@@ -140,7 +185,7 @@ def test_a_watch_survives_a_realtime_restart_with_no_gap_and_no_duplicate(manage
 
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(1.0)
+        assert live.wait(30), "the watch never went live"
         written = [conduit.comments.add(slug, body=f"before {n}").id for n in range(10)]
         managed.stop_service("realtime")
         written += [conduit.comments.add(slug, body=f"while down {n}").id for n in range(10)]

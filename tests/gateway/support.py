@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -46,12 +45,6 @@ ISSUER = "conduit-gateway-test"
 Context = grpc.aio.ServicerContext[object, object]
 AUDIENCE = "conduit"
 KEY_ID = "gateway-test-key"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

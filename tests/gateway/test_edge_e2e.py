@@ -23,6 +23,7 @@ from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_gateway.config import GatewaySpec, write_config
 from conduit_gateway.descriptors import services_from_descriptors
 from conduit_gateway.tls import ensure_local_tls
+from tests.conftest import free_port
 from tests.gateway.support import (
     AUDIENCE,
     DESCRIPTOR,
@@ -30,7 +31,6 @@ from tests.gateway.support import (
     EnvoyProcess,
     SigningKey,
     TinyServices,
-    free_port,
     h2_request,
     raw_http1_request,
     tiny_upstream,
@@ -124,6 +124,13 @@ async def test_request_id_is_generated_and_traceparent_passes_through(edge: Edge
     seen = edge.upstream.tags.last_metadata
     assert seen["traceparent"] == traceparent
     assert seen["x-request-id"]
+
+
+@pytest.mark.parametrize("request_id", ["client-chosen-id-1", "b3893ae4-8fbe-4e2c-b13d-5efbf234dd43"])
+async def test_a_request_id_sent_by_the_client_is_kept_as_sent(edge: Edge, request_id: str) -> None:
+    async with edge.client() as client:
+        await client.get(f"{edge.https}/api/tags", headers={"x-request-id": request_id})
+    assert edge.upstream.tags.last_metadata["x-request-id"] == request_id
 
 
 @pytest.mark.parametrize("http2", [True, False])

@@ -69,7 +69,8 @@ async def test_calls_are_counted_by_method_and_final_code(server: GrpcServer, me
 
 async def test_pools_and_caches_are_read_when_scraped(postgres_url: str, metrics_port: int) -> None:
     cache: ExpiringCache[str] = ExpiringCache(ttl_seconds=60, max_entries=10, name="test.metrics")
-    cache.store({1: "one"}, cache.generation())
+    with cache.loading([1]) as load:
+        load.keep({1: "one"})
     cache.get_many([1, 2, 3])
     database = Database(postgres_url, "metrics_probe", pool_size=3)
     try:

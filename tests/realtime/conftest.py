@@ -7,12 +7,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+import redis.asyncio as aioredis
 
 from conduit_server.articles.app import MIGRATIONS
 from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from tests.fixtures.users import UsersServer
 from tests.realtime.support import Events, Realtime, config_for, relaying, running_realtime
 
@@ -31,7 +31,7 @@ async def events_database(postgres_url: str) -> AsyncIterator[Database]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def events(events_database: Database, redis_url: str) -> AsyncIterator[Events]:
     """A fresh stream per test, fed by the real relay."""
-    redis = connect(redis_url)
+    redis = aioredis.Redis.from_url(redis_url)
     stream = f"test:realtime:{uuid.uuid4().hex[:12]}"
     async with relaying(events_database, redis, stream) as running:
         yield running

@@ -17,19 +17,17 @@ from typing import Any, cast
 import grpc
 import redis.asyncio as aioredis
 from google.protobuf import json_format
-from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 
 from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE
-from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.users.client.calls import UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer
 
 Metadata = tuple[tuple[str, str], ...]
@@ -121,7 +119,13 @@ class Events:
         while await self.relay.pending():
             assert time.monotonic() < deadline, "the relay did not publish in time"
             await asyncio.sleep(0.02)
-        return cast("list[StreamEntry]", await self.redis.xrange(self.stream))
+        # In pages: one XRANGE of megabytes can outlast the client's socket timeout on a busy machine.
+        entries: list[StreamEntry] = []
+        first = "-"
+        while page := cast("list[StreamEntry]", await self.redis.xrange(self.stream, first, "+", count=200)):
+            entries.extend(page)
+            first = "(" + page[-1][0].decode()
+        return entries
 
 
 @asynccontextmanager
@@ -181,7 +185,7 @@ async def running_realtime(redis_url: str, users: UsersServer, config: RealtimeS
                            ) -> AsyncIterator[Realtime]:
     """The realtime app as process.py would run it: real users directory, real token verification."""
     users_channel = channels.internal_channel(users.address, INTERNAL_TOKEN)
-    app = RealtimeApp(connect(redis_url), UsersDirectory(users_channel, timeout_seconds=5.0), config)
+    app = RealtimeApp(aioredis.Redis.from_url(redis_url), UsersClient(users_channel, timeout_cap_seconds=5.0), config)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=users.app.verifier,
                         internal_token=INTERNAL_TOKEN, grace_seconds=1.0)
     port = await server.start()
@@ -267,19 +271,6 @@ class Watch:
 
     def cancel(self) -> None:
         self.call.cancel()
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    """The ErrorInfo detail of a failed call."""
-    trailers: Any = error.trailing_metadata() or ()
-    for key, value in trailers:
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {error}")
 
 
 # -- a Redis reachable over TCP, which keeps its address across restarts -----------------------

@@ -11,8 +11,8 @@ import psutil
 
 from conduit.realtime.v1 import realtime_pb2
 from tests.fixtures.users import UsersServer
-from tests.realtime.support import Events, Watch, config_for, created, error_info, running_realtime
-from tests.support import eventually
+from tests.realtime.support import Events, Watch, config_for, created, running_realtime
+from tests.support import details, eventually
 
 EVENTS = 1500
 BODY = "x" * 8192  # 1,500 events of ~8 KB: ~12 MB that an unbounded queue would hold for the slow stream
@@ -93,7 +93,7 @@ async def test_a_slow_watcher_is_cut_off_with_its_last_id_while_fast_ones_receiv
         # The slow one: ended with RESOURCE_EXHAUSTED, told the last id it was given, which is the
         # last one it read (nothing silently dropped before the status).
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        info = error_info(error)
+        info = details(error)["ErrorInfo"]
         assert info.reason == "SLOW_CONSUMER"
         assert received == everything[:len(received)]
         assert info.metadata["last_event_id"] == received[-1]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 
 from conduit.articles.v1 import articles_pb2
@@ -23,10 +21,9 @@ from tests.realtime.support import (
     config_for,
     created,
     deleted,
-    error_info,
     running_realtime,
 )
-from tests.support import eventually
+from tests.support import details, eventually
 
 RESPONSES = (realtime_pb2.WatchFeedResponse, realtime_pb2.WatchArticleResponse,
              realtime_pb2.WatchArticlesResponse)
@@ -170,7 +167,7 @@ async def test_shutdown_tells_a_batched_stream_the_last_event_of_the_batch_it_wa
 
         error = await watch.error()
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(error).metadata["last_event_id"] == received[-1].event_id == written[-1]
+        assert details(error)["ErrorInfo"].metadata["last_event_id"] == received[-1].event_id == written[-1]
 
 
 async def test_a_batched_stream_that_stops_reading_is_cut_off_with_the_last_id_it_was_sent(
@@ -185,14 +182,15 @@ async def test_a_batched_stream_that_stops_reading_is_cut_off_with_the_last_id_i
             await events.write(*(created(n, f"article-{n}", author_id, body="x" * 8192)
                                  for n in range(start, start + 100)))
         written = [entry_id.decode() for entry_id, _ in await events.published()]
-        await asyncio.sleep(0.5)  # let the hub offer the rest
+        # The hub has offered every event once its position is the last one written.
+        await eventually(lambda: str(replica.app.hub.position) == written[-1], seconds=30)
 
         received, error = await _read_until_error(stalled)
 
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert received == written[:len(received)]
         assert len(received) < len(written)
-        last = error_info(error).metadata["last_event_id"]
+        last = details(error)["ErrorInfo"].metadata["last_event_id"]
         assert last == received[-1]  # the last event of the last batch sent: resuming from it is exact
         resumed = replica.watch_articles(resume_token=last, batched=True)
         assert [e.event_id for e in await resumed.take(len(written) - len(received), within=30)] == \

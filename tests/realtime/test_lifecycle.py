@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import grpc
+import redis.asyncio as aioredis
 
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import GrpcServer
 from tests.conftest import free_port
@@ -25,10 +25,10 @@ from tests.realtime.support import (
     comment_added,
     config_for,
     created,
-    error_info,
     relaying,
     running_realtime,
 )
+from tests.support import details
 
 
 async def test_shutdown_ends_every_stream_with_unavailable_and_the_position_to_resume_from(
@@ -49,14 +49,14 @@ async def test_shutdown_ends_every_stream_with_unavailable_and_the_position_to_r
         for watch in (busy, quiet, feed):
             error = await watch.error()
             assert error.code() == grpc.StatusCode.UNAVAILABLE
-            info = error_info(error)
+            info = details(error)["ErrorInfo"]
             assert info.reason == "SHUTTING_DOWN"
             # Every stream had seen everything up to the newest entry: that is where to resume.
             assert info.metadata["last_event_id"] == entries[-1][0].decode()
             assert entries[-1][0].decode() in (error.details() or "")
         refused = await replica.watch_articles().error()
         assert refused.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(refused).reason == "SHUTTING_DOWN"
+        assert details(refused)["ErrorInfo"].reason == "SHUTTING_DOWN"
         assert replica.app.metrics()["watchers"] == 0
 
     # Another replica continues from the id: nothing missed, nothing repeated.
@@ -79,7 +79,7 @@ async def test_the_grpc_servers_graceful_stop_ends_streams_resumably(
         error = await watch.error()
         await stopping
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(error).metadata["last_event_id"] == event.event_id
+        assert details(error)["ErrorInfo"].metadata["last_event_id"] == event.event_id
         assert time.monotonic() - started < 1.0  # ended at once, not at the grace limit
 
 
@@ -88,7 +88,7 @@ async def test_a_redis_restart_pauses_streams_which_then_continue_without_losing
     author_id, _ = await users_server.register("realtime-restart-author")
     redis_server = TcpRedis(tmp_path / "redis", free_port())
     await asyncio.to_thread(redis_server.start)
-    redis = connect(redis_server.url)
+    redis = aioredis.Redis.from_url(redis_server.url)
     config = config_for("test:realtime:restart", users_stream="", heartbeat_seconds=0.3)
     try:
         async with relaying(events_database, redis, config.articles_stream) as writer, \
@@ -109,7 +109,7 @@ async def test_a_redis_restart_pauses_streams_which_then_continue_without_losing
             assert heartbeat.type == HEARTBEAT
             resume_now = await realtime.watch_articles(resume_token=before[0].event_id).error()
             assert resume_now.code() == grpc.StatusCode.UNAVAILABLE
-            assert error_info(resume_now).metadata["last_event_id"] == before[0].event_id
+            assert details(resume_now)["ErrorInfo"].metadata["last_event_id"] == before[0].event_id
             deadline = time.monotonic() + 5
             while not realtime.app.metrics()["read_failures"]:
                 assert time.monotonic() < deadline
@@ -134,7 +134,7 @@ async def test_the_app_is_built_from_the_process_resources_as_serve_builds_it(
         postgres_url: str, redis_url: str, users_server: UsersServer) -> None:
     settings = settings_for(postgres_url, redis_url)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    resources = Resources(settings, postgres_url, connect(redis_url), users_channel)
+    resources = Resources(settings, postgres_url, aioredis.Redis.from_url(redis_url), users_channel)
     app = RealtimeApp.from_resources(resources)
     assert app.config.articles_stream == outbox.stream_name("articles")
     assert app.config.users_stream == outbox.stream_name("users")

@@ -16,9 +16,9 @@ from tests.realtime.support import (
     Realtime,
     comment_added,
     created,
-    error_info,
     updated,
 )
+from tests.support import details
 
 
 async def _author(users_server: UsersServer) -> int:
@@ -73,7 +73,7 @@ async def test_a_token_from_before_the_retained_window_is_out_of_range(
 
     assert error.code() == grpc.StatusCode.OUT_OF_RANGE
     assert "refetch" in (error.details() or "")
-    info = error_info(error)
+    info = details(error)["ErrorInfo"]
     assert info.reason == "RESUME_TOKEN_EXPIRED"
     assert info.metadata["resume_token"] == oldest_token.decode()
     # A token inside the window still resumes.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 
@@ -21,6 +19,7 @@ from tests.realtime.support import (
     favorite_changed,
     updated,
 )
+from tests.support import eventually
 
 
 async def _user(users_server: UsersServer, prefix: str = "author") -> tuple[str, int, str]:
@@ -120,10 +119,7 @@ async def test_watch_feed_delivers_articles_of_followed_authors_including_follow
 
     await users_server.profiles.FollowProfile(users_pb2.FollowProfileRequest(username=later), metadata=auth)
     # The follow reaches the hub through the users service's outbox stream.
-    for _ in range(100):
-        if realtime.app.metrics()["follow_events"]:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: realtime.app.metrics()["follow_events"] > 0)
     await events.write(created(4, "by-later", later_id), created(5, "by-stranger-again", stranger_id))
     second = await watch.next()
     assert second.article.slug == "by-later"

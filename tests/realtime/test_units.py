@@ -6,7 +6,6 @@ import asyncio
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2
@@ -16,11 +15,12 @@ from conduit_server.realtime.domain.follows import FollowGraph
 from conduit_server.realtime.domain.ids import StreamId, parse_resume_token
 from conduit_server.realtime.domain.watchers import ArticlesSelector, Offer, Watcher
 from conduit_server.realtime.events import RecentIds, drop_duplicates
-from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, errors
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.users.client.calls import UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, unique_name
 from tests.realtime.support import created, deleted
+from tests.support import details
 
 
 def test_resource_exhausted_maps_to_its_code_with_error_info_and_no_retry_hint() -> None:
@@ -29,11 +29,10 @@ def test_resource_exhausted_maps_to_its_code_with_error_info_and_no_retry_hint()
     assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     metadata = dict(status.trailing_metadata)
     assert "retry-after" not in metadata  # not a rate limit: retrying at once (with the id) is right
-    details = status_pb2.Status.FromString(metadata["grpc-status-details-bin"]).details
-    info = error_details_pb2.ErrorInfo()
-    assert details[0].Unpack(info)
+    found = details(status.trailing_metadata)
+    info = found["ErrorInfo"]
     assert (info.reason, dict(info.metadata)) == ("SLOW_CONSUMER", {"last_event_id": "5-0"})
-    assert not any(detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for detail in details)
+    assert "RetryInfo" not in found
 
 
 def test_stream_ids_compare_in_stream_order() -> None:
@@ -103,7 +102,7 @@ async def test_a_follow_made_while_the_followees_load_is_not_lost(users_server: 
     celebrity_id, _ = await users_server.register(celebrity)
     channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
     try:
-        graph = FollowGraph(UsersDirectory(channel, timeout_seconds=5.0))
+        graph = FollowGraph(UsersClient(channel, timeout_cap_seconds=5.0))
         loading = asyncio.create_task(graph.acquire(fan_id))
         await asyncio.sleep(0)  # the snapshot call is in flight
         graph.follow_changed(fan_id, celebrity_id, True)  # an event read meanwhile

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest_asyncio
+import redis.asyncio as aioredis
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.realtime.v1 import realtime_pb2
@@ -16,7 +17,6 @@ from conduit.users.v1 import users_pb2
 from conduit_server.articles.app import ArticlesApp
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for, unique_name
 from tests.realtime.support import Realtime, config_for, rest_json, running_realtime
@@ -28,7 +28,8 @@ async def articles(postgres_url: str, redis_url: str, users_server: UsersServer
     """The articles service on a schema of its own, its relay publishing to a stream of this test."""
     settings = settings_for(postgres_url, redis_url)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    app = ArticlesApp(settings, Database(postgres_url, "articles_realtime"), connect(redis_url), users_channel)
+    app = ArticlesApp(settings, Database(postgres_url, "articles_realtime"), aioredis.Redis.from_url(redis_url),
+                      users_channel)
     app.relay = outbox.OutboxRelay(app.database, app.redis, f"test:realtime:articles:{uuid.uuid4().hex[:8]}")
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=users_server.app.verifier,
                         internal_token=INTERNAL_TOKEN, grace_seconds=1.0)
@@ -46,7 +47,7 @@ async def realtime(articles: tuple[ArticlesApp, grpc.aio.Channel], redis_url: st
     app, _ = articles
     async with running_realtime(redis_url, users_server, config_for(app.relay.stream)) as running:
         yield running
-    await connect(redis_url).delete(app.relay.stream)
+    await aioredis.Redis.from_url(redis_url).delete(app.relay.stream)
 
 
 async def test_article_changes_made_through_the_api_reach_the_watches_in_the_api_shape(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from conduit_server.runtime import errors
+from tests.support import details, status_of
 
 SERVER = Path(__file__).resolve().parents[2] / "server" / "conduit_server"
 
@@ -31,14 +31,8 @@ def test_each_domain_error_has_its_code_and_error_info(error: errors.ConduitErro
                                                        code: grpc.StatusCode) -> None:
     payload = errors.to_status(error)
     assert payload.code == code
-    metadata = dict(payload.trailing_metadata)
-    details = metadata["grpc-status-details-bin"]
-    assert isinstance(details, bytes)
-    status = status_pb2.Status.FromString(details)
-    assert status.code == code.value[0]
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    assert info.domain == errors.ERROR_DOMAIN
+    assert status_of(payload.trailing_metadata).code == code.value[0]
+    assert details(payload.trailing_metadata)["ErrorInfo"].domain == errors.ERROR_DOMAIN
 
 
 def test_uniqueness_conflict_names_the_field_like_realworld() -> None:

@@ -24,14 +24,18 @@ from .conftest import INTERNAL_TOKEN, StaticApp, serving
 
 
 class Tags(articles_pb2_grpc.TagsServiceServicer):
-    """Answers with a fixed list after an optional delay; raises what it is told to."""
+    """Answers with a fixed list (when `held`, once released); raises what it is told to."""
 
-    def __init__(self, delay: float = 0.0, error: Exception | None = None) -> None:
-        self.delay = delay
+    def __init__(self, *, held: bool = False, error: Exception | None = None) -> None:
         self.error = error
+        self.started = asyncio.Event()
+        self.released = asyncio.Event()
+        if not held:
+            self.released.set()
 
     async def ListTags(self, request: Any, context: Any) -> articles_pb2.ListTagsResponse:
-        await asyncio.sleep(self.delay)
+        self.started.set()
+        await self.released.wait()
         if self.error is not None:
             raise self.error
         return articles_pb2.ListTagsResponse(tags=["grpc", "python"])
@@ -177,7 +181,7 @@ async def test_internal_method_needs_the_internal_token(verifier: AccessTokenVer
 
 async def test_health_reports_serving_then_not_serving_while_in_flight_calls_finish(
         verifier: AccessTokenVerifier) -> None:
-    tags = Tags(delay=0.6)
+    tags = Tags(held=True)
     async with serving(StaticApp(_bindings(tags)), verifier, drain_seconds=0.4) as (server, channel):
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "conduit.articles.v1.TagsService"):
@@ -185,11 +189,17 @@ async def test_health_reports_serving_then_not_serving_while_in_flight_calls_fin
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
         in_flight = asyncio.ensure_future(
             articles_pb2_grpc.TagsServiceStub(channel).ListTags(articles_pb2.ListTagsRequest()))
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(tags.started.wait(), 5)
         stopping = asyncio.ensure_future(server.stop())
-        await asyncio.sleep(0.1)
-        answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
-        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        for _ in range(500):  # stop() turns health NOT_SERVING first, then drains
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            if answer.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("health never turned NOT_SERVING")
+        assert not in_flight.done()  # still held: the call in flight outlives the health change
+        tags.released.set()
         assert list((await in_flight).tags) == ["grpc", "python"]
         await stopping
         with pytest.raises(grpc.aio.AioRpcError) as failure:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -289,6 +289,19 @@ class FakeRealtime(realtime_pb2_grpc.RealtimeServiceServicer):
             yield realtime_pb2.WatchFeedResponse(**item)
 
 
+class FakeClock:
+    """Seconds since the epoch that move only when a test says so (token expiry without waiting)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class FakeAuth(users_pb2_grpc.AuthServiceServicer):
     """Issues short-lived access tokens and single-use refresh tokens; `verify` checks a bearer.
 
@@ -297,7 +310,9 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
     which widens the window for concurrent renewals.
     """
 
-    def __init__(self, *, lifetime: float, refresh_lifetime: int = 3600, latency: float = 0.0) -> None:
+    def __init__(self, *, lifetime: float, refresh_lifetime: int = 3600, latency: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # the client's clock too, in tests that move time instead of waiting
         self.lifetime = lifetime
         self.refresh_lifetime = refresh_lifetime
         self.latency = latency
@@ -308,7 +323,7 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
         self.scopes: list[str] = []
         self.rejected: list[str] = []
         self.refresh_failures: list[Failure] = []
-        self._tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
+        self._tokens: dict[str, float] = {}  # access token -> expiry (by `clock`)
         self._refresh: dict[str, str] = {}  # live refresh token -> state ("live", "spent", "revoked")
         self._counter = 0
         self._lock = threading.Lock()
@@ -317,7 +332,7 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
         with self._lock:
             self._counter += 1
             access, refresh = f"access-{self._counter}", f"refresh-{self._counter}"
-            self._tokens[access] = time.monotonic() + self.lifetime
+            self._tokens[access] = self.clock() + self.lifetime
             self._refresh[refresh] = "live"
         return access, refresh
 
@@ -337,7 +352,7 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
         header = bearer_of(context)
         token = header.removeprefix("Bearer ")
         expiry = self._tokens.get(token)
-        if not header.startswith("Bearer ") or expiry is None or expiry <= time.monotonic():
+        if not header.startswith("Bearer ") or expiry is None or expiry <= self.clock():
             self.rejected.append(header)
             Failure(grpc.StatusCode.UNAUTHENTICATED, "token expired or invalid",
                     (error_info("TOKEN_INVALID"),)).abort(context)

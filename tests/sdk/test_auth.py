@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import grpc
 import pytest
@@ -20,10 +19,11 @@ from conduit.client import (
 from conduit.client.testing import InProcessServer
 from conduit.users.v1 import users_pb2_grpc
 from tests.sdk.conftest import Serve
-from tests.sdk.support import UNAVAILABLE, FakeAuth, GuardedTags, ScriptedTags
+from tests.sdk.support import UNAVAILABLE, FakeAuth, FakeClock, GuardedTags, ScriptedTags
 
 GOOD = PasswordCredentials("jake@example.com", "correct-horse")
-STALE_AFTER = 0.85  # a 1 s token is renewed once less than 20% of it is left
+LIFETIME = 100.0  # seconds of the fake clock; nothing waits for them
+STALE_AFTER = 85.0  # a token is renewed once less than 20% of its lifetime is left
 
 
 def _mesh(serve: Serve, auth: FakeAuth) -> tuple[InProcessServer, GuardedTags]:
@@ -45,9 +45,10 @@ def test_a_static_token_travels_as_bearer_metadata(serve: Serve) -> None:
 
 
 def test_password_credentials_sign_in_at_connect_and_authenticate_calls(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=60)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=60, clock=clock)
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
         assert auth.sessions_created == 1
         assert conduit.tags.list() == ["ok"]
         assert conduit.tags.list() == ["ok"]
@@ -63,13 +64,13 @@ def test_wrong_credentials_fail_at_connect(serve: Serve) -> None:
 
 
 def test_tokens_are_refreshed_before_they_expire_so_no_call_fails(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, clock=clock)
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
-        deadline = time.monotonic() + 2.6
-        while time.monotonic() < deadline:
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
+        for _ in range(52):  # 2.6 lifetimes, a call every 5 s
             assert conduit.tags.list() == ["ok"]
-            time.sleep(0.05)
+            clock.advance(5)
     assert auth.rejected == []
     assert auth.sessions_created == 1
     assert auth.refreshes >= 2
@@ -77,10 +78,11 @@ def test_tokens_are_refreshed_before_they_expire_so_no_call_fails(serve: Serve) 
 
 
 def test_concurrent_calls_share_a_single_refresh(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1, latency=0.2)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, latency=0.2, clock=clock)
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
-        time.sleep(STALE_AFTER)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
+        clock.advance(STALE_AFTER)
         start = threading.Barrier(16)
         failures: list[BaseException] = []
 
@@ -103,11 +105,12 @@ def test_concurrent_calls_share_a_single_refresh(serve: Serve) -> None:
 
 
 def test_a_revoked_refresh_token_surfaces_unauthenticated(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, clock=clock)
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
         auth.revoke_all()  # e.g. a logout elsewhere, or reuse of a spent token revoked the family
-        time.sleep(STALE_AFTER)
+        clock.advance(STALE_AFTER)
         with pytest.raises(Unauthenticated) as raised:
             conduit.tags.list()
     assert raised.value.reason == "REFRESH_TOKEN_REVOKED"
@@ -116,11 +119,12 @@ def test_a_revoked_refresh_token_surfaces_unauthenticated(serve: Serve) -> None:
 
 
 def test_a_transient_refresh_failure_keeps_using_the_still_valid_token(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=2)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=2 * LIFETIME, clock=clock)
     auth.refresh_failures.append(UNAVAILABLE)
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
-        time.sleep(1.65)  # stale (less than 20% left) but not expired
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
+        clock.advance(1.65 * LIFETIME)  # stale (less than 20% left) but not expired
         assert conduit.tags.list() == ["ok"]
         assert conduit.tags.list() == ["ok"]
     assert tags.tokens == ["Bearer access-1", "Bearer access-2"]
@@ -129,18 +133,20 @@ def test_a_transient_refresh_failure_keeps_using_the_still_valid_token(serve: Se
 
 
 def test_an_expired_refresh_token_leads_to_a_new_login(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=2, refresh_lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=2 * LIFETIME, refresh_lifetime=int(LIFETIME), clock=clock)
     server, _ = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
-        time.sleep(1.65)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
+        clock.advance(1.65 * LIFETIME)
         assert conduit.tags.list() == ["ok"]
     assert (auth.sessions_created, auth.refreshes) == (2, 0)
 
 
 def test_sign_out_revokes_the_session(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=60)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=60, clock=clock)
     server, _ = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
         conduit.sign_out()
         assert auth.revocations == 1
         assert conduit.tags.list() == ["ok"]  # the next call signs in again
@@ -148,13 +154,14 @@ def test_sign_out_revokes_the_session(serve: Serve) -> None:
 
 
 def test_client_credentials_fetch_a_token_with_scopes_and_renew_it(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, clock=clock)
     server, tags = _mesh(serve, auth)
     credentials = ClientCredentials("svc-1", "s3cret", scopes=["articles.import", "search"])
-    with Conduit.connect(server.target, tls=False, credentials=credentials) as conduit:
+    with Conduit.connect(server.target, tls=False, credentials=credentials, clock=clock) as conduit:
         assert auth.oauth_tokens == 1
         conduit.tags.list()
-        time.sleep(STALE_AFTER)
+        clock.advance(STALE_AFTER)
         conduit.tags.list()
     assert auth.oauth_tokens == 2
     assert auth.scopes == ["articles.import search"] * 2
@@ -170,7 +177,8 @@ def test_wrong_client_credentials_fail_with_the_oauth_error(serve: Serve) -> Non
 
 
 def test_with_auth_shares_the_channel_and_from_channel_signs_in_lazily(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=60)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=60, clock=clock)
     server, tags = _mesh(serve, auth)
     channel = grpc.insecure_channel(server.target)
     anonymous = Conduit.from_channel(channel, credentials=None)
@@ -197,11 +205,12 @@ def test_token_and_credentials_together_are_refused() -> None:
 
 
 async def test_the_async_client_refreshes_once_for_concurrent_calls(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1, latency=0.2)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, latency=0.2, clock=clock)
     server, tags = _mesh(serve, auth)
-    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
         assert auth.sessions_created == 1
-        await asyncio.sleep(STALE_AFTER)
+        clock.advance(STALE_AFTER)
         results = await asyncio.gather(*(conduit.tags.list() for _ in range(16)))
     assert results == [["ok"]] * 16
     assert auth.refreshes == 1
@@ -210,18 +219,20 @@ async def test_the_async_client_refreshes_once_for_concurrent_calls(serve: Serve
 
 
 async def test_the_async_client_surfaces_a_revoked_refresh_token(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=LIFETIME, clock=clock)
     server, tags = _mesh(serve, auth)
-    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD) as conduit:
+    async with await AsyncConduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
         auth.revoke_all()
-        await asyncio.sleep(STALE_AFTER)
+        clock.advance(STALE_AFTER)
         with pytest.raises(Unauthenticated):
             await conduit.tags.list()
     assert tags.calls == 0
 
 
 async def test_the_async_client_supports_client_credentials_and_sign_out(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=60)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=60, clock=clock)
     server, tags = _mesh(serve, auth)
     async with await AsyncConduit.connect(server.target, tls=False,
                                           credentials=ClientCredentials("svc-1", "s3cret")) as conduit:

@@ -28,6 +28,7 @@ from tests.sdk.support import (
     Connection,
     Failure,
     FakeAuth,
+    FakeClock,
     FakeRealtime,
     error_info,
     event,
@@ -245,7 +246,8 @@ async def test_closing_an_async_watch_ends_its_iteration(serve: Serve) -> None:
 
 
 def test_a_failed_token_renewal_on_reconnect_is_retried_like_a_drop(serve: Serve) -> None:
-    auth = FakeAuth(lifetime=1)
+    clock = FakeClock()
+    auth = FakeAuth(lifetime=100, clock=clock)
     auth.refresh_failures.append(UNAVAILABLE)  # the users service is briefly down as well
     expire = threading.Event()
     realtime = FakeRealtime([Connection([event("1")], end=dropped("1"), hold=expire),
@@ -253,10 +255,11 @@ def test_a_failed_token_renewal_on_reconnect_is_retried_like_a_drop(serve: Serve
     server = serve((users_pb2_grpc.add_AuthServiceServicer_to_server, auth),
                    (realtime_pb2_grpc.add_RealtimeServiceServicer_to_server, realtime))
     credentials = PasswordCredentials("jake@example.com", "correct-horse")
-    with Conduit.connect(server.target, tls=False, retry=FAST, credentials=credentials) as conduit:
+    with Conduit.connect(server.target, tls=False, retry=FAST, credentials=credentials, clock=clock) as conduit:
         watch = conduit.articles.watch_feed()
         assert next(watch).event_id == "1"
-        threading.Timer(1.1, expire.set).start()  # the stream drops once the access token has expired
+        clock.advance(110)  # the access token has expired...
+        expire.set()  # ...and the stream drops
         assert next(watch).event_id == "2"
     assert auth.refreshes == 2
     assert realtime.resume_tokens == ["", "1"]

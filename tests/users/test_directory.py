@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
 import pytest
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.users.v1 import users_pb2
+from conduit_server.users.domain.accounts import Directory
+from conduit_server.users.repository import UserRepository
+from conduit_server.users.repository.models import User
 from tests.fixtures.users import UsersServer, unique_name
 
 from .support import fails
@@ -121,3 +127,39 @@ async def test_directory_is_for_services_of_the_mesh_only(users_server: UsersSer
                 "ListFolloweeIds": users_pb2.ListFolloweeIdsRequest(user_id=1)}
     method = getattr(users_server.directory, call)
     await fails(method(requests[call], metadata=users_server.auth(token)), grpc.StatusCode.PERMISSION_DENIED)
+
+
+class PausedAfterReading(UserRepository):
+    """The real repository, except that reading profiles pauses until released (a slow reader)."""
+
+    def __init__(self) -> None:
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def profiles(self, session: AsyncSession, user_ids: Iterable[int]) -> list[User]:
+        rows = await super().profiles(session, user_ids)
+        self.read.set()
+        await self.release.wait()
+        return rows
+
+
+async def test_a_refill_racing_a_profile_edit_is_never_served_after_the_edit_returned(
+        users_server: UsersServer) -> None:
+    _, user_id, token = (await people(users_server, 1))[0]
+    app = users_server.app
+    slow = PausedAfterReading()
+    reader = Directory(app.database, slow, app.cache)
+    # A reader misses, reads the old row, and stalls before it fills the directory...
+    refill = asyncio.create_task(reader.profiles([user_id], None))
+    await asyncio.wait_for(slow.read.wait(), 10)
+    # ...while the owner edits the profile: committed, directory invalidated, answered.
+    await users_server.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
+        user=users_pb2.UpdateUser(bio="after the edit")), metadata=users_server.auth(token))
+    slow.release.set()
+    assert (await asyncio.wait_for(refill, 10))[user_id].bio == ""  # it read before the edit: fine
+    # The late fill landed under the version it looked up, which the edit retired: never served.
+    assert (await app.cache.lookup([user_id], None)).profiles == {}
+    answer = await users_server.directory.BatchGetProfiles(
+        users_pb2.BatchGetProfilesRequest(user_ids=[user_id]), metadata=users_server.internal())
+    assert answer.profiles[user_id].bio == "after the edit"
+    assert (await app.cache.lookup([user_id], None)).profiles[user_id]["bio"] == "after the edit"

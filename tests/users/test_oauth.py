@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 import pytest
 from google.api import httpbody_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2
@@ -126,9 +125,7 @@ def test_oauth_error_maps_to_its_code_with_the_rfc_body_in_trailing_metadata() -
         assert json.loads(str(metadata[errors.OAUTH_ERROR_KEY])) == {
             "error": error.error, "error_description": error.message}
         assert str(metadata[errors.OAUTH_ERROR_KEY]).startswith(f'{{"error":"{error.error}"')
-        status = status_pb2.Status.FromString(bytes(metadata["grpc-status-details-bin"]))  # type: ignore[arg-type]
-        info = error_details_pb2.ErrorInfo()
-        assert status.details[0].Unpack(info)
+        info = details(payload.trailing_metadata)["ErrorInfo"]
         assert (info.domain, info.reason) == ("oauth2", error.error)
     assert errors.OAUTH_ERROR_KEY not in dict(errors.to_status(errors.NotFound("x")).trailing_metadata)
 

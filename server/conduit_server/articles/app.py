@@ -29,9 +29,10 @@ from conduit_server.runtime.db import Database
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
-from conduit_server.runtime.tail import StreamTail
+from conduit_server.runtime.tail import StreamFollower
 from conduit_server.users.client.cache import DirectoryCache, directory_prefix
 from conduit_server.users.client.calls import UsersClient
+from conduit_server.users.client.profiles import ProfileCache
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
@@ -51,11 +52,13 @@ class ArticlesApp:
         self.database = database
         self.redis = redis
         self.users = UsersClient(users_channel, timeout_cap_seconds=settings.internal_call_timeout_seconds)
-        self.cache = ArticleCache(redis)
-        self.authors = Authors(self.users, DirectoryCache(redis, prefix=directory_prefix(USERS_SCHEMA)))
+        self.cache = ArticleCache(redis, settings.cache)
+        profiles = ProfileCache(self.users, ttl_seconds=settings.cache.profile_ttl_seconds,
+                                max_entries=settings.cache.profile_entries, name="articles.author_profiles")
+        self.authors = Authors(self.users, DirectoryCache(redis, prefix=directory_prefix(USERS_SCHEMA)), profiles)
         # user_updated events evict cached profiles; a gap (start, Redis lost) clears them all.
-        self.users_tail = StreamTail(redis, USERS_STREAM, on_entries=self.authors.users_changed,
-                                     on_gap=self.authors.profiles.clear)
+        self.users_tail = StreamFollower(redis, [USERS_STREAM], on_entries=lambda _, entries:
+                                         profiles.users_changed(entries), on_gap=profiles.clear)
         articles, tags, views = ArticleRepository(), TagRepository(), Views(self.authors)
         self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, authors=self.authors,
                                  views=views)

@@ -14,38 +14,40 @@ from conduit_server.realtime.domain.enrich import Preparer
 from conduit_server.realtime.domain.follows import FollowGraph
 from conduit_server.realtime.domain.hub import Counters, Hub
 from conduit_server.realtime.domain.streams import Streams, unavailable
-from conduit_server.realtime.repository.profiles import Directory, ProfileCache, UsersDirectory
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.users.client.calls import UsersClient
+from conduit_server.users.client.profiles import ProfileCache
 
 log = logging.getLogger("conduit.realtime")
 
 
 class RealtimeApp:
-    """Owns nothing durable. It owns the Redis client it is given; the directory's channel (the
-    users channel) belongs to the caller, as it is shared with the token verifier."""
+    """Owns nothing durable. It owns the Redis client it is given; the users client's channel belongs to
+    the caller, as it is shared with the token verifier."""
 
     name = "realtime"
 
-    def __init__(self, redis: aioredis.Redis, directory: Directory,
-                 config: RealtimeSettings | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, users: UsersClient, config: RealtimeSettings | None = None, *,
+                 profile_ttl_seconds: float = 60.0, profile_cache_size: int = 20_000) -> None:
         self.config = config or RealtimeSettings()
         self.redis = redis
-        self.directory = directory
-        profiles = ProfileCache(directory, ttl_seconds=self.config.profile_ttl_seconds,
-                                max_entries=self.config.profile_cache_size)
-        self.hub = Hub(redis, Preparer(profiles), profiles, FollowGraph(directory), self.config)
+        self.users = users
+        profiles = ProfileCache(users, ttl_seconds=profile_ttl_seconds, max_entries=profile_cache_size,
+                                name="realtime.profiles")
+        self.hub = Hub(redis, Preparer(profiles), profiles, FollowGraph(users), self.config)
         self.streams = Streams(self.hub, self.config)
 
     @classmethod
-    def from_resources(cls, resources: Resources, config: RealtimeSettings | None = None) -> RealtimeApp:
-        """Reads `conduit:events:articles` and `conduit:events:users` from `resources.redis`; profiles
-        and followees come from the users service over `resources.users_channel`."""
-        config = config or resources.settings.realtime
-        directory = UsersDirectory(resources.users_channel,
-                                   timeout_seconds=resources.settings.internal_call_timeout_seconds)
-        return cls(resources.redis, directory, config)
+    def from_resources(cls, resources: Resources) -> RealtimeApp:
+        """Reads the articles and users streams from `resources.redis`; profiles and followees come from
+        the users service over `resources.users_channel`."""
+        settings = resources.settings
+        return cls(resources.redis, UsersClient(resources.users_channel,
+                                                timeout_cap_seconds=settings.internal_call_timeout_seconds),
+                   settings.realtime, profile_ttl_seconds=settings.cache.profile_ttl_seconds,
+                   profile_cache_size=settings.cache.profile_entries)
 
     def bindings(self) -> Sequence[Binding]:
         return [Binding(api.SERVICE, api.register, api.RealtimeApi(self.streams))]

@@ -1,21 +1,18 @@
-"""Stream entries as the outbox relay writes them: typed reads, decoding, de-duplication."""
+"""What realtime consumes: the articles and users streams' entries as the outbox relay writes them —
+decoding and de-duplication. It publishes nothing (its watch streams are its API)."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import cast
-
-import redis.asyncio as aioredis
 
 from conduit_server.realtime.domain.enrich import Entry
 from conduit_server.realtime.domain.ids import StreamId
+from conduit_server.runtime.tail import RawEntry
 
 log = logging.getLogger("conduit.realtime")
 
-# An entry as the byte-level client returns it: (id, {field: value}).
-RawEntry = tuple[bytes, dict[bytes, bytes]]
 
 
 class RecentIds:
@@ -42,16 +39,6 @@ class RecentIds:
         self._ids.add(event_id)
         if len(self._order) > self._size:
             self._ids.discard(self._order.popleft())
-
-
-async def xrange(redis: aioredis.Redis, stream: str, first: str, last: str, count: int) -> list[RawEntry]:
-    """XRANGE with both ends inclusive, typed as the byte-level client returns it."""
-    return cast("list[RawEntry]", await redis.xrange(stream, first, last, count=count))
-
-
-async def xrevrange(redis: aioredis.Redis, stream: str, last: str, count: int) -> list[RawEntry]:
-    """XREVRANGE from `last` (inclusive) backwards."""
-    return cast("list[RawEntry]", await redis.xrevrange(stream, last, "-", count=count))
 
 
 def decode_entries(raw: Iterable[RawEntry]) -> tuple[list[Entry], StreamId | None, int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,6 +43,17 @@ _READ = """
 local version = redis.call('GET', KEYS[1]) or ARGV[2]
 return {version, redis.call('GET', ARGV[1] .. version)}
 """
+# KEYS: version keys. ARGV[1]: the unversioned token; ARGV[1 + i]: value key prefix of KEYS[i].
+# Returns {version 1, value 1 or false, version 2, ...}.
+_READ_MANY = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local version = redis.call('GET', key) or ARGV[1]
+  found[2 * i - 1] = version
+  found[2 * i] = redis.call('GET', ARGV[i + 1] .. version)
+end
+return found
+"""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class Cache:
         self._namespace = namespace
         self._default_ttl = default_ttl_seconds
         self._read = redis.register_script(_READ)
+        self._read_many = redis.register_script(_READ_MANY)
         self.hits = 0
         self.misses = 0
         self.errors = 0
@@ -88,14 +100,44 @@ class Cache:
         self.hits += 1
         return Lookup(version, bytes(value))
 
-    async def store(self, name: str, version: str, value: bytes, ttl_seconds: float | None = None) -> None:
-        """Store `value` under the version seen by `lookup` (a dead version makes this harmless)."""
+    async def lookup_many(self, names: Sequence[str]) -> dict[str, Lookup] | None:
+        """`lookup` of every name in ONE round trip; None when Redis is unreachable."""
+        if not names:
+            return {}
+        try:
+            found = await self._read_many(keys=[self._version_key(name) for name in names],
+                                          args=[UNVERSIONED, *map(self._value_prefix, names)])
+        except RedisError as error:
+            self.errors += 1
+            log.warning("cache read failed: %s", error)
+            return None
+        lookups: dict[str, Lookup] = {}
+        for index, name in enumerate(names):
+            version, value = found[2 * index], found[2 * index + 1]
+            version = version.decode() if isinstance(version, bytes) else str(version)
+            lookups[name] = Lookup(version, None if value is None else bytes(value))
+        misses = sum(lookup.value is None for lookup in lookups.values())
+        self.misses += misses
+        self.hits += len(lookups) - misses
+        return lookups
+
+    async def store_many(self, entries: Mapping[str, tuple[str, bytes]], ttl_seconds: float | None = None) -> None:
+        """`store` of each name -> (version seen by the lookup, value) in one round trip."""
+        if not entries:
+            return
         ttl_ms = int((ttl_seconds or self._default_ttl) * 1000)
         try:
-            await self._redis.set(self._value_prefix(name) + version, value, px=ttl_ms)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, (version, value) in entries.items():
+                    pipe.set(self._value_prefix(name) + version, value, px=ttl_ms)
+                await pipe.execute()
         except RedisError as error:
             self.errors += 1
             log.warning("cache write failed: %s", error)
+
+    async def store(self, name: str, version: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        """Store `value` under the version seen by `lookup` (a dead version makes this harmless)."""
+        await self.store_many({name: (version, value)}, ttl_seconds)
 
     async def get_or_load(self, name: str, load: Callable[[], Awaitable[T | None]],
                           encode: Callable[[T], bytes], decode: Callable[[bytes], T],

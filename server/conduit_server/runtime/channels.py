@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
-from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import telemetry
 from conduit_server.runtime.interceptors import INTERNAL_TOKEN_KEY
+from conduit_server.runtime.propagation import outgoing_metadata
 
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
@@ -21,15 +20,16 @@ CHANNEL_OPTIONS = (
 )
 
 
-class _InternalCredentials(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Adds the mesh's internal token to every call on the channel."""
+class _InternalMetadata(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Adds the mesh's internal token and the served call's context (request id) to every call."""
 
     def __init__(self, token: str) -> None:
         self._metadata = ((INTERNAL_TOKEN_KEY, token),)
 
     async def intercept_unary_unary(self, continuation: Callable[..., Awaitable[Any]],
                                     client_call_details: grpc.aio.ClientCallDetails, request: Any) -> Any:
-        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()), *self._metadata)
+        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()), *self._metadata,
+                                     *outgoing_metadata())
         details = grpc.aio.ClientCallDetails(client_call_details.method, client_call_details.timeout,
                                              metadata, client_call_details.credentials,
                                              client_call_details.wait_for_ready)
@@ -37,19 +37,7 @@ class _InternalCredentials(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
 
 
 def internal_channel(target: str, internal_token: str) -> grpc.aio.Channel:
-    """A plaintext channel to another service on the internal network, carrying the internal token
-    (and, with tracing on, the caller's trace context)."""
-    interceptors: list[Any] = [*telemetry.client_interceptors(), _InternalCredentials(internal_token)]
+    """A plaintext channel to another service on the internal network, carrying the internal token, the
+    request id (runtime.propagation) and, with tracing on, the caller's trace context."""
+    interceptors: list[Any] = [*telemetry.client_interceptors(), _InternalMetadata(internal_token)]
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
-
-
-def jwks_from_users(channel: grpc.aio.Channel, timeout_seconds: float = 5.0
-                    ) -> Callable[[], Awaitable[Mapping[str, Any]]]:
-    """A JWKS fetcher for JwksCache that asks the users service."""
-    stub = users_pb2_grpc.AuthServiceStub(channel)
-
-    async def fetch() -> Mapping[str, Any]:
-        response = await stub.GetJwks(users_pb2.GetJwksRequest(), timeout=timeout_seconds)
-        return json_format.MessageToDict(response)
-
-    return fetch

@@ -6,21 +6,39 @@ arriving) and the least recently stored are dropped beyond `max_entries`.
 may have been missed (a reader that lost its place).
 
 The race that matters: a load that started before an eviction can finish after
-it, carrying the old value. `generation()` is taken before loading and `store()`
-refuses to keep anything loaded across an eviction, so an evicted value can
-never come back from a load that was already in flight.
+it, carrying the old value. A load declares its keys (`with cache.loading(keys)
+as load`) before it reads, and `load.keep(values)` refuses exactly the keys
+evicted meanwhile: an evicted value never comes back from a load already in
+flight, and an eviction of one key costs no other load anything, so a steady
+flow of events cannot keep the cache empty (docs/decisions/0013-cache-discipline.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from conduit_server.runtime import metrics
 
 V = TypeVar("V")
+
+
+class Load(Generic[V]):
+    """One load in flight: the keys it reads, and those evicted since it started."""
+
+    def __init__(self, cache: ExpiringCache[V], keys: Iterable[int]) -> None:
+        self.keys = frozenset(keys)
+        self.evicted: set[int] = set()
+        self._cache = cache
+
+    def keep(self, values: Mapping[int, V]) -> set[int]:
+        """Store the loaded values of this load's keys that no event evicted meanwhile; the kept keys."""
+        kept = {key for key in values if key in self.keys and key not in self.evicted}
+        self._cache._put({key: values[key] for key in kept})
+        return kept
 
 
 class ExpiringCache(Generic[V]):
@@ -32,7 +50,7 @@ class ExpiringCache(Generic[V]):
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[int, tuple[float, V]] = OrderedDict()
-        self._generation = 0
+        self._loads: list[Load[V]] = []
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -57,27 +75,32 @@ class ExpiringCache(Generic[V]):
         self.misses += len(missing)
         return found, missing
 
-    def generation(self) -> int:
-        """Take before loading; pass to `store`."""
-        return self._generation
+    @contextmanager
+    def loading(self, keys: Iterable[int]) -> Iterator[Load[V]]:
+        """Enter before reading the source of `keys`; keep what was read with `load.keep(values)`."""
+        load = Load(self, keys)
+        self._loads.append(load)
+        try:
+            yield load
+        finally:
+            self._loads.remove(load)
 
-    def store(self, values: Mapping[int, V], generation: int) -> bool:
-        """Keep `values` loaded since `generation`; refused (False) if anything was evicted meanwhile."""
-        if generation != self._generation:
-            return False
+    def _put(self, values: Mapping[int, V]) -> None:
         expires = self._clock() + self._ttl
         for key, value in values.items():
             self._entries[key] = (expires, value)
             self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
-        return True
 
     def evict(self, key: int) -> None:
-        self._generation += 1
         self.evictions += 1
         self._entries.pop(key, None)
+        for load in self._loads:
+            if key in load.keys:
+                load.evicted.add(key)
 
     def clear(self) -> None:
-        self._generation += 1
         self._entries.clear()
+        for load in self._loads:
+            load.evicted.update(load.keys)

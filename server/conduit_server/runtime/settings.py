@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +21,7 @@ class RealtimeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Streams read by the one reader of the process (outbox.stream_name(...)); "" = no users stream.
+    # Streams the one reader of the process follows (the outbox relays' names); "" = no users stream.
     articles_stream: str = "conduit:events:articles"
     users_stream: str = "conduit:events:users"
     # An idle stream gets a heartbeat this often.
@@ -42,9 +44,6 @@ class RealtimeSettings(BaseModel):
     retry_max_seconds: float = 5.0
     # How long a new stream waits for the reader's first contact with Redis before UNAVAILABLE.
     ready_timeout_seconds: float = 5.0
-    # Author profiles cached in-process (evicted at once by user_updated events).
-    profile_ttl_seconds: float = 60.0
-    profile_cache_size: int = 10_000
     # Followee sets are reloaded this often behind the follow events (0 = never).
     follow_refresh_seconds: float = 300.0
     # The hub logs its counters this often (0 = never).
@@ -58,6 +57,23 @@ class RealtimeSettings(BaseModel):
         if self.heartbeat_seconds <= 0 or self.read_count < 1 or self.dedupe_window < 1:
             raise ValueError("heartbeat_seconds, read_count and dedupe_window must be positive")
         return self
+
+
+class CacheSettings(BaseModel):
+    """Cache lifetimes (`CONDUIT_CACHE__<NAME>`): the bound on staleness when an invalidation or an
+    event is lost (docs/decisions/0013-cache-discipline.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The users directory in Redis (profiles, followee sets): versioned, invalidated after each write.
+    directory_ttl_seconds: float = Field(default=300.0, gt=0)
+    # Articles by slug, the front page of the public list and the tag list in Redis: versioned likewise.
+    article_ttl_seconds: float = Field(default=60.0, gt=0)
+    front_page_ttl_seconds: float = Field(default=15.0, gt=0)
+    tags_ttl_seconds: float = Field(default=60.0, gt=0)
+    # Public profiles cached in each process that shows authors (articles, realtime), evicted by events.
+    profile_ttl_seconds: float = Field(default=60.0, gt=0)
+    profile_entries: int = Field(default=20_000, ge=1)
 
 
 class Settings(BaseSettings):
@@ -81,6 +97,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
 
+    # Interface and ports of the service processes (gRPC, plaintext on the internal network).
     host: str = "127.0.0.1"
     users_port: int = 50051
     articles_port: int = 50052
@@ -89,10 +106,12 @@ class Settings(BaseSettings):
     # Address other services use to reach users (empty = host:users_port).
     users_target: str = ""
 
+    # Envoy: interface and TLS listener (REST and gRPC).
     gateway_host: str = "127.0.0.1"
     gateway_tls_port: int = 8443
     # Plain-HTTP listener for local use only; 0 disables it.
     gateway_http_port: int = 8080
+    # Envoy's admin listener, loopback only.
     gateway_admin_port: int = 9901
     # Loopback-only listener from which Envoy's jwt_authn fetches the users JWKS.
     gateway_jwks_port: int = 9902
@@ -102,6 +121,7 @@ class Settings(BaseSettings):
         f"http://{host}:{port}" for host in ("localhost", "127.0.0.1")
         for port in (3000, 4100, 4173, 4200, 5173, 8080)])
 
+    # Claims of the access tokens the users service signs and every service verifies.
     jwt_issuer: str = "conduit-mesh"
     jwt_audience: str = "conduit"
     # SDK and OAuth2 access tokens: short, renewed with a refresh token.
@@ -140,7 +160,11 @@ class Settings(BaseSettings):
     restart_crash_loop_exits: int = Field(default=5, ge=1)
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
+    # JSON logs on stderr, from this level up.
     log_level: str = "INFO"
+    # How often a users process reloads signing keys (a rotation by another replica shows up within it).
+    signing_key_reload_seconds: float = Field(default=30.0, gt=0)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
 
     # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
@@ -186,3 +210,44 @@ class Settings(BaseSettings):
 
     def users_address(self) -> str:
         return self.users_target or self.address_of("users")
+
+
+def _comments(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's meaning: the comment block above it, which also covers the fields right below it."""
+    found: dict[str, str] = {}
+    block: list[str] = []
+    meaning, in_comment = "", False
+    for line in inspect.getsource(model).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            block = [*block, stripped.lstrip("# ")] if in_comment else [stripped.lstrip("# ")]
+            in_comment = True
+        elif (match := re.match(r"\s{4}(\w+): ", line)) and not stripped.startswith("model_config"):
+            meaning = " ".join(block) if in_comment else meaning
+            found[match.group(1)] = meaning
+            in_comment = False
+        else:
+            block, meaning, in_comment = [], "", False
+    return found
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows: list[str] = []
+    comments = _comments(model)
+    for name, info in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            rows.extend(_rows(info.annotation, f"{variable}__"))
+            continue
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = json.dumps(default) if isinstance(default, list) else str(default)
+        rows.append(f"| `{variable}` | `{shown}` | {comments.get(name, '')} |" if shown else
+                    f"| `{variable}` | empty | {comments.get(name, '')} |")
+    return rows
+
+
+def reference() -> str:
+    """Every setting as a Markdown table (variable, default, meaning): the README's configuration reference."""
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *_rows(Settings, "CONDUIT_")])

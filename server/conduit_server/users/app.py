@@ -66,7 +66,6 @@ class UsersApp:
 
     def __init__(self, settings: Settings, database: Database, redis: aioredis.Redis, *,
                  hasher: PasswordHasher | None = None, rate_limits: RateLimits | None = None,
-                 key_reload_seconds: float = 30.0, cache_ttl_seconds: int = 300,
                  stream: str | None = None, clock: Clock = utc_now) -> None:
         self.settings = settings
         self.database = database
@@ -77,7 +76,8 @@ class UsersApp:
         # Keys carry the schema, so two services (or test apps) can share one Redis.
         prefix = f"conduit:{database.schema}"
         self.limiter = RateLimiter(redis, prefix=f"{prefix}:ratelimit")
-        self.cache = DirectoryCache(redis, prefix=directory_prefix(database.schema), ttl_seconds=cache_ttl_seconds)
+        self.cache = DirectoryCache(redis, prefix=directory_prefix(database.schema),
+                                    ttl_seconds=settings.cache.directory_ttl_seconds)
         users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
         self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
                                  hasher=self.hasher, signer=self.signer, limiter=self.limiter,
@@ -90,7 +90,7 @@ class UsersApp:
         self.roles, self.service_accounts = admin_for(database, self.revocations)
         self.relay = outbox.OutboxRelay.from_settings(settings, database, redis,
                                                       stream or outbox.stream_name("users"))
-        self._key_reload_seconds = key_reload_seconds
+        self._key_reload_seconds = settings.signing_key_reload_seconds
         self._background = BackgroundTasks()
 
     @classmethod

@@ -15,13 +15,11 @@ from conduit.articles.v1 import events_pb2
 from conduit_server.articles.domain.records import StoredArticle
 from conduit_server.articles.events import article_record, stored_article
 from conduit_server.runtime.cache import Cache, pack_messages, unpack_messages
+from conduit_server.runtime.settings import CacheSettings
 
 NAMESPACE = "conduit:articles:cache"
 # Requests for the unfiltered list at offset 0 with at most this limit are served from the cache.
 FRONT_PAGE_SIZE = 20
-ARTICLE_TTL_SECONDS = 60.0
-FRONT_PAGE_TTL_SECONDS = 15.0
-TAGS_TTL_SECONDS = 60.0
 _TAGS = "tags"
 _FRONT = "front"
 
@@ -63,24 +61,26 @@ def _decode_tags(data: bytes) -> list[str]:
 class ArticleCache:
     """Articles by slug, the front page of the public list, and the tag list."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self.cache = Cache(redis, NAMESPACE, default_ttl_seconds=ARTICLE_TTL_SECONDS)
+    def __init__(self, redis: aioredis.Redis, settings: CacheSettings) -> None:
+        self.cache = Cache(redis, NAMESPACE, default_ttl_seconds=settings.article_ttl_seconds)
+        self._settings = settings
 
     async def article(self, slug: str, load: Callable[[], Awaitable[StoredArticle | None]]
                       ) -> StoredArticle | None:
         return await self.cache.get_or_load(_article_name(slug), load, _encode_article, _decode_article,
-                                            ARTICLE_TTL_SECONDS)
+                                            self._settings.article_ttl_seconds)
 
     async def front_page(self, load: Callable[[], Awaitable[tuple[int, Sequence[StoredArticle]]]]
                          ) -> tuple[int, Sequence[StoredArticle]]:
         """The total count of articles and the newest FRONT_PAGE_SIZE of them (without bodies)."""
         found = await self.cache.get_or_load(_FRONT, load, _encode_front, _decode_front,
-                                             FRONT_PAGE_TTL_SECONDS)
+                                             self._settings.front_page_ttl_seconds)
         assert found is not None  # the loader never returns None
         return found
 
     async def tags(self, load: Callable[[], Awaitable[list[str]]]) -> list[str]:
-        found = await self.cache.get_or_load(_TAGS, load, _encode_tags, _decode_tags, TAGS_TTL_SECONDS)
+        found = await self.cache.get_or_load(_TAGS, load, _encode_tags, _decode_tags,
+                                             self._settings.tags_ttl_seconds)
         return found or []
 
     async def invalidate(self, *, slugs: Iterable[str] = (), lists: bool = False, tags: bool = False) -> None:

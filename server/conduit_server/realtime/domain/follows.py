@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from conduit_server.realtime.repository.profiles import Directory
+from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.realtime.follows")
 
@@ -30,8 +30,8 @@ class _Followees:
 class FollowGraph:
     """Followee sets of the users who have streams open."""
 
-    def __init__(self, directory: Directory) -> None:
-        self._directory = directory
+    def __init__(self, users: UsersClient) -> None:
+        self._users_client = users
         self._users: dict[int, _Followees] = {}
 
     def __len__(self) -> int:
@@ -67,7 +67,7 @@ class FollowGraph:
         future = entry.loaded
         assert future is not None
         try:
-            snapshot = await self._directory.followee_ids(user_id)
+            snapshot = await self._users_client.followee_ids(user_id)
         except BaseException as error:
             entry.pending = None
             entry.loaded = None  # the next subscriber tries again
@@ -106,7 +106,7 @@ class FollowGraph:
                 continue
             entry.pending = []
             try:
-                snapshot = await self._directory.followee_ids(user_id)
+                snapshot = await self._users_client.followee_ids(user_id)
             except Exception as error:  # noqa: BLE001 - keep the current set; events still apply
                 log.warning("followee refresh of user %s failed: %s", user_id, error)
                 entry.pending = None

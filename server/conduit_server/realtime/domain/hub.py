@@ -1,7 +1,7 @@
 """The one Redis reader of the process and its fan-out to every local stream.
 
-One task XREADs the articles stream (and the users stream, for follows and profile
-changes) from its last position and offers each new event to the streams it may concern:
+One StreamFollower (runtime/tail.py) XREADs the articles stream (and the users stream, for
+follows and profile changes) from its last position and offers each new event to the streams it may concern:
 adding streams adds no Redis load. A batch is deduplicated by event id (the outbox relay
 publishes at least once), enriched with ONE profile look-up, and fanned out without ever
 waiting on a stream; the position advances only past events offered to every stream — so a
@@ -14,24 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from google.protobuf.message import DecodeError
 
-from conduit.users.v1 import events_pb2 as user_events_pb2
 from conduit_server.realtime.domain.enrich import Entry, Prepared, Preparer
 from conduit_server.realtime.domain.follows import FollowGraph
 from conduit_server.realtime.domain.ids import ORIGIN, StreamId
 from conduit_server.realtime.domain.watchers import ArticleSelector, Offer, Watcher
-from conduit_server.realtime.events import RawEntry, RecentIds, decode_entries, drop_duplicates, xrevrange
-from conduit_server.realtime.repository.profiles import ProfileCache
+from conduit_server.realtime.events import RecentIds, decode_entries, drop_duplicates
+from conduit_server.realtime.repository.history import xrevrange
 from conduit_server.runtime import telemetry
 from conduit_server.runtime.errors import ConduitError, ResourceExhausted
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.runtime.tail import RawEntry, StreamFollower
 from conduit_server.runtime.tasks import cancel_until_done
+from conduit_server.users.client.profiles import ProfileCache, user_events
 
 log = logging.getLogger("conduit.realtime.hub")
 
@@ -54,7 +54,6 @@ class Counters:
     refused_streams: int = 0
     resumes: int = 0
     resumes_out_of_range: int = 0
-    read_failures: int = 0
     follow_events: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
 
@@ -72,20 +71,23 @@ class Hub:
         self.counters = Counters()
         # Every entry of the articles stream up to here has been offered to the live streams.
         self.position: StreamId | None = None
-        self._users_position = ORIGIN
         self._recent = RecentIds(config.dedupe_window)
         self._ready = asyncio.Event()
         self._closing = False
-        self._stopped = False
         self._streams: set[Watcher] = set()  # every open stream, live or catching up
         self._broadcast: set[Watcher] = set()  # live WatchFeed / WatchArticles streams
         self._by_slug: dict[str, set[Watcher]] = {}  # live WatchArticle streams by current slug
         self._tasks: list[asyncio.Task[None]] = []
+        streams = [config.users_stream] if config.users_stream else []  # follows first, then articles
+        self.reader = StreamFollower(redis, [*streams, config.articles_stream], on_entries=self._changed,
+                                     start=self._initialise, block_ms=config.read_block_ms,
+                                     count=config.read_count, retry_initial_seconds=config.retry_initial_seconds,
+                                     retry_max_seconds=config.retry_max_seconds)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._run(), name="realtime-reader"))
+        self._tasks.append(asyncio.create_task(self.reader.run(), name="realtime-reader"))
         if self.config.metrics_log_seconds > 0:
             self._tasks.append(asyncio.create_task(self._every(self.config.metrics_log_seconds, self._log),
                                                    name="realtime-metrics"))
@@ -94,7 +96,7 @@ class Hub:
             self._tasks.append(asyncio.create_task(refresh, name="realtime-follows"))
 
     async def stop(self) -> None:
-        self._stopped = True
+        await self.reader.stop()
         for task in self._tasks:
             await cancel_until_done(task)
         self._tasks.clear()
@@ -186,50 +188,26 @@ class Hub:
 
     # -- the reader --------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        delay = self.config.retry_initial_seconds
-        while not self._stopped:
-            try:
-                if not self._ready.is_set():
-                    await self._initialise()
-                await self._read_once()
-                delay = self.config.retry_initial_seconds
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - Redis or users away: retry the same batch, lose nothing
-                if self._stopped:  # a cancellation redis-py turned into an error
-                    return
-                self.counters.read_failures += 1
-                log.warning("realtime reader failed at %s, retrying in %.1fs: %r", self.position, delay,
-                            error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_seconds)
-
-    async def _initialise(self) -> None:
-        """Start after the newest entry, remembering the recent event ids (their re-publications drop)."""
+    async def _initialise(self) -> dict[str, str]:
+        """Start after the newest entries, remembering the recent event ids (their re-publications drop)."""
         stream = self.config.articles_stream
         newest = await xrevrange(self.redis, stream, "+", count=self.config.dedupe_window)
         self._recent.extend(newest)
+        positions: dict[str, str] = {}
         if self.config.users_stream:
             users = await xrevrange(self.redis, self.config.users_stream, "+", count=1)
-            self._users_position = StreamId.parse(users[0][0]) if users else ORIGIN
+            positions[self.config.users_stream] = str(StreamId.parse(users[0][0]) if users else ORIGIN)
         self._advance(StreamId.parse(newest[0][0]) if newest else ORIGIN)
+        positions[stream] = str(self.position)
         self._ready.set()
         log.info("realtime reader starts after %s", self.position)
+        return positions
 
-    async def _read_once(self) -> None:
-        assert self.position is not None
-        streams: dict[Any, Any] = {}
-        if self.config.users_stream:
-            streams[self.config.users_stream] = str(self._users_position)  # follows first, then articles
-        streams[self.config.articles_stream] = str(self.position)
-        response = await self.redis.xread(streams, count=self.config.read_count,
-                                          block=self.config.read_block_ms)
-        for name, raw in _by_stream(response).items():
-            if name == self.config.users_stream:
-                self._users_changed(raw)
-            elif name == self.config.articles_stream:
-                await self._articles_changed(raw)
+    async def _changed(self, stream: str, raw: Sequence[RawEntry]) -> None:
+        if stream == self.config.users_stream:
+            self._users_changed(raw)
+        else:
+            await self._articles_changed(raw)
 
     async def _articles_changed(self, raw: Sequence[RawEntry]) -> None:
         entries, last, malformed = decode_entries(raw)
@@ -259,12 +237,7 @@ class Hub:
                 await asyncio.sleep(0)
 
     def _users_changed(self, raw: Sequence[RawEntry]) -> None:
-        for raw_id, fields in raw:
-            self._users_position = StreamId.parse(raw_id)
-            try:
-                event = user_events_pb2.UserEvent.FromString(fields[b"payload"])
-            except (KeyError, DecodeError):
-                continue
+        for event in user_events(raw):
             which = event.WhichOneof("payload")
             if which == "follow_changed":
                 change = event.follow_changed
@@ -297,7 +270,7 @@ class Hub:
             "malformed_entries": counters.malformed_entries + self.preparer.malformed,
             "resumes": counters.resumes,
             "resumes_out_of_range": counters.resumes_out_of_range,
-            "read_failures": counters.read_failures,
+            "read_failures": self.reader.failures,
             "follow_events": counters.follow_events,
             "followee_sets": len(self.follows),
             "queued_now": sum(w.queued for w in self._streams),
@@ -319,12 +292,6 @@ class Hub:
                     await result
             except Exception:  # a periodic chore must not stop the service
                 log.exception("realtime periodic task failed")
-
-
-def _by_stream(response: Any) -> Mapping[str, Sequence[RawEntry]]:
-    """XREAD's answer ([[name, entries], …]) as {stream name: entries}."""
-    return {name.decode() if isinstance(name, bytes) else str(name): entries
-            for name, entries in response or ()}
 
 
 def _too_slow(max_queued: int) -> Callable[[StreamId | None], ConduitError]:

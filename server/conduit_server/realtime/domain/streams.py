@@ -24,16 +24,11 @@ from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE, batch,
 from conduit_server.realtime.domain.hub import Hub
 from conduit_server.realtime.domain.ids import ORIGIN, StreamId, parse_resume_token
 from conduit_server.realtime.domain.watchers import Item, Selector, Watcher
-from conduit_server.realtime.events import (
-    RawEntry,
-    RecentIds,
-    decode_entries,
-    drop_duplicates,
-    xrange,
-    xrevrange,
-)
+from conduit_server.realtime.events import RecentIds, decode_entries, drop_duplicates
+from conduit_server.realtime.repository.history import xrange, xrevrange
 from conduit_server.runtime.errors import ConduitError, OutOfRange, Unavailable
 from conduit_server.runtime.settings import RealtimeSettings
+from conduit_server.runtime.tail import RawEntry
 
 log = logging.getLogger("conduit.realtime")
 

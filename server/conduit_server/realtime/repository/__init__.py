@@ -1,1 +1,1 @@
-"""Where realtime reads what it does not own: author profiles and followees from the users service."""
+"""Where realtime reads stored data: the retained history of the event streams (Redis)."""

@@ -1,8 +1,10 @@
-"""Batched calls to the users service's UserDirectoryService.
+"""The one client of the users service, for every service that calls it (articles, realtime, token checks).
 
-Every call carries the caller's remaining deadline (capped by the settings'
-internal call timeout), and, being idempotent reads, is retried on UNAVAILABLE
-with a short backoff while the deadline allows.
+Every call carries the caller's remaining deadline (capped by the settings' internal call timeout; a
+call made outside any request, e.g. by a stream reader, gets the cap), and the served call's metadata
+(request id; the internal channel adds it, runtime/propagation.py). Every method is an idempotent read,
+so UNAVAILABLE is retried with a short jittered backoff while the deadline allows; nothing else is
+retried (DEADLINE_EXCEEDED means the caller's time is spent). Both end as UNAVAILABLE to the caller.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime.errors import Unavailable
 
-log = logging.getLogger("conduit.articles.users")
+log = logging.getLogger("conduit.users.client")
 
 T = TypeVar("T")
 # The contract's limit on ids and usernames per call.
@@ -38,48 +41,52 @@ def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
 
 
 class UsersClient:
-    """Profiles, username resolution and followees from the users service.
+    """Profiles, username resolution, followees and the JWKS from the users service.
 
+    `deadline` is a `time.monotonic()` instant (the caller's); None = the cap from now.
     `calls` counts calls per method (retries included) for metrics and tests.
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, timeout_cap_seconds: float) -> None:
         self._directory = users_pb2_grpc.UserDirectoryServiceStub(channel)
+        self._auth = users_pb2_grpc.AuthServiceStub(channel)
         self._timeout_cap = timeout_cap_seconds
         self.calls: Counter[str] = Counter()
 
-    @property
-    def batch_get_profiles_calls(self) -> int:
-        return self.calls["BatchGetProfiles"]
-
-    async def profiles(self, user_ids: Iterable[int], viewer_id: int, deadline: float) -> dict[int, users_pb2.Profile]:
-        """Profiles by id with `following` as seen by `viewer_id`; one call per 1,000 distinct ids."""
-        ids = sorted(set(user_ids))
+    async def profiles(self, user_ids: Iterable[int], viewer_id: int = 0, deadline: float | None = None
+                       ) -> dict[int, users_pb2.Profile]:
+        """Profiles by id with `following` as seen by `viewer_id` (0: nobody); one call per 1,000 ids."""
         found: dict[int, users_pb2.Profile] = {}
-        for chunk in _chunks(ids, MAX_BATCH):
+        for chunk in _chunks(sorted(set(user_ids)), MAX_BATCH):
             request = users_pb2.BatchGetProfilesRequest(user_ids=chunk, viewer_id=viewer_id)
             response = await self._call(self._directory.BatchGetProfiles, request, deadline)
             found.update(response.profiles)
         return found
 
-    async def resolve(self, usernames: Iterable[str], deadline: float) -> dict[str, int]:
+    async def resolve(self, usernames: Iterable[str], deadline: float | None = None) -> dict[str, int]:
         """User ids by username; unknown usernames are absent."""
-        names = sorted(set(usernames))
         resolved: dict[str, int] = {}
-        for chunk in _chunks(names, MAX_BATCH):
+        for chunk in _chunks(sorted(set(usernames)), MAX_BATCH):
             request = users_pb2.ResolveUsernamesRequest(usernames=chunk)
             response = await self._call(self._directory.ResolveUsernames, request, deadline)
             resolved.update(response.user_ids)
         return resolved
 
-    async def followee_ids(self, user_id: int, deadline: float) -> list[int]:
+    async def followee_ids(self, user_id: int, deadline: float | None = None) -> list[int]:
         """Every user id that `user_id` follows."""
         request = users_pb2.ListFolloweeIdsRequest(user_id=user_id)
         response = await self._call(self._directory.ListFolloweeIds, request, deadline)
         return list(response.followee_ids)
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Message, deadline: float) -> T:
+    async def jwks(self) -> Mapping[str, Any]:
+        """The users service's public signing keys as a JWKS document (the fetcher of a JwksCache)."""
+        response = await self._call(self._auth.GetJwks, users_pb2.GetJwksRequest(), None)
+        return json_format.MessageToDict(response)
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Message, deadline: float | None) -> T:
         name = type(request).__name__.removesuffix("Request")
+        if deadline is None:
+            deadline = time.monotonic() + self._timeout_cap
         for attempt in range(RETRY_ATTEMPTS):
             timeout = min(deadline - time.monotonic(), self._timeout_cap)
             if timeout < _MIN_TIMEOUT_SECONDS:
@@ -99,3 +106,6 @@ class UsersClient:
                                       reason="USERS_UNAVAILABLE") from None
                 raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+__all__ = ["MAX_BATCH", "RETRY_ATTEMPTS", "UsersClient"]

@@ -308,7 +308,8 @@ class Directory:
     async def profiles(self, user_ids: Sequence[int], viewer_id: int | None) -> dict[int, Profile]:
         """Profiles of the known ids among `user_ids` (unknown ids are absent)."""
         wanted = list(dict.fromkeys(user_id for user_id in user_ids if user_id > 0))
-        found, followees = await self._cache.lookup(wanted, viewer_id)
+        seen = await self._cache.lookup(wanted, viewer_id)
+        found, followees = seen.profiles, seen.followees
         missing = [user_id for user_id in wanted if user_id not in found]
         load_followees = viewer_id if viewer_id and followees is None else 0  # whose set to load, if any
         if missing or load_followees:
@@ -321,11 +322,9 @@ class Directory:
                     # The whole set, cached: the next page of this viewer (here or in another service
                     # reading the directory) needs no database at all.
                     followees = await self._users.followee_ids(session, load_followees)
-            if missing:
-                await self._cache.store_profiles({user_id: found[user_id] for user_id in missing
-                                                  if user_id in found})
-            if load_followees:
-                await self._cache.store_followees(load_followees, followees or [])
+            await self._cache.fill(seen, profiles={user_id: found[user_id] for user_id in missing
+                                                   if user_id in found},
+                                   followees={load_followees: followees or []} if load_followees else None)
         following: set[int] = set(followees or ())
         return {user_id: Profile(user_id, data["username"], data["bio"], data["image"],
                                  user_id in following) for user_id, data in found.items()}
@@ -340,12 +339,12 @@ class Directory:
         return {name: by_lower[name.lower()] for name in usernames if name.lower() in by_lower}
 
     async def followee_ids(self, user_id: int) -> list[int]:
-        cached = await self._cache.followees(user_id)
-        if cached is not None:
-            return cached
+        seen = await self._cache.followees(user_id)
+        if seen.followees is not None:
+            return seen.followees
         async with self._database.read() as session:
             followees = await self._users.followee_ids(session, user_id)
-        await self._cache.store_followees(user_id, followees)
+        await self._cache.fill(seen, followees={user_id: followees})
         return followees
 
 

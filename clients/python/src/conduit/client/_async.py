@@ -8,6 +8,7 @@ Use a client from the event loop that connected it. Its resources live in `_asyn
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -29,7 +30,7 @@ from conduit.client._async_resources import (
 from conduit.client._auth import AsyncSessionAuth, AsyncStaticToken, AsyncTokenSource, Credentials
 from conduit.client._channel import ChannelOptions, async_channel
 from conduit.client._retry import RetryPolicy
-from conduit.client._sync import DEFAULT_TIMEOUT
+from conduit.client._sync import DEFAULT_TIMEOUT, Clock
 from conduit.client._transport import AsyncTransport
 
 
@@ -69,7 +70,8 @@ class AsyncConduit:
     async def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
                       token: str | None = None, credentials: Credentials | None = None,
                       timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[Any] = (),
-                      retry: RetryPolicy | None = None, options: ChannelOptions = ()) -> Self:
+                      retry: RetryPolicy | None = None, options: ChannelOptions = (),
+                      clock: Clock = time.time) -> Self:
         """Open a channel to `target` (`host:port`); the arguments are those of `Conduit.connect`.
 
         `interceptors` are `grpc.aio` client interceptors.
@@ -77,7 +79,7 @@ class AsyncConduit:
         channel = async_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True)
+                               owns_channel=True, clock=clock)
             if client._session is not None:
                 await client._session.token()
         except BaseException:
@@ -88,19 +90,19 @@ class AsyncConduit:
     @classmethod
     def from_channel(cls, channel: grpc.aio.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     retry: RetryPolicy | None = None) -> Self:
+                     retry: RetryPolicy | None = None, clock: Clock = time.time) -> Self:
         """A client over a `grpc.aio` channel you made; `close()` leaves it open.
 
         Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False)
+                         owns_channel=False, clock=clock)
 
     @classmethod
     def _make(cls, channel: grpc.aio.Channel, *, token: str | None, credentials: Credentials | None,
-              timeout: float, retry: RetryPolicy | None, owns_channel: bool) -> Self:
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock) -> Self:
         base = AsyncTransport(channel, timeout=timeout, retry=retry or RetryPolicy())
-        auth, session = _auth_for(base, token=token, credentials=credentials)
+        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
     async def with_auth(self, *, token: str | None = None,
@@ -148,13 +150,14 @@ class AsyncConduit:
 
 
 def _auth_for(transport: AsyncTransport, *, token: str | None,
-              credentials: Credentials | None) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
+              credentials: Credentials | None, clock: Clock = time.time
+              ) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
     if token is not None and credentials is not None:
         raise ValueError("pass token or credentials, not both")
     if credentials is not None:
         async def call(method: m.Method[Any, Any], request: Any) -> Any:
             return await transport.unary(method, request, authenticate=False)
 
-        session = AsyncSessionAuth(credentials, call)
+        session = AsyncSessionAuth(credentials, call, clock=clock)
         return session, session
     return (AsyncStaticToken(token) if token is not None else None), None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -20,6 +21,10 @@ from conduit.client._transport import Transport
 
 #: The deadline of a call when neither the client nor the call sets one, in seconds.
 DEFAULT_TIMEOUT = 10.0
+
+
+# Seconds since the epoch: when tokens expire is judged by it (tests pass a clock they move).
+Clock = Callable[[], float]
 
 
 class Conduit:
@@ -60,7 +65,8 @@ class Conduit:
     def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
                 token: str | None = None, credentials: Credentials | None = None,
                 timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[grpc.Interceptor] = (),
-                retry: RetryPolicy | None = None, options: ChannelOptions = ()) -> Self:
+                retry: RetryPolicy | None = None, options: ChannelOptions = (),
+                clock: Clock = time.time) -> Self:
         """Open a channel to `target` (`host:port`, e.g. Envoy's `localhost:8443`).
 
         - `tls`: on by default; `ca_file` (or `$CONDUIT_CA_FILE`) names the CA to
@@ -72,11 +78,12 @@ class Conduit:
         - `interceptors`: `grpc` client interceptors, outermost first.
         - `retry`: the backoff of idempotent calls and of watch reconnects.
         - `options`: extra `grpc` channel options.
+        - `clock`: seconds since the epoch, by which tokens are renewed before expiry.
         """
         channel = sync_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True)
+                               owns_channel=True, clock=clock)
             if client._session is not None:
                 client._session.token()
         except BaseException:
@@ -87,19 +94,19 @@ class Conduit:
     @classmethod
     def from_channel(cls, channel: grpc.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     retry: RetryPolicy | None = None) -> Self:
+                     retry: RetryPolicy | None = None, clock: Clock = time.time) -> Self:
         """A client over a channel you made (an in-process server's, or one with custom credentials).
 
         The channel stays yours: `close()` leaves it open. Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False)
+                         owns_channel=False, clock=clock)
 
     @classmethod
     def _make(cls, channel: grpc.Channel, *, token: str | None, credentials: Credentials | None,
-              timeout: float, retry: RetryPolicy | None, owns_channel: bool) -> Self:
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock) -> Self:
         base = Transport(channel, timeout=timeout, retry=retry or RetryPolicy())
-        auth, session = _auth_for(base, token=token, credentials=credentials)
+        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
     def with_auth(self, *, token: str | None = None, credentials: Credentials | None = None) -> Conduit:
@@ -146,11 +153,12 @@ class Conduit:
 
 
 def _auth_for(transport: Transport, *, token: str | None,
-              credentials: Credentials | None) -> tuple[SyncTokenSource | None, SessionAuth | None]:
+              credentials: Credentials | None, clock: Clock = time.time
+              ) -> tuple[SyncTokenSource | None, SessionAuth | None]:
     if token is not None and credentials is not None:
         raise ValueError("pass token or credentials, not both")
     if credentials is not None:
         session = SessionAuth(credentials, lambda method, request: transport.unary(
-            method, request, authenticate=False))
+            method, request, authenticate=False), clock=clock)
         return session, session
     return (StaticToken(token) if token is not None else None), None
