@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,13 +73,24 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
         if "Press Ctrl-C" in line or time.monotonic() > deadline:
             break
     mesh = RunningMesh(process, state_dir, ports, "".join(banner))
+    # Keep reading what the supervisor and its children print (Envoy's access log goes to stdout): a
+    # full pipe would block the writer, and `conduit run` would hang on its own "Stopping" line.
+    later: deque[str] = deque(maxlen=200)
+    drain = threading.Thread(target=later.extend, args=(process.stdout,), daemon=True)
+    drain.start()
     try:
         assert "Press Ctrl-C" in mesh.banner, f"mesh did not start: {mesh.banner}"
         yield mesh
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-        process.wait(60)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("conduit run did not stop within 60 s of Ctrl-C; it printed last:\n"
+                                 + "".join(later)) from None
+        drain.join(10)
 
 
 @pytest.fixture(scope="session")
