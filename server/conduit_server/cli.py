@@ -17,10 +17,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import).
     from conduit_server.articles import cli as articles_cli
+    from conduit_server.search import cli as search_cli
     from conduit_server.users import cli as users_cli
 
     users_cli.register(commands)
     articles_cli.register(commands)
+    search_cli.register(commands)
     return parser
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2
-from conduit_server.articles.domain import Articles, Comments, Importer, Tags
+from conduit_server.articles.domain import Articles, Comments, Importer, Records, Tags
 from conduit_server.articles.domain.articles import ArticleChanges
 from conduit_server.articles.domain.importer import RawItem, Rejection
-from conduit_server.articles.events import timestamp
+from conduit_server.articles.events import article_record, timestamp
 from conduit_server.articles.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
@@ -197,3 +197,26 @@ class TagsApi(articles_pb2_grpc.TagsServiceServicer):
     async def ListTags(self, request: articles_pb2.ListTagsRequest, context: Any
                        ) -> articles_pb2.ListTagsResponse:
         return articles_pb2.ListTagsResponse(tags=await self._tags.list())
+
+
+class ArticleRecordsApi(articles_pb2_grpc.ArticleRecordsServiceServicer):
+    """Internal reads for the search service."""
+
+    def __init__(self, records: Records, caller: CallerFactory) -> None:
+        self._records = records
+        self._caller = caller
+
+    async def StreamArticleRecords(self, request: articles_pb2.StreamArticleRecordsRequest, context: Any
+                                   ) -> AsyncIterator[articles_pb2.StreamArticleRecordsResponse]:
+        async for batch in self._records.snapshot(request.batch_size):
+            yield articles_pb2.StreamArticleRecordsResponse(
+                articles=[article_record(a) for a in batch.articles], sequence=batch.position,
+                total_count=batch.total)
+
+    async def BatchGetArticles(self, request: articles_pb2.BatchGetArticlesRequest, context: Any
+                               ) -> articles_pb2.BatchGetArticlesResponse:
+        caller = self._caller(context)
+        viewer = Caller(user_id=request.viewer_id or None, deadline=caller.deadline)
+        views = await self._records.batch_get(viewer, list(request.article_ids))
+        return articles_pb2.BatchGetArticlesResponse(
+            articles={article_id: _summary(view) for article_id, view in views.items()})

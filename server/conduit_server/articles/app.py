@@ -12,7 +12,7 @@ from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit_server.articles import api, models
 from conduit_server.articles.authors import Authors
 from conduit_server.articles.cache import ArticleCache
-from conduit_server.articles.domain import Articles, Comments, Importer, Tags
+from conduit_server.articles.domain import Articles, Comments, Importer, Records, Tags
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.repository import (
     ArticleRepository,
@@ -58,6 +58,7 @@ class ArticlesApp:
         self.comments = Comments(database, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
+        self.records = Records(database, articles, views)
         self.relay = outbox.OutboxRelay(database, redis, EVENTS_STREAM)
 
     @classmethod
@@ -77,6 +78,9 @@ class ArticlesApp:
                     api.TagsApi(self.tags)),
             Binding(services["PingService"], articles_pb2_grpc.add_PingServiceServicer_to_server,
                     api.PingApi()),
+            Binding(services["ArticleRecordsService"],
+                    articles_pb2_grpc.add_ArticleRecordsServiceServicer_to_server,
+                    api.ArticleRecordsApi(self.records, caller)),
         ]
 
     async def start(self) -> None:

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
+    # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
+    elasticsearch_url: str = ""
+    # The Elasticsearch alias searched (its indices are `<alias>-*`).
+    search_index: str = "conduit-articles"
+    # Events another indexer read and left unacknowledged this long are taken over (it died).
+    search_claim_idle_seconds: float = Field(default=30.0, gt=0)
+
     def as_environment(self) -> dict[str, str]:
         """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""
         environment: dict[str, str] = {}

@@ -281,3 +281,62 @@ class WatchReindexArticlesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchReindexArticlesResponse: _TypeAlias = WatchReindexArticlesResponse  # noqa: Y015
+
+@_typing.final
+class GetIndexStatusRequest(_message.Message):
+    """Request of GetIndexStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIndexStatusRequest: _TypeAlias = GetIndexStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetIndexStatusResponse(_message.Message):
+    """Response of GetIndexStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_COUNT_FIELD_NUMBER: _builtins.int
+    TOMBSTONES_COUNT_FIELD_NUMBER: _builtins.int
+    NEWEST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    INDEXING_LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_INDEXED_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """The backend serving searches: `postgresql` or `elasticsearch`."""
+    documents_count: _builtins.int
+    """Articles the live index holds."""
+    tombstones_count: _builtins.int
+    """Deleted articles remembered so that older events cannot bring them back."""
+    newest_sequence: _builtins.int
+    """The newest article event (outbox sequence) the index reflects."""
+    indexing_lag_seconds: _builtins.float
+    """Age of the oldest article event not indexed yet; 0 when caught up."""
+    documents_indexed: _builtins.int
+    """Documents this replica's indexer has written since it started."""
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        documents_count: _builtins.int = ...,
+        tombstones_count: _builtins.int = ...,
+        newest_sequence: _builtins.int = ...,
+        indexing_lag_seconds: _builtins.float = ...,
+        documents_indexed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "documents_count", b"documents_count", "documents_indexed", b"documents_indexed", "indexing_lag_seconds", b"indexing_lag_seconds", "newest_sequence", b"newest_sequence", "tombstones_count", b"tombstones_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIndexStatusResponse: _TypeAlias = GetIndexStatusResponse  # noqa: Y015
