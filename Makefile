@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
-        check-generated openapi format clean bench profile bench-tools
+        check-generated openapi format clean bench profile bench-tools search-node search-node-fetch
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ format: $(STAMP) ## apply ruff's fixes and buf format
 	$(BIN)/buf format -w proto
 
 typecheck: $(STAMP) ## mypy --strict on hand-written code (generated code excluded)
-	$(BIN)/mypy server gateway/conduit_gateway bench tests
+	$(BIN)/mypy server gateway/conduit_gateway bench tests search_node
 
 buf-lint: $(STAMP) ## buf lint on the contract
 	$(BIN)/buf lint gateway/conduit.binpb --path conduit
@@ -70,6 +70,15 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+search-node-fetch: $(STAMP) ## download the Elasticsearch test node with Maven into ~/.cache/conduit/search-node (once)
+	@command -v mvn >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq maven >/dev/null; } \
+	  || { echo "search-node needs Maven (Debian: apt-get install maven)"; exit 1; }
+	@start=$$(date +%s); $(PY) -c 'from search_node.node import fetch; print("search node jars in", fetch())' && \
+	  echo "search-node-fetch took $$(( $$(date +%s) - start ))s"
+
+search-node: search-node-fetch ## start one Elasticsearch 7.10.2 node on a loopback port and print its URL (Ctrl-C stops)
+	$(PY) -m search_node
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \
