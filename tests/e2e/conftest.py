@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +73,9 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
         if "Press Ctrl-C" in line or time.monotonic() > deadline:
             break
     mesh = RunningMesh(process, state_dir, ports, "".join(banner))
+    # Services log to the supervisor's stdout: keep reading it, or a full pipe blocks their logging
+    # (and with it every request) once a test has made a few hundred calls.
+    threading.Thread(target=collections.deque, args=(process.stdout, 0), daemon=True).start()
     try:
         assert "Press Ctrl-C" in mesh.banner, f"mesh did not start: {mesh.banner}"
         yield mesh

@@ -116,11 +116,11 @@ async def search(backend: SearchBackend, mesh: Mesh, redis_url: str, postgres_ur
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0,
                             search_claim_idle_seconds=0.5)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    articles_channel = channels.internal_channel(f"127.0.0.1:{mesh.app.port}",  # type: ignore[attr-defined]
-                                                 INTERNAL_TOKEN)
+    to_articles = channels.internal_channel(f"127.0.0.1:{mesh.app.port}",  # type: ignore[attr-defined]
+                                            INTERNAL_TOKEN)
     verifier = AccessTokenVerifier(JwksCache(channels.jwks_from_users(users_channel)),
                                    settings.jwt_issuer, settings.jwt_audience)
-    app = SearchApp(settings, backend, connect(redis_url), users_channel, articles_channel,
+    app = SearchApp(settings, backend, connect(redis_url), users_channel, to_articles,
                     consumer=f"test-{uuid.uuid4().hex[:8]}")
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=verifier, internal_token=INTERNAL_TOKEN,
                         grace_seconds=1.0)

@@ -15,7 +15,7 @@ Content = tuple[str, str, str, str, tuple[str, ...], int]
 async def until(check: Callable[[], Awaitable[bool]], *, seconds: float = 10.0, poll: float = 0.05) -> None:
     """Wait until `await check()` holds (progress made by another task or process), at most `seconds`."""
     async with asyncio.timeout(seconds):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - the condition belongs to another task or process
             await asyncio.sleep(poll)
 
 

@@ -79,9 +79,11 @@ async def test_results_have_the_list_shape_as_the_caller_sees_it_in_one_batched_
     (seen_by_anyone,) = (await search.find("origami")).hits
 
     assert search.app.articles.batch_get_calls == calls + 2  # one per search, whatever the page size
-    assert seen_by_reader.article.favorited and seen_by_reader.article.author.following
+    assert seen_by_reader.article.favorited
+    assert seen_by_reader.article.author.following
     assert seen_by_reader.article.favorites_count == 1
-    assert not seen_by_anyone.article.favorited and not seen_by_anyone.article.author.following
+    assert not seen_by_anyone.article.favorited
+    assert not seen_by_anyone.article.author.following
     assert seen_by_reader.author == author.username
     assert list(seen_by_reader.tag_list) == ["paper", "craft"]
 
@@ -95,7 +97,8 @@ async def test_filters_facets_totals_and_pages(search: Search) -> None:
         await searchable(search, "sourdough", article.slug)
 
     everything = await search.find("sourdough", limit=2)
-    assert everything.hits_count == 4 and len(everything.hits) == 2
+    assert everything.hits_count == 4
+    assert len(everything.hits) == 2
     assert [(f.tag, f.count) for f in everything.tag_facets] == [("baking", 4), ("bread", 3)]
     second = await search.find("sourdough", limit=2, offset=2)
     assert {h.slug for h in everything.hits} | {h.slug for h in second.hits} == {a.slug for a in made}

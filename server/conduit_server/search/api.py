@@ -45,7 +45,7 @@ class SearchApi(search_pb2_grpc.SearchServiceServicer):
                              ) -> search_pb2.SearchArticlesResponse:
         principal = auth.current_principal()
         viewer_id = principal.user_id or 0 if principal is not None else 0
-        page = await self._searcher.search(request.query, tag=request.tag, author=request.author,
+        page = await self._searcher.search(request.query or request.q, tag=request.tag, author=request.author,
                                            limit=request.limit, offset=request.offset, viewer_id=viewer_id)
         # A hit whose article was deleted a moment ago (the index not there yet) is left out.
         return search_pb2.SearchArticlesResponse(

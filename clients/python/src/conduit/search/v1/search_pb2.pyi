@@ -31,8 +31,12 @@ class SearchArticlesRequest(_message.Message):
     AUTHOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    Q_FIELD_NUMBER: _builtins.int
     query: _builtins.str
-    """The words to look for (web-search syntax: quotes, `-`, `or`)."""
+    """The words to look for (web-search syntax: quotes, `-`, `or`); `q` is
+    the same for REST callers (`?q=`). One of the two must hold something to
+    search for.
+    """
     tag: _builtins.str
     """Only articles with this tag."""
     author: _builtins.str
@@ -41,6 +45,8 @@ class SearchArticlesRequest(_message.Message):
     """Page size, 1 to 100; 20 when zero or absent."""
     offset: _builtins.int
     """How many hits to skip."""
+    q: _builtins.str
+    """The words to look for, as `?q=` (used when `query` is empty)."""
     def __init__(
         self,
         *,
@@ -49,10 +55,11 @@ class SearchArticlesRequest(_message.Message):
         author: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        q: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "query", b"query", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "q", b"q", "query", b"query", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,62 @@
+"""The indexer survives a Redis restart: it backs off while Redis is away and resumes from its group."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from conduit_server.runtime.redis import connect
+from conduit_server.search.domain.ports import SearchBackend
+from conduit_server.search.events import Indexer
+from tests.conftest import free_port
+from tests.realtime.support import Change, TcpRedis, created, deleted
+from tests.search.conftest import postgres_backend
+from tests.search.support import until
+
+STREAM = "conduit:events:articles"
+
+
+async def publish(url: str, sequence: int, change: Change) -> None:
+    """One entry exactly as the outbox relay writes it."""
+    kind, event = change
+    event.event_id = str(uuid.uuid4())
+    client = connect(url)
+    try:
+        await client.xadd(STREAM, {"event_id": event.event_id, "type": kind,
+                                   "payload": event.SerializeToString(), "seq": str(sequence)})
+    finally:
+        await client.aclose()
+
+
+async def test_indexing_resumes_after_redis_restarts(tmp_path: Path, postgres_url: str) -> None:
+    redis_server = TcpRedis(tmp_path / "redis", free_port())
+    redis_server.start()
+    backend = await postgres_backend(postgres_url)
+    indexer = Indexer(connect(redis_server.url), STREAM, backend, consumer="restart", block_ms=200,
+                      max_backoff_seconds=0.5)
+    indexer.start()
+    try:
+        await publish(redis_server.url, 1, created(101, "before-restart", 7))
+        await until(lambda: _has(backend, {101}))
+
+        redis_server.stop()
+        await until(lambda: _failed(indexer))
+        redis_server.start()
+
+        await publish(redis_server.url, 2, created(102, "after-restart", 7))
+        await publish(redis_server.url, 3, deleted(101, "before-restart", 7))
+        await until(lambda: _has(backend, {102}), seconds=20)
+        assert indexer.reading.is_set()
+    finally:
+        await indexer.stop()
+        await backend.close()
+        redis_server.stop()
+
+
+async def _has(backend: SearchBackend, ids: set[int]) -> bool:
+    return set(await backend.documents()) == ids
+
+
+async def _failed(indexer: Indexer) -> bool:
+    return indexer.failures > 0
+
