@@ -15,14 +15,19 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
-    # Each service adds its own operator commands (users: admins, keys, accounts; articles: import).
+    # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
+    # realtime: history).
+    from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
+    from conduit_server.realtime import cli as realtime_cli
     from conduit_server.search import cli as search_cli
     from conduit_server.users import cli as users_cli
 
     users_cli.register(commands)
     articles_cli.register(commands)
     search_cli.register(commands)
+    realtime_cli.register(commands)
+    backups.register(commands)
     return parser
 
 
@@ -30,14 +35,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = Settings()
     if args.command == "serve":
-        from conduit_server import serve
+        from conduit_server import process
 
-        serve.main(args.service, settings)
+        process.main(args.service, settings)
     elif args.command == "run":
-        from conduit_server import mesh
+        from conduit_server import supervisor
 
         configure_logging("mesh", settings.log_level)
-        mesh.run(settings)
+        supervisor.run(settings)
     else:
         configure_logging("cli", settings.log_level)
         args.handler(args, settings)

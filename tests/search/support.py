@@ -27,7 +27,7 @@ def content(document: Document) -> Content:
 async def database_articles(articles: ArticlesApp) -> dict[int, Content]:
     """Every article in the articles database (the oracle the index is compared with)."""
     found: dict[int, Content] = {}
-    async for batch in articles.records.snapshot():
+    async for batch in articles.exports.snapshot():
         for a in batch.articles:
             found[a.id] = (a.slug, a.title, a.description, a.body, tuple(a.tags), a.author_id)
     return found

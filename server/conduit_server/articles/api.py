@@ -11,11 +11,13 @@ from typing import Any
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2
-from conduit_server.articles.domain import Articles, Comments, Importer, Records, Tags
-from conduit_server.articles.domain.articles import ArticleChanges
-from conduit_server.articles.domain.importer import RawItem, Rejection
+from conduit_server.articles.domain.articles import ArticleChanges, Articles
+from conduit_server.articles.domain.comments import Comments
+from conduit_server.articles.domain.exports import Exports
+from conduit_server.articles.domain.importer import Importer, RawItem, Rejection
+from conduit_server.articles.domain.records import ArticleView, Author, Caller, CommentView, StoredArticle
+from conduit_server.articles.domain.tags import Tags
 from conduit_server.articles.events import article_record, timestamp
-from conduit_server.articles.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
 from conduit_server.runtime.interceptors import validate
@@ -202,13 +204,13 @@ class TagsApi(articles_pb2_grpc.TagsServiceServicer):
 class ArticleRecordsApi(articles_pb2_grpc.ArticleRecordsServiceServicer):
     """Internal reads for the search service."""
 
-    def __init__(self, records: Records, caller: CallerFactory) -> None:
-        self._records = records
+    def __init__(self, exports: Exports, caller: CallerFactory) -> None:
+        self._exports = exports
         self._caller = caller
 
     async def StreamArticleRecords(self, request: articles_pb2.StreamArticleRecordsRequest, context: Any
                                    ) -> AsyncIterator[articles_pb2.StreamArticleRecordsResponse]:
-        async for batch in self._records.snapshot(request.batch_size):
+        async for batch in self._exports.snapshot(request.batch_size):
             yield articles_pb2.StreamArticleRecordsResponse(
                 articles=[article_record(a) for a in batch.articles], sequence=batch.position,
                 total_count=batch.total)
@@ -217,6 +219,6 @@ class ArticleRecordsApi(articles_pb2_grpc.ArticleRecordsServiceServicer):
                                ) -> articles_pb2.BatchGetArticlesResponse:
         caller = self._caller(context)
         viewer = Caller(user_id=request.viewer_id or None, deadline=caller.deadline)
-        views = await self._records.batch_get(viewer, list(request.article_ids))
+        views = await self._exports.batch_get(viewer, list(request.article_ids))
         return articles_pb2.BatchGetArticlesResponse(
             articles={article_id: _summary(view) for article_id, view in views.items()})

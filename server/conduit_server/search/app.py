@@ -23,6 +23,7 @@ from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
 from conduit_server.search.events import Indexer, StreamLog
 from conduit_server.search.repository.postgres import PostgresBackend
+from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.search")
 SCHEMA = "search"
@@ -57,7 +58,8 @@ class SearchApp:
         timeout = settings.internal_call_timeout_seconds
         self.articles = ArticlesClient(articles_channel, settings.internal_token.get_secret_value(),
                                        timeout_seconds=timeout)
-        self.searcher = Searcher(backend, self.articles, UsersDirectory(users_channel, timeout_seconds=timeout))
+        users = UsersClient(users_channel, timeout_cap_seconds=timeout)
+        self.searcher = Searcher(backend, self.articles, UsersDirectory(users, timeout_seconds=timeout))
         self.events = StreamLog(redis, stream)
         self.indexer = Indexer(redis, stream, backend, consumer=consumer,
                                claim_idle_ms=int(settings.search_claim_idle_seconds * 1000))

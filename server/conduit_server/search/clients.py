@@ -3,17 +3,18 @@ over internal channels, never another service's modules."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
-from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime.errors import Unavailable
 from conduit_server.runtime.interceptors import INTERNAL_TOKEN_KEY
 from conduit_server.search.domain.ports import SnapshotBatch
 from conduit_server.search.events import document_of
+from conduit_server.users.client.calls import UsersClient
 
 
 class ArticlesClient:
@@ -46,18 +47,13 @@ class ArticlesClient:
 
 
 class UsersDirectory:
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_seconds: float) -> None:
-        self._directory = users_pb2_grpc.UserDirectoryServiceStub(channel)
+    """Usernames to ids for the `author=` filter, through the users service's shared client."""
+
+    def __init__(self, users: UsersClient, *, timeout_seconds: float) -> None:
+        self._users = users
         self._timeout = timeout_seconds
 
     async def user_id(self, username: str) -> int | None:
-        try:
-            response = await self._directory.ResolveUsernames(
-                users_pb2.ResolveUsernamesRequest(usernames=[username]), timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            raise Unavailable(f"the users service failed: {error.code().name}",
-                              reason="USERS_UNAVAILABLE") from None
-        found = response.user_ids.get(username)
-        if found is None:  # matched case-insensitively: the answer's key may differ in case
-            found = next(iter(response.user_ids.values()), None)
-        return found
+        found = await self._users.resolve([username], time.monotonic() + self._timeout)
+        # Matched case-insensitively: the answer's key may differ in case from the question.
+        return found.get(username, next(iter(found.values()), None))

@@ -1,58 +1,123 @@
-"""Reads for other services of the mesh: a consistent snapshot of every article, and pages by id."""
+"""Plain records shared by the layers of the articles service (no protobuf, no SQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from conduit_server.articles.domain.views import Views
-from conduit_server.articles.records import ArticleView, Caller, StoredArticle
-from conduit_server.articles.repository import ArticleRepository
-from conduit_server.runtime.db import Database
-
-SNAPSHOT_BATCH = 500
-MAX_BATCH_GET = 100
+MODERATOR_ROLES = frozenset({"moderator", "admin"})
 
 
 @dataclass(frozen=True)
-class SnapshotBatch:
-    """The next articles of a snapshot; `position` is the outbox id the whole snapshot reflects."""
+class StoredArticle:
+    """An article as stored, independent of any viewer. `body` is empty in list views."""
 
-    articles: list[StoredArticle]
-    position: int
+    id: int
+    slug: str
+    title: str
+    description: str
+    body: str
+    tags: tuple[str, ...]
+    author_id: int
+    created_at: datetime
+    updated_at: datetime
+    favorites_count: int
+
+
+@dataclass(frozen=True)
+class NewArticleRow:
+    """What the repository needs to insert one article (its slug is chosen by the caller)."""
+
+    title: str
+    description: str
+    body: str
+    tags: tuple[str, ...]
+    author_id: int
+    excerpt: str
+    reading_time_minutes: int
+
+
+@dataclass(frozen=True)
+class StoredComment:
+    """A comment as stored, independent of any viewer."""
+
+    id: int
+    article_id: int
+    article_slug: str
+    author_id: int
+    body: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Author:
+    """A user as the caller sees them (from the users service)."""
+
+    username: str
+    bio: str = ""
+    image: str = ""
+    following: bool = False
+
+
+# Shown for an author the users service no longer knows (a deleted account).
+UNKNOWN_AUTHOR = Author(username="")
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """An article personalised for the caller."""
+
+    article: StoredArticle
+    author: Author
+    favorited: bool
+
+
+@dataclass(frozen=True)
+class ArticlePage:
+    """One page of a list and the number of matching articles in all pages."""
+
+    articles: list[ArticleView]
     total: int
 
 
-class Records:
-    def __init__(self, database: Database, articles: ArticleRepository, views: Views) -> None:
-        self._database = database
-        self._articles = articles
-        self._views = views
+@dataclass(frozen=True)
+class CommentView:
+    """A comment personalised for the caller."""
 
-    async def snapshot(self, batch_size: int = 0) -> AsyncIterator[SnapshotBatch]:
-        """Every article in id order from ONE snapshot, with the outbox position it reflects.
+    comment: StoredComment
+    author: Author
 
-        Always yields at least one batch (possibly empty), so the reader learns the position.
-        """
-        batch_size = batch_size or SNAPSHOT_BATCH
-        async with self._database.snapshot() as session:
-            position = await self._articles.outbox_position(session)
-            total = await self._articles.count(session)
-            after, first = 0, True
-            while True:
-                batch = await self._articles.after(session, after, batch_size)
-                if batch or first:
-                    yield SnapshotBatch(batch, position, total)
-                first = False
-                if len(batch) < batch_size:
-                    return
-                after = batch[-1].id
 
-    async def batch_get(self, caller: Caller, article_ids: Sequence[int]) -> dict[int, ArticleView]:
-        """The articles among `article_ids` as the caller sees them: one statement, one users call."""
-        ids = list(dict.fromkeys(article_ids))[:MAX_BATCH_GET]
-        async with self._database.read() as session:
-            found = await self._articles.by_ids(session, ids)
-            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [a.id for a in found])
-        views = await self._views.articles(found, caller, favorited)
-        return {view.article.id: view for view in views}
+@dataclass(frozen=True)
+class ArticleFilter:
+    """Which articles a list shows. Empty fields do not filter."""
+
+    tag: str = ""
+    author_ids: tuple[int, ...] | None = None
+    favorited_by: int | None = None
+
+    @property
+    def is_public_front(self) -> bool:
+        """The unfiltered list, whose first page is cached."""
+        return not self.tag and self.author_ids is None and self.favorited_by is None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling and until when (a `time.monotonic()` deadline for calls to other services)."""
+
+    user_id: int | None
+    roles: frozenset[str] = frozenset()
+    is_service: bool = False
+    deadline: float = field(default_factory=lambda: time.monotonic() + 5.0)
+
+    @property
+    def viewer_id(self) -> int:
+        """The id the users service computes `following` for; 0 for anonymous callers."""
+        return self.user_id or 0
+
+    @property
+    def is_moderator(self) -> bool:
+        return bool(self.roles & MODERATOR_ROLES)
