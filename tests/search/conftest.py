@@ -20,12 +20,13 @@ from sqlalchemy import text
 
 from conduit.search.v1 import search_pb2, search_pb2_grpc
 from conduit_server.runtime import channels, migrations
-from conduit_server.runtime.db import Database, schema_metadata
+from conduit_server.runtime.db import Database
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
 from conduit_server.search.app import MIGRATIONS, SCHEMA, SearchApp
 from conduit_server.search.domain.ports import SearchBackend
+from conduit_server.search.repository import models
 from conduit_server.search.repository.postgres import PostgresBackend
 from search_node.node import NodeUnavailable, SearchNode
 from tests.articles.conftest import Mesh, articles_app, articles_channel, mesh  # noqa: F401 - fixtures
@@ -50,7 +51,7 @@ def elasticsearch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 async def postgres_backend(postgres_url: str) -> PostgresBackend:
     """The PostgreSQL backend on an empty `search` schema."""
     database = Database(postgres_url, SCHEMA)
-    await migrations.upgrade(database, MIGRATIONS, schema_metadata())
+    await migrations.upgrade(database, MIGRATIONS, models.Base.metadata)
     async with database.transaction() as session:
         await session.execute(text("TRUNCATE documents, words"))
         await session.execute(text("UPDATE state SET live_generation = 1"))

@@ -73,12 +73,12 @@ async def test_results_have_the_list_shape_as_the_caller_sees_it_in_one_batched_
                                                metadata=reader.auth)
     await search.mesh.follow(reader, author)
     await searchable(search, "origami", article.slug)
-    calls = search.app.articles.batch_get_calls
+    calls = search.app.article_records.batch_get_calls
 
     (seen_by_reader,) = (await search.find("origami", metadata=reader.auth)).hits
     (seen_by_anyone,) = (await search.find("origami")).hits
 
-    assert search.app.articles.batch_get_calls == calls + 2  # one per search, whatever the page size
+    assert search.app.article_records.batch_get_calls == calls + 2  # one per search, whatever the page size
     assert seen_by_reader.article.favorited
     assert seen_by_reader.article.author.following
     assert seen_by_reader.article.favorites_count == 1

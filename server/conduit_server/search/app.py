@@ -10,23 +10,25 @@ import grpc
 import redis.asyncio as aioredis
 
 from conduit.search.v1 import search_pb2, search_pb2_grpc
+from conduit_server.articles.client.records import ArticleRecordsClient
 from conduit_server.runtime import channels, migrations, outbox
-from conduit_server.runtime.db import Database, schema_metadata
+from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import FailedPrecondition
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
 from conduit_server.search import api
-from conduit_server.search.clients import ArticlesClient, UsersDirectory
 from conduit_server.search.domain.ports import IndexStatus, SearchBackend
 from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
 from conduit_server.search.events import Indexer, StreamLog
+from conduit_server.search.repository import models
+from conduit_server.search.repository.peers import ArticlesSource, UsersDirectory
 from conduit_server.search.repository.postgres import PostgresBackend
 from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.search")
-SCHEMA = "search"
+SCHEMA = models.SCHEMA
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
 REINDEX_LOCK = "conduit:search:reindex"
@@ -56,8 +58,9 @@ class SearchApp:
         self.redis = redis
         self.articles_channel = articles_channel
         timeout = settings.internal_call_timeout_seconds
-        self.articles = ArticlesClient(articles_channel, settings.internal_token.get_secret_value(),
-                                       timeout_seconds=timeout)
+        self.article_records = ArticleRecordsClient(articles_channel, settings.internal_token.get_secret_value(),
+                                                    timeout_seconds=timeout)
+        self.articles = ArticlesSource(self.article_records)
         users = UsersClient(users_channel, timeout_cap_seconds=timeout)
         self.searcher = Searcher(backend, self.articles, UsersDirectory(users, timeout_seconds=timeout))
         self.events = StreamLog(redis, stream)
@@ -94,7 +97,7 @@ class SearchApp:
 
     async def start(self) -> None:
         if isinstance(self.backend, PostgresBackend):
-            await migrations.upgrade(self.backend.database, MIGRATIONS, schema_metadata())
+            await migrations.upgrade(self.backend.database, MIGRATIONS, models.Base.metadata)
         await self.backend.prepare()
         self.indexer.start()
 

@@ -15,7 +15,8 @@ depends_on = None
 def upgrade() -> None:
     # pg_trgm lives in this schema: `%` and similarity() resolve through the service's search_path.
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA search")
-    op.execute("CREATE TABLE state (id smallint PRIMARY KEY CHECK (id = 1), live_generation integer NOT NULL)")
+    op.execute("CREATE TABLE state (id smallint CONSTRAINT pk_state PRIMARY KEY, live_generation integer NOT NULL, "
+               "CONSTRAINT ck_state_single_row CHECK (id = 1))")
     op.execute("INSERT INTO state (id, live_generation) VALUES (1, 1)")
     op.execute("""
         CREATE TABLE documents (
