@@ -60,3 +60,27 @@ async def _has(backend: SearchBackend, ids: set[int]) -> bool:
 async def _failed(indexer: Indexer) -> bool:
     return indexer.failures > 0
 
+
+
+async def test_the_lag_is_the_age_of_the_oldest_event_not_indexed(tmp_path: Path, postgres_url: str) -> None:
+    redis_server = TcpRedis(tmp_path / "redis", free_port())
+    redis_server.start()
+    backend = await postgres_backend(postgres_url)
+    client = connect(redis_server.url)
+    indexer = Indexer(client, STREAM, backend, consumer="lag", block_ms=200)
+    try:
+        assert await indexer.lag_seconds() == 0.0  # no stream, no group: nothing behind
+        await publish(redis_server.url, 1, created(201, "waiting", 7))
+        assert await indexer.lag_seconds() > 0.0  # not indexed yet (no group either)
+        indexer.start()
+        await until(lambda: _has(backend, {201}))
+        await until(lambda: _no_lag(indexer))
+        assert indexer.documents_indexed == 1
+    finally:
+        await indexer.stop()
+        await backend.close()
+        redis_server.stop()
+
+
+async def _no_lag(indexer: Indexer) -> bool:
+    return await indexer.lag_seconds() == 0.0

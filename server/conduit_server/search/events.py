@@ -185,10 +185,14 @@ class Indexer:
 
     async def lag_seconds(self) -> float:
         """Age of the oldest event not yet indexed (pending or never delivered); 0 when caught up."""
-        summary: Any = await self._redis.xpending(self.stream, self.group)
+        try:
+            summary: Any = await self._redis.xpending(self.stream, self.group)
+            groups: Any = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:  # no stream or no group yet: nothing was ever read, so all of it is behind
+            oldest = cast("list[RawEntry]", await self._redis.xrange(self.stream, "-", "+", count=1))
+            return entry_age_seconds(oldest[0][0]) if oldest else 0.0
         if summary and summary.get("pending"):
             return entry_age_seconds(summary["min"])
-        groups: Any = await self._redis.xinfo_groups(self.stream)
         delivered = next((g["last-delivered-id"] for g in groups
                           if g["name"] in (self.group, self.group.encode())), b"0-0")
         delivered = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
