@@ -35,6 +35,16 @@ async def test_a_created_article_is_found_an_update_changes_results_and_a_delete
     await until(lambda: index_matches_database(search.app.backend, search.mesh.app))
 
 
+async def test_a_new_article_is_searchable_within_two_seconds_without_a_forced_refresh(search: Search) -> None:
+    author = await search.mesh.person("fresh")
+    article = await search.mesh.create(author, "Freshly baked", body="Croissants at dawn.")
+
+    async def found() -> bool:
+        return article.slug in [hit.slug for hit in (await search.find("croissants")).hits]
+
+    await until(found, seconds=2.0)
+
+
 async def test_a_title_match_ranks_above_a_body_only_match(search: Search) -> None:
     author = await search.mesh.person("ranker")
     in_body = await search.mesh.create(author, "A walk in the park", description="Leaves",

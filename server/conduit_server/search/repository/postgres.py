@@ -62,6 +62,8 @@ WHERE NOT EXISTS (SELECT 1 FROM words AS w WHERE w.word = q.word)
 _QUERY_WORDS = text("SELECT lexeme FROM unnest(to_tsvector('simple', :q))")
 _HEADLINE = (f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=30, MinWords=10, MaxFragments=2, "
              "FragmentDelimiter=\" … \"")
+# ts_headline parses the whole text it is given: a snippet comes from the first part of a long body.
+_HEADLINE_SOURCE_CHARS = 4000
 _TITLE_HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, HighlightAll=true"
 
 
@@ -84,7 +86,8 @@ SELECT (SELECT count(*) FROM matches) AS total,
             GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_SIZE}) AS f) AS facets,
        p.score, d.article_id, d.slug, d.title, d.description, d.tags, d.author_id, d.created_at,
        ts_headline('english', d.title, q.query, '{_TITLE_HEADLINE}') AS title_marked,
-       ts_headline('english', CASE WHEN d.body = '' THEN d.description ELSE d.body END, q.query,
+       ts_headline('english', CASE WHEN d.body = '' THEN d.description ELSE left(d.body, {_HEADLINE_SOURCE_CHARS}) END,
+                   q.query,
                    '{_HEADLINE}') AS snippet_marked
 FROM q CROSS JOIN (SELECT 1) AS one
 LEFT JOIN page AS p ON true
