@@ -56,6 +56,7 @@ from conduit_gateway.http_filters import (
 )
 from conduit_gateway.limits import EdgeLimits
 from conduit_gateway.tls import TlsMaterial
+from conduit_gateway.tracing import TracingSpec, collector_cluster, http_tracing
 
 Config = dict[str, Any]
 
@@ -91,6 +92,8 @@ class GatewaySpec:
     jwks_upstream: tuple[str, int] | None = None
     local_jwks: str | None = None
     limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # None: no tracing. Else Envoy starts traces and exports its spans (conduit_gateway.tracing).
+    tracing: TracingSpec | None = None
 
 
 def build_config(spec: GatewaySpec) -> Config:
@@ -114,6 +117,8 @@ def build_config(spec: GatewaySpec) -> Config:
                                    body_fields=body_fields, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits) for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
+    if spec.tracing is not None:
+        cluster_configs.append(collector_cluster(spec.tracing))
     config: Config = {
         "node": {"id": "conduit-gateway", "cluster": "conduit-gateway"},
         "admin": {"address": socket_address("127.0.0.1", spec.admin_port)},
@@ -184,6 +189,8 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
                                   audience=spec.jwt_audience, local_jwks=spec.local_jwks, limits=limits,
                                   tls=tls),
     )
+    if spec.tracing is not None:
+        manager["tracing"] = http_tracing(spec.tracing)
     chain: Config = {"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                   "typed_config": manager}]}
     if tls:
@@ -267,4 +274,4 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Confi
     return route
 
 
-__all__ = ["EdgeLimits", "GatewaySpec", "build_config", "write_config"]
+__all__ = ["EdgeLimits", "GatewaySpec", "TracingSpec", "build_config", "write_config"]

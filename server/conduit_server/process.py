@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conduit_server.composition import build_app
-from conduit_server.runtime import channels
+from conduit_server.runtime import channels, metrics, telemetry
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
 from conduit_server.runtime.redis import connect
@@ -53,7 +53,14 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
     server = GrpcServer(app, host=settings.host, port=settings.port_of(name) if port is None else port,
                         verifier=verifier, internal_token=internal_token,
                         grace_seconds=settings.shutdown_grace_seconds,
-                        drain_seconds=settings.shutdown_drain_seconds)
+                        drain_seconds=settings.shutdown_drain_seconds,
+                        observers=[*telemetry.server_interceptors(),
+                                   *metrics.server_interceptors(name, settings.metrics_enabled)])
+    if settings.metrics_enabled:
+        app_metrics = getattr(app, "metrics", None)
+        if callable(app_metrics):
+            metrics.track_app(app_metrics, getattr(app, "metric_counters", ()))
+        metrics.serve_metrics(name, settings.host, settings.metrics_port_of(name))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -77,8 +84,13 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
 def main(name: ServiceName, settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging(name, settings.log_level)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(settings, name))
+    # Before anything builds engines, Redis clients or channels: they pick up the instrumentation.
+    telemetry.configure_tracing(name, settings.tracing)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, name))
+    finally:
+        telemetry.shutdown_tracing()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

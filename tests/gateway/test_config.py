@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conduit_gateway.config import GatewaySpec, build_config, write_config
+from conduit_gateway.tracing import COLLECTOR_CLUSTER, TracingSpec
 from tests.gateway.support import SigningKey, validate_config
 
 Config = dict[str, Any]
@@ -167,9 +168,11 @@ def test_written_yaml_and_json_hold_the_same_config(spec: GatewaySpec, tmp_path:
     assert as_yaml == as_json == build_config(spec)
 
 
-@pytest.mark.parametrize("variant", ["tls-and-plain", "tls-only", "local-jwks"])
+@pytest.mark.parametrize("variant", ["tls-and-plain", "tls-only", "local-jwks", "traced"])
 def test_envoy_accepts_the_generated_config(spec: GatewaySpec, tmp_path: Path, variant: str) -> None:
-    if variant == "tls-only":
+    if variant == "traced":
+        spec = dataclasses.replace(spec, tracing=TracingSpec.from_endpoint("http://127.0.0.1:4317", 10))
+    elif variant == "tls-only":
         spec = dataclasses.replace(spec, http_port=0)
     elif variant == "local-jwks":
         spec = dataclasses.replace(spec, local_jwks=SigningKey().jwks_json())
@@ -180,6 +183,20 @@ def test_envoy_accepts_the_generated_config(spec: GatewaySpec, tmp_path: Path, v
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("conduit_http" in {item["name"] for item in listeners}) is (variant != "tls-only")
+
+
+def test_tracing_is_off_unless_asked_and_then_on_every_public_listener(spec: GatewaySpec) -> None:
+    assert "tracing" not in _manager(build_config(spec))
+    traced = build_config(dataclasses.replace(spec, tracing=TracingSpec.from_endpoint("collector:4317", 10)))
+    for listener in ("conduit_tls", "conduit_http"):
+        tracing = _manager(traced, listener)["tracing"]
+        assert tracing["random_sampling"] == {"value": 10}
+        assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
+    collector = next(c for c in traced["static_resources"]["clusters"] if c["name"] == COLLECTOR_CLUSTER)
+    endpoint = collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert endpoint["socket_address"] == {"address": "collector", "port_value": 4317}
+    with pytest.raises(ValueError, match="no host"):
+        TracingSpec.from_endpoint("http://:4317")
 
 
 def test_lua_gets_the_body_allowlists_and_the_body_buffer_limit(config: Config, spec: GatewaySpec) -> None:

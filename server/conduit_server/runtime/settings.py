@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["users", "articles", "search", "realtime"]
@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
     # health checks move traffic away first.
     shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # Published outbox rows and event-stream entries older than this are deleted by the relay (checked
+    # every `outbox_prune_every_seconds`); the stream is also capped at `events_stream_max_len` entries.
+    # Realtime resumes and search catch-up reach back at most this far.
+    outbox_retention_seconds: float = Field(default=86_400.0, gt=0)
+    outbox_prune_every_seconds: float = Field(default=60.0, gt=0)
+    events_stream_max_len: int = Field(default=100_000, ge=1_000)
     # `conduit run` restarts a crashed child after a delay that doubles with each quick exit (one
     # within `restart_quick_exit_seconds` of its start) up to the maximum, and reports a crash loop
     # after `restart_crash_loop_exits` quick exits in a row (it keeps trying at the maximum delay).
@@ -139,6 +145,20 @@ class Settings(BaseSettings):
     # Events another indexer read and left unacknowledged this long are taken over (it died).
     search_claim_idle_seconds: float = Field(default=30.0, gt=0)
 
+    # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
+    metrics_enabled: bool = False
+    users_metrics_port: int = 9464
+    articles_metrics_port: int = 9465
+    search_metrics_port: int = 9466
+    realtime_metrics_port: int = 9467
+    # Traces (OpenTelemetry; exporter and sampler from the standard OTEL_* variables), off unless asked.
+    tracing: bool = False
+    # Where Envoy sends its spans (OTLP/gRPC); the services' exporters read the same variable.
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4317", validation_alias=AliasChoices(
+        "otlp_endpoint", "CONDUIT_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # Share of requests Envoy starts a sampled trace for; the services follow its decision.
+    trace_sample_percent: float = Field(default=100.0, ge=0, le=100)
+
     def as_environment(self) -> dict[str, str]:
         """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""
         environment: dict[str, str] = {}
@@ -155,6 +175,12 @@ class Settings(BaseSettings):
     def port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_port, "articles": self.articles_port,
                                          "search": self.search_port, "realtime": self.realtime_port}
+        return ports[service]
+
+    def metrics_port_of(self, service: ServiceName) -> int:
+        ports: dict[ServiceName, int] = {"users": self.users_metrics_port, "articles": self.articles_metrics_port,
+                                         "search": self.search_metrics_port,
+                                         "realtime": self.realtime_metrics_port}
         return ports[service]
 
     def address_of(self, service: ServiceName) -> str:

@@ -49,6 +49,8 @@ class SearchApp:
     belongs to the caller (shared with the token verifier)."""
 
     name = "search"
+    # Read by the metrics endpoint (runtime/metrics.track_app): counters among `metrics()`.
+    metric_counters = ("search_documents_indexed", "search_indexing_failures", "search_events_acknowledged")
 
     def __init__(self, settings: Settings, backend: SearchBackend, redis: aioredis.Redis,
                  users_channel: grpc.aio.Channel, articles_channel: grpc.aio.Channel, *,
@@ -94,6 +96,12 @@ class SearchApp:
         The metrics work hooks this function (indexing lag, documents indexed)."""
         return IndexStatus(await self.backend.stats(), await self.indexer.lag_seconds(),
                            self.indexer.documents_indexed)
+
+    def metrics(self) -> dict[str, int]:
+        """This replica's indexer in numbers (the lag is a gauge the indexer sets per batch)."""
+        return {"search_documents_indexed": self.indexer.documents_indexed,
+                "search_indexing_failures": self.indexer.failures,
+                "search_events_acknowledged": self.indexer.entries_acknowledged}
 
     async def start(self) -> None:
         if isinstance(self.backend, PostgresBackend):

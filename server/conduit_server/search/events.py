@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import ResponseError
 
 from conduit.articles.v1 import events_pb2
+from conduit_server.runtime import metrics
 from conduit_server.runtime.tasks import cancel_until_done
 from conduit_server.search.domain.documents import Change, Document, Tombstone, latest
 from conduit_server.search.domain.ports import SearchBackend
@@ -180,6 +181,8 @@ class Indexer:
         if self._after_apply is not None:
             await self._after_apply(entries)
         await self._redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
+        if entries:
+            metrics.SEARCH_INDEX_LAG.labels("search").set(entry_age_seconds(entries[-1][0]))
         self.documents_indexed += len(changes)
         self.entries_acknowledged += len(entries)
 
