@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
         observe-test rules-test prometheus-package bench-observe conformance \
-        settings-reference check-settings
+        settings-reference check-settings search-node search-node-fetch
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ format: $(STAMP) ## apply ruff's fixes and buf format
 	$(BIN)/buf format -w proto
 
 typecheck: $(STAMP) ## mypy --strict on hand-written code (generated code excluded)
-	$(BIN)/mypy server gateway/conduit_gateway bench tests
+	$(BIN)/mypy server gateway/conduit_gateway bench tests search_node
 
 buf-lint: $(STAMP) ## buf lint on the contract
 	$(BIN)/buf lint gateway/conduit.binpb --path conduit
@@ -111,6 +111,15 @@ settings-reference: $(STAMP) ## regenerate the README's configuration reference 
 
 check-settings: $(STAMP) ## fail when the README's configuration reference differs from Settings
 	$(BIN)/conduit settings --check README.md
+
+search-node-fetch: $(STAMP) ## download the Elasticsearch test node with Maven into ~/.cache/conduit/search-node (once)
+	@command -v mvn >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq maven >/dev/null; } \
+	  || { echo "search-node needs Maven (Debian: apt-get install maven)"; exit 1; }
+	@start=$$(date +%s); $(PY) -c 'from search_node.node import fetch; print("search node jars in", fetch())' && \
+	  echo "search-node-fetch took $$(( $$(date +%s) - start ))s"
+
+search-node: search-node-fetch ## start one Elasticsearch 7.10.2 node on a loopback port and print its URL (Ctrl-C stops)
+	$(PY) -m search_node
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \

@@ -26,10 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
     from conduit_server.realtime import cli as realtime_cli
+    from conduit_server.search import cli as search_cli
     from conduit_server.users import cli as users_cli
 
     users_cli.register(commands)
     articles_cli.register(commands)
+    search_cli.register(commands)
     realtime_cli.register(commands)
     backups.register(commands)
     return parser

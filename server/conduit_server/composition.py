@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import ModuleType
 
-from conduit.search.v1 import search_pb2, search_pb2_grpc
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding, ServiceApp
 from conduit_server.runtime.settings import ServiceName
@@ -38,7 +37,9 @@ def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
 
         return UsersApp.from_resources(resources)
     if name == "search":
-        return SkeletonApp("search", [unimplemented(search_pb2, search_pb2_grpc, "SearchService")])
+        from conduit_server.search.app import SearchApp
+
+        return SearchApp.from_resources(resources)
     from conduit_server.realtime.app import RealtimeApp
 
     return RealtimeApp.from_resources(resources)

@@ -37,10 +37,10 @@ def test_create_article_requires_a_token_and_is_not_retried(services: list[Servi
     assert not method.idempotent
 
 
-def test_user_directory_is_internal_and_the_rest_is_not(services: list[ServiceInfo]) -> None:
+def test_the_directories_for_other_services_are_internal_and_the_rest_is_not(services: list[ServiceInfo]) -> None:
     internal = {s.name for s in services if s.internal}
 
-    assert internal == {"conduit.users.v1.UserDirectoryService"}
+    assert internal == {"conduit.users.v1.UserDirectoryService", "conduit.articles.v1.ArticleRecordsService"}
 
 
 def test_realtime_rpcs_are_server_streams(services: list[ServiceInfo]) -> None:

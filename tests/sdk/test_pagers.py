@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -125,6 +126,14 @@ class _Search(search_pb2_grpc.SearchServiceServicer):
     def ReindexArticles(self, request: search_pb2.ReindexArticlesRequest,
                         context: grpc.ServicerContext) -> search_pb2.ReindexArticlesResponse:
         return search_pb2.ReindexArticlesResponse(indexed_count=len(self.hits))
+
+    def GetIndexStatus(self, request: search_pb2.GetIndexStatusRequest,
+                       context: grpc.ServicerContext) -> search_pb2.GetIndexStatusResponse:
+        return search_pb2.GetIndexStatusResponse(documents_count=len(self.hits))
+
+    def WatchReindexArticles(self, request: search_pb2.WatchReindexArticlesRequest,
+                             context: grpc.ServicerContext) -> Iterator[search_pb2.WatchReindexArticlesResponse]:
+        yield search_pb2.WatchReindexArticlesResponse(indexed_count=len(self.hits), phase="done", done=True)
 
 
 def test_search_results_are_a_pager_too(serve: Serve) -> None:

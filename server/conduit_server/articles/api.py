@@ -13,10 +13,11 @@ from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2
 from conduit_server.articles.domain.articles import ArticleChanges, Articles
 from conduit_server.articles.domain.comments import Comments
+from conduit_server.articles.domain.exports import Exports
 from conduit_server.articles.domain.importer import Importer, RawItem, Rejection
 from conduit_server.articles.domain.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.articles.domain.tags import Tags
-from conduit_server.articles.events import timestamp
+from conduit_server.articles.events import article_record, timestamp
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
 from conduit_server.runtime.interceptors import check_text, validate
@@ -200,3 +201,26 @@ class TagsApi(articles_pb2_grpc.TagsServiceServicer):
     async def ListTags(self, request: articles_pb2.ListTagsRequest, context: Any
                        ) -> articles_pb2.ListTagsResponse:
         return articles_pb2.ListTagsResponse(tags=await self._tags.list())
+
+
+class ArticleRecordsApi(articles_pb2_grpc.ArticleRecordsServiceServicer):
+    """Internal reads for the search service."""
+
+    def __init__(self, exports: Exports, caller: CallerFactory) -> None:
+        self._exports = exports
+        self._caller = caller
+
+    async def StreamArticleRecords(self, request: articles_pb2.StreamArticleRecordsRequest, context: Any
+                                   ) -> AsyncIterator[articles_pb2.StreamArticleRecordsResponse]:
+        async for batch in self._exports.snapshot(request.batch_size):
+            yield articles_pb2.StreamArticleRecordsResponse(
+                articles=[article_record(a) for a in batch.articles], sequence=batch.position,
+                total_count=batch.total)
+
+    async def BatchGetArticles(self, request: articles_pb2.BatchGetArticlesRequest, context: Any
+                               ) -> articles_pb2.BatchGetArticlesResponse:
+        caller = self._caller(context)
+        viewer = Caller(user_id=request.viewer_id or None, deadline=caller.deadline)
+        views = await self._exports.batch_get(viewer, list(request.article_ids))
+        return articles_pb2.BatchGetArticlesResponse(
+            articles={article_id: _summary(view) for article_id, view in views.items()})

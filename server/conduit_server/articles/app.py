@@ -13,6 +13,7 @@ from conduit_server.articles import api
 from conduit_server.articles.domain.articles import Articles
 from conduit_server.articles.domain.authors import Authors
 from conduit_server.articles.domain.comments import Comments
+from conduit_server.articles.domain.exports import Exports
 from conduit_server.articles.domain.importer import Importer
 from conduit_server.articles.domain.tags import Tags
 from conduit_server.articles.domain.views import Views
@@ -65,6 +66,7 @@ class ArticlesApp:
         self.comments = Comments(database, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
+        self.exports = Exports(database, articles, views)
         self.relay = outbox.OutboxRelay.from_settings(settings, database, redis, EVENTS_STREAM)
 
     @classmethod
@@ -84,6 +86,9 @@ class ArticlesApp:
                     api.TagsApi(self.tags)),
             Binding(services["PingService"], articles_pb2_grpc.add_PingServiceServicer_to_server,
                     api.PingApi()),
+            Binding(services["ArticleRecordsService"],
+                    articles_pb2_grpc.add_ArticleRecordsServiceServicer_to_server,
+                    api.ArticleRecordsApi(self.exports, caller)),
         ]
 
     async def start(self) -> None:

@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     # Tokens of RealWorld's register and login (and of the user responses a browser stores): a
     # browser session, since RealWorld frontends never refresh; revocable (docs/decisions/0012).
     browser_session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
+    # Refresh tokens of SDK and OAuth2 sessions (opaque, rotated on every use).
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     # Key-encryption key for signing keys at rest; generated into state_dir when empty.
     key_encryption_key: SecretStr = SecretStr("")
@@ -166,6 +167,13 @@ class Settings(BaseSettings):
     signing_key_reload_seconds: float = Field(default=30.0, gt=0)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+
+    # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
+    elasticsearch_url: str = ""
+    # The Elasticsearch alias searched (its indices are `<alias>-*`).
+    search_index: str = "conduit-articles"
+    # Events another indexer read and left unacknowledged this long are taken over (it died).
+    search_claim_idle_seconds: float = Field(default=30.0, gt=0)
 
     # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
     metrics_enabled: bool = False

@@ -93,6 +93,13 @@ _BY_SLUG = text(f"SELECT {_article_columns('a')} FROM articles AS a WHERE a.slug
 _BY_SLUG_FOR_UPDATE = text(f"SELECT {_article_columns('a')} FROM articles AS a WHERE a.slug = :slug "
                            f"FOR UPDATE OF a")
 _BY_ID = text(f"SELECT {_article_columns('a')} FROM articles AS a WHERE a.id = :id")
+_BY_IDS = text(f"SELECT {_article_columns('a', body=False)} FROM articles AS a "
+               "WHERE a.id = ANY(CAST(:ids AS bigint[]))")
+_AFTER = text(f"SELECT {_article_columns('a')} FROM articles AS a WHERE a.id > :after ORDER BY a.id LIMIT :limit")
+_COUNT = text("SELECT count(*) FROM articles")
+# The outbox position a snapshot reflects: ids are drawn in commit order (0003), so in one snapshot every
+# event up to the largest visible id is visible and every later one is not.
+_OUTBOX_POSITION = text("SELECT coalesce(max(id), 0) FROM outbox")
 _FAVORITED = text("SELECT article_id FROM favorites WHERE user_id = :user_id "
                   "AND article_id = ANY(CAST(:article_ids AS bigint[]))")
 
@@ -183,6 +190,23 @@ class ArticleRepository:
 
     async def by_id(self, session: AsyncSession, article_id: int) -> StoredArticle:
         return _stored((await session.execute(_BY_ID, {"id": article_id})).one())
+
+    async def by_ids(self, session: AsyncSession, article_ids: Sequence[int]) -> list[StoredArticle]:
+        """The articles (without bodies) among `article_ids`, in no particular order."""
+        if not article_ids:
+            return []
+        return [_stored(row) for row in await session.execute(_BY_IDS, {"ids": list(article_ids)})]
+
+    async def after(self, session: AsyncSession, after_id: int, limit: int) -> list[StoredArticle]:
+        """Up to `limit` articles with their bodies whose id is above `after_id`, in id order."""
+        return [_stored(row) for row in await session.execute(_AFTER, {"after": after_id, "limit": limit})]
+
+    async def count(self, session: AsyncSession) -> int:
+        return int(await session.scalar(_COUNT) or 0)
+
+    async def outbox_position(self, session: AsyncSession) -> int:
+        """The id of the newest outbox event visible to the session's snapshot (0 when none)."""
+        return int(await session.scalar(_OUTBOX_POSITION) or 0)
 
     async def favorited_ids(self, session: AsyncSession, user_id: int, article_ids: Sequence[int]
                             ) -> set[int]:

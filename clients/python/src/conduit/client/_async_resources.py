@@ -8,7 +8,7 @@ List calls return an `AsyncPager` at once (`async for`); watches return an `Asyn
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc.aio
@@ -16,6 +16,7 @@ import grpc.aio
 from conduit.articles.v1 import articles_pb2 as a
 from conduit.client import _methods as m
 from conduit.client import _requests as build
+from conduit.client._errors import from_rpc_error
 from conduit.client._pagers import AsyncPager, check_page
 from conduit.client._resources import DEFAULT_PAGE_SIZE
 from conduit.client._transport import AsyncTransport
@@ -249,7 +250,10 @@ class AsyncSearch:
                  timeout: float | None = None) -> AsyncPager[s.SearchArticlesResponse, s.SearchHit]:
         """Finds articles whose title, description, body or tags match `query`, best first (a pager).
 
-        `query` takes web-search syntax: quotes, `-`, `or`.
+        `query` takes web-search syntax: quotes, `-`, `or`. Each hit carries the article in the list
+        shape (`hit.article`) and HTML-safe highlights (`hit.title_highlight`, `hit.snippet`: `<mark>`
+        around matches, the rest escaped); `.pages()` yields whole answers with `tag_facets`,
+        `hits_count` and `corrected` (true when a misspelling was corrected).
         """
         check_page(page_size, offset)
 
@@ -259,6 +263,24 @@ class AsyncSearch:
 
         return AsyncPager(fetch, lambda page: page.hits, lambda page: page.hits_count,
                           page_size=page_size, offset=offset)
+
+    async def reindex(self, progress: Callable[[s.WatchReindexArticlesResponse], None] | None = None) -> int:
+        """Rebuilds the index (admins only), calling `progress` with each update; returns how many
+        articles the new index holds. Searches keep working meanwhile; the swap is atomic."""
+        last = s.WatchReindexArticlesResponse()
+        try:
+            call = await self._t.server_stream(m.WATCH_REINDEX_ARTICLES, s.WatchReindexArticlesRequest())
+            async for update in call:
+                last = update
+                if progress is not None:
+                    progress(update)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return last.indexed_count
+
+    async def status(self, *, timeout: float | None = None) -> s.GetIndexStatusResponse:
+        """The index's size, backend and indexing lag (admins only)."""
+        return await self._t.unary(m.GET_INDEX_STATUS, s.GetIndexStatusRequest(), timeout=timeout)
 
 
 class AsyncAuth:

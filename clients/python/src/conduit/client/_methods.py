@@ -54,6 +54,7 @@ _ARTICLES = "conduit.articles.v1.ArticlesService"
 _COMMENTS = "conduit.articles.v1.CommentsService"
 _TAGS = "conduit.articles.v1.TagsService"
 _PING = "conduit.articles.v1.PingService"
+_RECORDS = "conduit.articles.v1.ArticleRecordsService"
 _SEARCH = "conduit.search.v1.SearchService"
 _REALTIME = "conduit.realtime.v1.RealtimeService"
 
@@ -133,6 +134,16 @@ SEARCH_ARTICLES = _m(_SEARCH, "SearchArticles", s.SearchArticlesRequest, s.Searc
                      idempotent=True)
 REINDEX_ARTICLES = _m(_SEARCH, "ReindexArticles", s.ReindexArticlesRequest, s.ReindexArticlesResponse,
                       idempotent=False)
+GET_INDEX_STATUS = _m(_SEARCH, "GetIndexStatus", s.GetIndexStatusRequest, s.GetIndexStatusResponse,
+                      idempotent=True)
+WATCH_REINDEX_ARTICLES = _m(_SEARCH, "WatchReindexArticles", s.WatchReindexArticlesRequest,
+                            s.WatchReindexArticlesResponse, idempotent=False, kind="server_stream")
+
+# Internal to the mesh (the gateway never routes them); listed so the table covers the contract.
+STREAM_ARTICLE_RECORDS = _m(_RECORDS, "StreamArticleRecords", a.StreamArticleRecordsRequest,
+                            a.StreamArticleRecordsResponse, idempotent=False, kind="server_stream")
+BATCH_GET_ARTICLES = _m(_RECORDS, "BatchGetArticles", a.BatchGetArticlesRequest, a.BatchGetArticlesResponse,
+                        idempotent=True)
 
 # Watches are resumed by the watch iterator with their resume token, never retried blindly.
 WATCH_FEED = _m(_REALTIME, "WatchFeed", r.WatchFeedRequest, r.WatchFeedResponse, idempotent=False,
@@ -155,7 +166,8 @@ METHODS: dict[str, Method[Any, Any]] = {
         FAVORITE_ARTICLE, UNFAVORITE_ARTICLE, IMPORT_ARTICLES,
         LIST_COMMENTS, CREATE_COMMENT, DELETE_COMMENT,
         LIST_TAGS, PING,
-        SEARCH_ARTICLES, REINDEX_ARTICLES,
+        STREAM_ARTICLE_RECORDS, BATCH_GET_ARTICLES,
+        SEARCH_ARTICLES, REINDEX_ARTICLES, GET_INDEX_STATUS, WATCH_REINDEX_ARTICLES,
         WATCH_FEED, WATCH_ARTICLE, WATCH_ARTICLES,
     )
 }

@@ -9,13 +9,14 @@ one-field response envelopes. Every call has a deadline (the client's
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
 from conduit.articles.v1 import articles_pb2 as a
 from conduit.client import _methods as m
 from conduit.client import _requests as build
+from conduit.client._errors import from_rpc_error
 from conduit.client._pagers import Pager, check_page
 from conduit.client._transport import Transport
 from conduit.client._watch import MAX_RECONNECTS, Watch
@@ -233,7 +234,10 @@ class Search:
                  timeout: float | None = None) -> Pager[s.SearchArticlesResponse, s.SearchHit]:
         """Finds articles whose title, description, body or tags match `query`, best first (a pager).
 
-        `query` takes web-search syntax: quotes, `-`, `or`.
+        `query` takes web-search syntax: quotes, `-`, `or`. Each hit carries the article in the list
+        shape (`hit.article`) and HTML-safe highlights (`hit.title_highlight`, `hit.snippet`: `<mark>`
+        around matches, the rest escaped); `.pages()` yields whole answers with `tag_facets`,
+        `hits_count` and `corrected` (true when a misspelling was corrected).
         """
         check_page(page_size, offset)
 
@@ -243,6 +247,23 @@ class Search:
 
         return Pager(fetch, lambda page: page.hits, lambda page: page.hits_count,
                      page_size=page_size, offset=offset)
+
+    def reindex(self, progress: Callable[[s.WatchReindexArticlesResponse], None] | None = None) -> int:
+        """Rebuilds the index (admins only), calling `progress` with each update; returns how many
+        articles the new index holds. Searches keep working meanwhile; the swap is atomic."""
+        last = s.WatchReindexArticlesResponse()
+        try:
+            for update in self._t.server_stream(m.WATCH_REINDEX_ARTICLES, s.WatchReindexArticlesRequest()):
+                last = update
+                if progress is not None:
+                    progress(update)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return last.indexed_count
+
+    def status(self, *, timeout: float | None = None) -> s.GetIndexStatusResponse:
+        """The index's size, backend and indexing lag (admins only)."""
+        return self._t.unary(m.GET_INDEX_STATUS, s.GetIndexStatusRequest(), timeout=timeout)
 
 
 class Auth:

@@ -6,6 +6,7 @@ RealWorld's paths and JSON.
 """
 
 from collections import abc as _abc
+from conduit.articles.v1 import events_pb2 as _events_pb2
 from conduit.users.v1 import users_pb2 as _users_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -46,6 +47,133 @@ IMPORT_OUTCOME_CREATED: ImportOutcome.ValueType  # 1
 IMPORT_OUTCOME_REJECTED: ImportOutcome.ValueType  # 2
 """The item was invalid and skipped."""
 Global___ImportOutcome: _TypeAlias = ImportOutcome  # noqa: Y015
+
+@_typing.final
+class StreamArticleRecordsRequest(_message.Message):
+    """Request of StreamArticleRecords."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    batch_size: _builtins.int
+    """Articles per streamed message, 1 to 1000; 500 when zero."""
+    def __init__(
+        self,
+        *,
+        batch_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamArticleRecordsRequest: _TypeAlias = StreamArticleRecordsRequest  # noqa: Y015
+
+@_typing.final
+class StreamArticleRecordsResponse(_message.Message):
+    """One batch of StreamArticleRecords."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTICLES_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The outbox sequence the whole snapshot reflects (the same in every batch)."""
+    total_count: _builtins.int
+    """How many articles the whole snapshot holds."""
+    @_builtins.property
+    def articles(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.ArticleRecord]:
+        """The next articles in id order."""
+
+    def __init__(
+        self,
+        *,
+        articles: _abc.Iterable[_events_pb2.ArticleRecord] | None = ...,
+        sequence: _builtins.int = ...,
+        total_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["articles", b"articles", "sequence", b"sequence", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamArticleRecordsResponse: _TypeAlias = StreamArticleRecordsResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetArticlesRequest(_message.Message):
+    """Request of BatchGetArticles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTICLE_IDS_FIELD_NUMBER: _builtins.int
+    VIEWER_ID_FIELD_NUMBER: _builtins.int
+    viewer_id: _builtins.int
+    """The user whose `favorited`/`following` flags to compute; 0 for anonymous."""
+    @_builtins.property
+    def article_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The article ids."""
+
+    def __init__(
+        self,
+        *,
+        article_ids: _abc.Iterable[_builtins.int] | None = ...,
+        viewer_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["article_ids", b"article_ids", "viewer_id", b"viewer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetArticlesRequest: _TypeAlias = BatchGetArticlesRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetArticlesResponse(_message.Message):
+    """Response of BatchGetArticles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ArticlesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        @_builtins.property
+        def value(self) -> Global___ArticleSummary: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: Global___ArticleSummary | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ARTICLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def articles(self) -> _containers.MessageMap[_builtins.int, Global___ArticleSummary]:
+        """Articles by id."""
+
+    def __init__(
+        self,
+        *,
+        articles: _abc.Mapping[_builtins.int, Global___ArticleSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["articles", b"articles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetArticlesResponse: _TypeAlias = BatchGetArticlesResponse  # noqa: Y015
 
 @_typing.final
 class PingRequest(_message.Message):

@@ -771,3 +771,126 @@ class PingService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ArticleRecordsServiceStub:
+    """Reads for other services of the mesh (search): never routed by the gateway.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.StreamArticleRecords = channel.unary_stream(
+                '/conduit.articles.v1.ArticleRecordsService/StreamArticleRecords',
+                request_serializer=conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsRequest.SerializeToString,
+                response_deserializer=conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsResponse.FromString,
+                _registered_method=True)
+        self.BatchGetArticles = channel.unary_unary(
+                '/conduit.articles.v1.ArticleRecordsService/BatchGetArticles',
+                request_serializer=conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesRequest.SerializeToString,
+                response_deserializer=conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesResponse.FromString,
+                _registered_method=True)
+
+
+class ArticleRecordsServiceServicer:
+    """Reads for other services of the mesh (search): never routed by the gateway.
+    """
+
+    def StreamArticleRecords(self, request, context):
+        """Streams every stored article, in id order, from one consistent snapshot
+        that reflects exactly the events up to `sequence` (the articles outbox
+        id); every later change arrives as an event with a higher sequence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetArticles(self, request, context):
+        """Returns many articles in the list shape, as `viewer_id` sees them
+        (`favorited`, `following`), in one call. Unknown ids are absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ArticleRecordsServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'StreamArticleRecords': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamArticleRecords,
+                    request_deserializer=conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsRequest.FromString,
+                    response_serializer=conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsResponse.SerializeToString,
+            ),
+            'BatchGetArticles': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetArticles,
+                    request_deserializer=conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesRequest.FromString,
+                    response_serializer=conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'conduit.articles.v1.ArticleRecordsService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('conduit.articles.v1.ArticleRecordsService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ArticleRecordsService:
+    """Reads for other services of the mesh (search): never routed by the gateway.
+    """
+
+    @staticmethod
+    def StreamArticleRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/conduit.articles.v1.ArticleRecordsService/StreamArticleRecords',
+            conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsRequest.SerializeToString,
+            conduit_dot_articles_dot_v1_dot_articles__pb2.StreamArticleRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetArticles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conduit.articles.v1.ArticleRecordsService/BatchGetArticles',
+            conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesRequest.SerializeToString,
+            conduit_dot_articles_dot_v1_dot_articles__pb2.BatchGetArticlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -283,3 +283,61 @@ class PingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Answers at once with the server's time; touches no database."""
 
 def add_PingServiceServicer_to_server(servicer: PingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ArticleRecordsServiceStub:
+    """Reads for other services of the mesh (search): never routed by the gateway."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ArticleRecordsServiceAsyncStub: ...
+    StreamArticleRecords: _grpc.UnaryStreamMultiCallable[_articles_pb2.StreamArticleRecordsRequest, _articles_pb2.StreamArticleRecordsResponse]
+    """Streams every stored article, in id order, from one consistent snapshot
+    that reflects exactly the events up to `sequence` (the articles outbox
+    id); every later change arrives as an event with a higher sequence.
+    """
+    BatchGetArticles: _grpc.UnaryUnaryMultiCallable[_articles_pb2.BatchGetArticlesRequest, _articles_pb2.BatchGetArticlesResponse]
+    """Returns many articles in the list shape, as `viewer_id` sees them
+    (`favorited`, `following`), in one call. Unknown ids are absent.
+    """
+
+@_typing.type_check_only
+class ArticleRecordsServiceAsyncStub(ArticleRecordsServiceStub):
+    """Reads for other services of the mesh (search): never routed by the gateway."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    StreamArticleRecords: _aio.UnaryStreamMultiCallable[_articles_pb2.StreamArticleRecordsRequest, _articles_pb2.StreamArticleRecordsResponse]  # type: ignore[assignment]
+    """Streams every stored article, in id order, from one consistent snapshot
+    that reflects exactly the events up to `sequence` (the articles outbox
+    id); every later change arrives as an event with a higher sequence.
+    """
+    BatchGetArticles: _aio.UnaryUnaryMultiCallable[_articles_pb2.BatchGetArticlesRequest, _articles_pb2.BatchGetArticlesResponse]  # type: ignore[assignment]
+    """Returns many articles in the list shape, as `viewer_id` sees them
+    (`favorited`, `following`), in one call. Unknown ids are absent.
+    """
+
+class ArticleRecordsServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Reads for other services of the mesh (search): never routed by the gateway."""
+
+    @_abc_1.abstractmethod
+    def StreamArticleRecords(
+        self,
+        request: _articles_pb2.StreamArticleRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_articles_pb2.StreamArticleRecordsResponse], _abc.AsyncIterator[_articles_pb2.StreamArticleRecordsResponse]]:
+        """Streams every stored article, in id order, from one consistent snapshot
+        that reflects exactly the events up to `sequence` (the articles outbox
+        id); every later change arrives as an event with a higher sequence.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetArticles(
+        self,
+        request: _articles_pb2.BatchGetArticlesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_articles_pb2.BatchGetArticlesResponse, _abc.Awaitable[_articles_pb2.BatchGetArticlesResponse]]:
+        """Returns many articles in the list shape, as `viewer_id` sees them
+        (`favorited`, `following`), in one call. Unknown ids are absent.
+        """
+
+def add_ArticleRecordsServiceServicer_to_server(servicer: ArticleRecordsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,6 +4,7 @@ isort:skip_file
 Full-text search over articles, fed by the articles service's events."""
 
 from collections import abc as _abc
+from conduit.articles.v1 import articles_pb2 as _articles_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -30,8 +31,12 @@ class SearchArticlesRequest(_message.Message):
     AUTHOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    Q_FIELD_NUMBER: _builtins.int
     query: _builtins.str
-    """The words to look for (web-search syntax: quotes, `-`, `or`)."""
+    """The words to look for (web-search syntax: quotes, `-`, `or`); `q` is
+    the same for REST callers (`?q=`). One of the two must hold something to
+    search for.
+    """
     tag: _builtins.str
     """Only articles with this tag."""
     author: _builtins.str
@@ -40,6 +45,8 @@ class SearchArticlesRequest(_message.Message):
     """Page size, 1 to 100; 20 when zero or absent."""
     offset: _builtins.int
     """How many hits to skip."""
+    q: _builtins.str
+    """The words to look for, as `?q=` (used when `query` is empty)."""
     def __init__(
         self,
         *,
@@ -48,10 +55,11 @@ class SearchArticlesRequest(_message.Message):
         author: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        q: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "query", b"query", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "q", b"q", "query", b"query", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -71,6 +79,8 @@ class SearchHit(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     SNIPPET_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
+    ARTICLE_FIELD_NUMBER: _builtins.int
+    TITLE_HIGHLIGHT_FIELD_NUMBER: _builtins.int
     slug: _builtins.str
     """The slug of the article."""
     title: _builtins.str
@@ -80,9 +90,13 @@ class SearchHit(_message.Message):
     author: _builtins.str
     """The author's username."""
     snippet: _builtins.str
-    """A passage of the article with the matching words marked."""
+    """A passage of the article with the matching words marked (`<mark>`; the
+    rest HTML-escaped).
+    """
     score: _builtins.float
     """Relevance; higher is better, comparable within one answer only."""
+    title_highlight: _builtins.str
+    """The title with the matching words marked (`<mark>`; the rest HTML-escaped)."""
     @_builtins.property
     def tag_list(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Tags in author order."""
@@ -90,6 +104,12 @@ class SearchHit(_message.Message):
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the article was published."""
+
+    @_builtins.property
+    def article(self) -> _articles_pb2.ArticleSummary:
+        """The article in the list shape, with `favorited` and `following` as seen
+        by the caller.
+        """
 
     def __init__(
         self,
@@ -102,14 +122,42 @@ class SearchHit(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         snippet: _builtins.str = ...,
         score: _builtins.float = ...,
+        article: _articles_pb2.ArticleSummary | None = ...,
+        title_highlight: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["article", b"article", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "created_at", b"created_at", "description", b"description", "score", b"score", "slug", b"slug", "snippet", b"snippet", "tag_list", b"tag_list", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["article", b"article", "author", b"author", "created_at", b"created_at", "description", b"description", "score", b"score", "slug", b"slug", "snippet", b"snippet", "tag_list", b"tag_list", "title", b"title", "title_highlight", b"title_highlight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchHit: _TypeAlias = SearchHit  # noqa: Y015
+
+@_typing.final
+class TagFacet(_message.Message):
+    """How many matching articles carry one tag."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    tag: _builtins.str
+    """The tag."""
+    count: _builtins.int
+    """How many articles of the whole answer (all pages) carry it."""
+    def __init__(
+        self,
+        *,
+        tag: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagFacet: _TypeAlias = TagFacet  # noqa: Y015
 
 @_typing.final
 class SearchArticlesResponse(_message.Message):
@@ -119,21 +167,33 @@ class SearchArticlesResponse(_message.Message):
 
     HITS_FIELD_NUMBER: _builtins.int
     HITS_COUNT_FIELD_NUMBER: _builtins.int
+    TAG_FACETS_FIELD_NUMBER: _builtins.int
+    CORRECTED_FIELD_NUMBER: _builtins.int
     hits_count: _builtins.int
     """How many articles match in all pages."""
+    corrected: _builtins.bool
+    """True when no article matched the words as typed and the answer is for
+    the closest known spellings instead.
+    """
     @_builtins.property
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchHit]:
         """One page of hits, best first."""
+
+    @_builtins.property
+    def tag_facets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TagFacet]:
+        """The most frequent tags among all matching articles, most frequent first."""
 
     def __init__(
         self,
         *,
         hits: _abc.Iterable[Global___SearchHit] | None = ...,
         hits_count: _builtins.int = ...,
+        tag_facets: _abc.Iterable[Global___TagFacet] | None = ...,
+        corrected: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "hits_count", b"hits_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corrected", b"corrected", "hits", b"hits", "hits_count", b"hits_count", "tag_facets", b"tag_facets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -177,3 +237,113 @@ class ReindexArticlesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReindexArticlesResponse: _TypeAlias = ReindexArticlesResponse  # noqa: Y015
+
+@_typing.final
+class WatchReindexArticlesRequest(_message.Message):
+    """Request of WatchReindexArticles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchReindexArticlesRequest: _TypeAlias = WatchReindexArticlesRequest  # noqa: Y015
+
+@_typing.final
+class WatchReindexArticlesResponse(_message.Message):
+    """Progress of a reindex."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEXED_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    indexed_count: _builtins.int
+    """Articles written to the new index so far."""
+    total_count: _builtins.int
+    """Articles in the snapshot being indexed."""
+    phase: _builtins.str
+    """What the reindex is doing: `snapshot`, `catch-up`, `swap`, `done`."""
+    done: _builtins.bool
+    """True on the last message, once the new index is live."""
+    def __init__(
+        self,
+        *,
+        indexed_count: _builtins.int = ...,
+        total_count: _builtins.int = ...,
+        phase: _builtins.str = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "indexed_count", b"indexed_count", "phase", b"phase", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchReindexArticlesResponse: _TypeAlias = WatchReindexArticlesResponse  # noqa: Y015
+
+@_typing.final
+class GetIndexStatusRequest(_message.Message):
+    """Request of GetIndexStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIndexStatusRequest: _TypeAlias = GetIndexStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetIndexStatusResponse(_message.Message):
+    """Response of GetIndexStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_COUNT_FIELD_NUMBER: _builtins.int
+    TOMBSTONES_COUNT_FIELD_NUMBER: _builtins.int
+    NEWEST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    INDEXING_LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_INDEXED_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """The backend serving searches: `postgresql` or `elasticsearch`."""
+    documents_count: _builtins.int
+    """Articles the live index holds."""
+    tombstones_count: _builtins.int
+    """Deleted articles remembered so that older events cannot bring them back."""
+    newest_sequence: _builtins.int
+    """The newest article event (outbox sequence) the index reflects."""
+    indexing_lag_seconds: _builtins.float
+    """Age of the oldest article event not indexed yet; 0 when caught up."""
+    documents_indexed: _builtins.int
+    """Documents this replica's indexer has written since it started."""
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        documents_count: _builtins.int = ...,
+        tombstones_count: _builtins.int = ...,
+        newest_sequence: _builtins.int = ...,
+        indexing_lag_seconds: _builtins.float = ...,
+        documents_indexed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "documents_count", b"documents_count", "documents_indexed", b"documents_indexed", "indexing_lag_seconds", b"indexing_lag_seconds", "newest_sequence", b"newest_sequence", "tombstones_count", b"tombstones_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIndexStatusResponse: _TypeAlias = GetIndexStatusResponse  # noqa: Y015

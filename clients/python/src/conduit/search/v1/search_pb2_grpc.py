@@ -45,6 +45,16 @@ class SearchServiceStub:
                 request_serializer=conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesRequest.SerializeToString,
                 response_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesResponse.FromString,
                 _registered_method=True)
+        self.GetIndexStatus = channel.unary_unary(
+                '/conduit.search.v1.SearchService/GetIndexStatus',
+                request_serializer=conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusRequest.SerializeToString,
+                response_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusResponse.FromString,
+                _registered_method=True)
+        self.WatchReindexArticles = channel.unary_stream(
+                '/conduit.search.v1.SearchService/WatchReindexArticles',
+                request_serializer=conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesRequest.SerializeToString,
+                response_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -66,6 +76,22 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetIndexStatus(self, request, context):
+        """Describes the index and how far behind the article events it is
+        (operators only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchReindexArticles(self, request, context):
+        """Rebuilds the index like ReindexArticles, reporting progress while it
+        runs; the last message has `done` set (operators only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +104,16 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.ReindexArticles,
                     request_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesRequest.FromString,
                     response_serializer=conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesResponse.SerializeToString,
+            ),
+            'GetIndexStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndexStatus,
+                    request_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusRequest.FromString,
+                    response_serializer=conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusResponse.SerializeToString,
+            ),
+            'WatchReindexArticles': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReindexArticles,
+                    request_deserializer=conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesRequest.FromString,
+                    response_serializer=conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +171,60 @@ class SearchService:
             '/conduit.search.v1.SearchService/ReindexArticles',
             conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesRequest.SerializeToString,
             conduit_dot_search_dot_v1_dot_search__pb2.ReindexArticlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndexStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conduit.search.v1.SearchService/GetIndexStatus',
+            conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusRequest.SerializeToString,
+            conduit_dot_search_dot_v1_dot_search__pb2.GetIndexStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReindexArticles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/conduit.search.v1.SearchService/WatchReindexArticles',
+            conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesRequest.SerializeToString,
+            conduit_dot_search_dot_v1_dot_search__pb2.WatchReindexArticlesResponse.FromString,
             options,
             channel_credentials,
             insecure,

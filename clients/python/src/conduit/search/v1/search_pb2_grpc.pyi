@@ -39,6 +39,14 @@ class SearchServiceStub:
     """
     ReindexArticles: _grpc.UnaryUnaryMultiCallable[_search_pb2.ReindexArticlesRequest, _search_pb2.ReindexArticlesResponse]
     """Rebuilds the index from the articles service (operators only)."""
+    GetIndexStatus: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetIndexStatusRequest, _search_pb2.GetIndexStatusResponse]
+    """Describes the index and how far behind the article events it is
+    (operators only).
+    """
+    WatchReindexArticles: _grpc.UnaryStreamMultiCallable[_search_pb2.WatchReindexArticlesRequest, _search_pb2.WatchReindexArticlesResponse]
+    """Rebuilds the index like ReindexArticles, reporting progress while it
+    runs; the last message has `done` set (operators only).
+    """
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
@@ -51,6 +59,14 @@ class SearchServiceAsyncStub(SearchServiceStub):
     """
     ReindexArticles: _aio.UnaryUnaryMultiCallable[_search_pb2.ReindexArticlesRequest, _search_pb2.ReindexArticlesResponse]  # type: ignore[assignment]
     """Rebuilds the index from the articles service (operators only)."""
+    GetIndexStatus: _aio.UnaryUnaryMultiCallable[_search_pb2.GetIndexStatusRequest, _search_pb2.GetIndexStatusResponse]  # type: ignore[assignment]
+    """Describes the index and how far behind the article events it is
+    (operators only).
+    """
+    WatchReindexArticles: _aio.UnaryStreamMultiCallable[_search_pb2.WatchReindexArticlesRequest, _search_pb2.WatchReindexArticlesResponse]  # type: ignore[assignment]
+    """Rebuilds the index like ReindexArticles, reporting progress while it
+    runs; the last message has `done` set (operators only).
+    """
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     """Full-text search over published articles."""
@@ -72,5 +88,25 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.ReindexArticlesResponse, _abc.Awaitable[_search_pb2.ReindexArticlesResponse]]:
         """Rebuilds the index from the articles service (operators only)."""
+
+    @_abc_1.abstractmethod
+    def GetIndexStatus(
+        self,
+        request: _search_pb2.GetIndexStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.GetIndexStatusResponse, _abc.Awaitable[_search_pb2.GetIndexStatusResponse]]:
+        """Describes the index and how far behind the article events it is
+        (operators only).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchReindexArticles(
+        self,
+        request: _search_pb2.WatchReindexArticlesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_search_pb2.WatchReindexArticlesResponse], _abc.AsyncIterator[_search_pb2.WatchReindexArticlesResponse]]:
+        """Rebuilds the index like ReindexArticles, reporting progress while it
+        runs; the last message has `done` set (operators only).
+        """
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,3 @@
+from search_node.node import main
+
+main()

@@ -1,0 +1,1 @@
+"""What other services import to reach the articles service: its internal reads (ArticleRecordsService)."""

@@ -1,0 +1,1 @@
+"""The search service: full-text article search fed by the articles event stream."""

@@ -1,0 +1,209 @@
+"""The PostgreSQL backend: weighted tsvector, GIN, websearch_to_tsquery, pg_trgm for misspellings.
+
+Its own schema (`search`), never the articles tables. Documents of every
+generation share one table; `state.live_generation` says which one searches
+read and the indexer writes, so a rebuild fills generation n+1 beside the live
+one and the swap is a one-row update.
+"""
+
+# ruff: noqa: S608 - statements are composed of this module's constants; values are always bound
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from conduit_server.runtime.db import Database
+from conduit_server.search.domain.documents import MARK_CLOSE, MARK_OPEN, Change, Document, Tombstone, latest
+from conduit_server.search.domain.ports import IndexStats
+from conduit_server.search.domain.query import FACET_SIZE, BackendHit, BackendPage, SearchQuery
+
+LIVE = "(SELECT live_generation FROM state WHERE id = 1)"
+_WORD_CHARS = (3, 32)
+
+_UPSERT = text(f"""
+INSERT INTO documents AS d (generation, article_id, version, deleted, slug, title, description, body, tags,
+                            author_id, created_at, document)
+SELECT coalesce(CAST(:generation AS int), {LIVE}), c.article_id, c.version, c.deleted, c.slug, c.title,
+       c.description, c.body, c.tags, c.author_id, c.created_at,
+       setweight(to_tsvector('english', c.title), 'A')
+       || setweight(to_tsvector('english', c.description || ' ' || array_to_string(c.tags, ' ')), 'B')
+       || setweight(to_tsvector('english', c.body), 'C')
+FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS c(article_id bigint, version bigint, deleted boolean,
+     slug text, title text, description text, body text, tags text[], author_id bigint, created_at timestamptz)
+ON CONFLICT (generation, article_id) DO UPDATE SET
+    version = excluded.version, deleted = excluded.deleted, slug = excluded.slug, title = excluded.title,
+    description = excluded.description, body = excluded.body, tags = excluded.tags,
+    author_id = excluded.author_id, created_at = excluded.created_at, document = excluded.document,
+    indexed_at = now()
+WHERE d.version < excluded.version
+""")
+# Unstemmed words of the documents, for typo correction by trigram similarity. Sorted, so that two
+# writers insert in one order and cannot deadlock.
+_WORDS = text(f"""
+INSERT INTO words (word)
+SELECT DISTINCT w.lexeme
+FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS c(title text, description text, body text, tags text[]),
+     unnest(to_tsvector('simple', c.title || ' ' || c.description || ' ' || array_to_string(c.tags, ' ')
+                        || ' ' || c.body)) AS w
+WHERE length(w.lexeme) BETWEEN {_WORD_CHARS[0]} AND {_WORD_CHARS[1]}
+ORDER BY w.lexeme
+ON CONFLICT (word) DO NOTHING
+""")
+_CORRECTIONS = text("""
+SELECT q.word, (SELECT w.word FROM words AS w WHERE w.word % q.word
+                ORDER BY similarity(w.word, q.word) DESC, w.word LIMIT 1) AS correction
+FROM unnest(CAST(:words AS text[])) AS q(word)
+WHERE NOT EXISTS (SELECT 1 FROM words AS w WHERE w.word = q.word)
+""")
+_QUERY_WORDS = text("SELECT lexeme FROM unnest(to_tsvector('simple', :q))")
+_HEADLINE = (f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=30, MinWords=10, MaxFragments=2, "
+             "FragmentDelimiter=\" … \"")
+# ts_headline parses the whole text it is given: a snippet comes from the first part of a long body.
+_HEADLINE_SOURCE_CHARS = 4000
+_TITLE_HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, HighlightAll=true"
+
+
+def _search_statement(*, tag: bool, author: bool) -> Any:
+    filters = "".join([" AND CAST(:tag AS text) = ANY(d.tags)" if tag else "",
+                       " AND d.author_id = :author_id" if author else ""])
+    return text(f"""
+WITH q AS (SELECT websearch_to_tsquery('english', :q) AS query),
+matches AS MATERIALIZED (
+    SELECT d.article_id, d.tags, ts_rank(d.document, q.query) AS score, d.created_at
+    FROM documents AS d, q
+    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.document @@ q.query{filters}
+),
+page AS (
+    SELECT article_id, score FROM matches ORDER BY score DESC, created_at DESC, article_id LIMIT :limit OFFSET :offset
+)
+SELECT (SELECT count(*) FROM matches) AS total,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(f.tag, f.n)), '[]') FROM (
+            SELECT t.tag, count(*) AS n FROM matches AS m, unnest(m.tags) AS t(tag)
+            GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_SIZE}) AS f) AS facets,
+       p.score, d.article_id, d.slug, d.title, d.description, d.tags, d.author_id, d.created_at,
+       ts_headline('english', d.title, q.query, '{_TITLE_HEADLINE}') AS title_marked,
+       ts_headline('english', CASE WHEN d.body = '' THEN d.description ELSE left(d.body, {_HEADLINE_SOURCE_CHARS}) END,
+                   q.query,
+                   '{_HEADLINE}') AS snippet_marked
+FROM q CROSS JOIN (SELECT 1) AS one
+LEFT JOIN page AS p ON true
+LEFT JOIN documents AS d ON d.generation = {LIVE} AND d.article_id = p.article_id
+ORDER BY p.score DESC NULLS LAST, d.created_at DESC, d.article_id
+""")
+
+
+_SEARCHES = {(tag, author): _search_statement(tag=tag, author=author) for tag in (False, True)
+             for author in (False, True)}
+
+
+def _row(change: Change) -> dict[str, Any]:
+    if isinstance(change, Tombstone):
+        return {"article_id": change.article_id, "version": change.version, "deleted": True, "slug": "",
+                "title": "", "description": "", "body": "", "tags": [], "author_id": 0, "created_at": None}
+    document = change.cleaned()
+    return {"article_id": document.article_id, "version": document.version, "deleted": False,
+            "slug": document.slug, "title": document.title, "description": document.description,
+            "body": document.body, "tags": list(document.tags), "author_id": document.author_id,
+            "created_at": document.created_at.isoformat()}
+
+
+class PostgresBackend:
+    name = "postgresql"
+
+    def __init__(self, database: Database, *, batch_rows: int = 200) -> None:
+        self.database = database
+        self._batch_rows = batch_rows
+
+    async def prepare(self) -> None:
+        return None  # the migrations create everything (app.start runs them)
+
+    async def apply(self, changes: Sequence[Change], target: str | None = None) -> int:
+        """One transaction per chunk of rows: documents, then the words they bring."""
+        written = 0
+        rows = [_row(change) for change in latest(changes)]
+        generation = int(target) if target is not None else None
+        for start in range(0, len(rows), self._batch_rows):
+            payload = json.dumps(rows[start:start + self._batch_rows])
+            async with self.database.transaction() as session:
+                result = await session.execute(_UPSERT, {"generation": generation, "changes": payload})
+                written += int(getattr(result, "rowcount", 0) or 0)
+                await session.execute(_WORDS, {"changes": payload})
+        return written
+
+    async def search(self, query: SearchQuery, *, fuzzy: bool) -> BackendPage:
+        text_query = query.text
+        if fuzzy:
+            corrected = await self._corrected(text_query)
+            if corrected is None:
+                return BackendPage([], 0, [])
+            text_query = corrected
+        params: dict[str, Any] = {"q": text_query, "limit": query.limit, "offset": query.offset}
+        if query.tag:
+            params["tag"] = query.tag
+        if query.author_id is not None:
+            params["author_id"] = query.author_id
+        async with self.database.read() as session:
+            rows = (await session.execute(_SEARCHES[(bool(query.tag), query.author_id is not None)],
+                                          params)).all()
+        first = rows[0]
+        hits = [BackendHit(row.article_id, float(row.score), row.slug, row.title, row.description, tuple(row.tags),
+                           row.author_id, row.created_at, row.title_marked or row.title, row.snippet_marked or "")
+                for row in rows if row.article_id is not None]
+        return BackendPage(hits, int(first.total), [(tag, int(count)) for tag, count in first.facets])
+
+    async def _corrected(self, query: str) -> str | None:
+        """The query with each unknown word replaced by the closest known one; None when none is."""
+        async with self.database.read() as session:
+            words = [row[0] for row in await session.execute(_QUERY_WORDS, {"q": query})]
+            if not words:
+                return None
+            corrections = {row.word: row.correction
+                           for row in await session.execute(_CORRECTIONS, {"words": words})
+                           if row.correction}
+        if not corrections:
+            return None
+        return " ".join(corrections.get(word, word) for word in words)
+
+    async def begin_rebuild(self) -> str:
+        async with self.database.transaction() as session:
+            live = int(await session.scalar(text(f"SELECT {LIVE}")) or 1)
+            await session.execute(text("DELETE FROM documents WHERE generation <> :live"), {"live": live})
+        return str(live + 1)
+
+    async def swap(self, target: str) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(text("UPDATE state SET live_generation = :g WHERE id = 1"), {"g": int(target)})
+        async with self.database.transaction() as session:
+            await session.execute(text("DELETE FROM documents WHERE generation < :g"), {"g": int(target)})
+
+    async def discard(self, target: str) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(text(f"DELETE FROM documents WHERE generation = :g AND :g <> {LIVE}"),
+                                  {"g": int(target)})
+
+    async def documents(self) -> dict[int, Document]:
+        async with self.database.read() as session:
+            rows = await session.execute(text(
+                "SELECT article_id, version, slug, title, description, body, tags, author_id, created_at "
+                f"FROM documents WHERE generation = {LIVE} AND NOT deleted"))
+            return {row.article_id: Document(row.article_id, row.version, row.slug, row.title, row.description,
+                                             row.body, tuple(row.tags), row.author_id, row.created_at)
+                    for row in rows}
+
+    async def refresh(self) -> None:
+        return None  # a committed write is visible at once
+
+    async def stats(self) -> IndexStats:
+        async with self.database.read() as session:
+            row = (await session.execute(text(
+                "SELECT count(*) FILTER (WHERE NOT deleted) AS documents, count(*) FILTER (WHERE deleted) "
+                f"AS tombstones, coalesce(max(version), 0) AS newest FROM documents WHERE generation = {LIVE}"
+            ))).one()
+        return IndexStats(self.name, int(row.documents), int(row.tombstones), int(row.newest))
+
+    async def close(self) -> None:
+        await self.database.close()
