@@ -95,7 +95,7 @@ async def test_results_have_the_list_shape_as_the_caller_sees_it_in_one_batched_
     assert not seen_by_anyone.article.favorited
     assert not seen_by_anyone.article.author.following
     assert seen_by_reader.author == author.username
-    assert list(seen_by_reader.tag_list) == ["paper", "craft"]
+    assert list(seen_by_reader.tag_list) == ["craft", "paper"]  # alphabetical, as in every article response
 
 
 async def test_filters_facets_totals_and_pages(search: Search) -> None:
@@ -118,14 +118,16 @@ async def test_filters_facets_totals_and_pages(search: Search) -> None:
     assert (await search.find("sourdough", author="nobody-at-all")).hits_count == 0
 
 
-@pytest.mark.parametrize("query", ["\x00", "   ", "\x00\x01 \t"])
+# Blank queries, and any text PostgreSQL cannot store (U+0000: refused for every string field by the
+# interceptor chain, naming the field).
+@pytest.mark.parametrize("query", ["\x00", "   ", "\x00\x01 \t", "dragon\x00s"])
 async def test_a_query_with_nothing_to_search_for_is_invalid(search: Search, query: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await search.find(query)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("query", ['"unclosed', "-", "a -b | c", "!!! & | :* <->", "dragon\x00s", "OR OR",
+@pytest.mark.parametrize("query", ['"unclosed', "-", "a -b | c", "!!! & | :* <->", "OR OR",
                                    "((", "title:x^3~2", '"" -"" or', "🐉" * 60])
 async def test_operator_laden_queries_answer_safely(search: Search, query: str) -> None:
     response = await search.find(query)
