@@ -15,6 +15,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
+    commands.add_parser("gateway", help="run Envoy in the foreground, routing to each service's target")
+    commands.add_parser("migrate", help="apply every service's schema migrations, then exit")
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import).
     from conduit_server.articles import cli as articles_cli
     from conduit_server.users import cli as users_cli
@@ -36,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         configure_logging("mesh", settings.log_level)
         mesh.run(settings)
+    elif args.command in ("gateway", "migrate"):
+        from conduit_server import deploy
+
+        configure_logging(args.command, settings.log_level)
+        (deploy.run_gateway if args.command == "gateway" else deploy.run_migrate)(settings)
     else:
         configure_logging("cli", settings.log_level)
         args.handler(args, settings)
