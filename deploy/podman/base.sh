@@ -25,7 +25,8 @@ build() {  # name packages
     tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$root" "$root.log"
   fi
-  "$podman" import --quiet "$tarball" "localhost/$name:bookworm" >/dev/null
+  "$podman" import --quiet --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    "$tarball" "localhost/$name:bookworm" >/dev/null
   echo "imported localhost/$name:bookworm"
 }
 
