@@ -14,8 +14,8 @@ from pathlib import Path
 from bench.load import run_wrk
 from bench.run import RESULTS
 from bench.seed import SeedSize, seed
-from conduit_server.mesh import Mesh
 from conduit_server.runtime.settings import SERVICES, Settings
+from conduit_server.supervisor import Mesh
 
 LOADS = {  # what to drive while recording each service
     "articles": ["/api/articles?limit=20&offset=0", "/api/articles?limit=20&offset=40", "/api/tags"],

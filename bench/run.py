@@ -26,9 +26,9 @@ import psutil
 from bench.load import LoadResult, run_async, run_wrk, wrk_available
 from bench.seed import PASSWORD, Seeded, SeedSize, seed
 from conduit.client import AsyncConduit, AsyncPager
-from conduit_server.mesh import Mesh
 from conduit_server.runtime.settings import Settings
-from conduit_server.users.passwords import PasswordHasher
+from conduit_server.supervisor import Mesh
+from conduit_server.users.domain.passwords import PasswordHasher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = 16

@@ -40,21 +40,20 @@ import uvloop
 from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc
-from conduit_server.articles import models as article_models
 from conduit_server.articles.app import MIGRATIONS as ARTICLE_MIGRATIONS
+from conduit_server.articles.repository import models as article_models
 from conduit_server.realtime.app import RealtimeApp
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.directory import UsersDirectory
-from conduit_server.realtime.entries import decode_entries, xrange
-from conduit_server.realtime.ids import StreamId
+from conduit_server.realtime.domain.ids import StreamId
+from conduit_server.realtime.events import decode_entries, xrange
+from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, migrations, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
-from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.settings import RealtimeSettings, Settings
 from conduit_server.users.app import UsersApp
-from conduit_server.users.passwords import Argon2Parameters, PasswordHasher
+from conduit_server.users.domain.passwords import Argon2Parameters, PasswordHasher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INTERNAL_TOKEN = "bench-internal-token"  # noqa: S105 - a throwaway mesh secret
@@ -232,7 +231,7 @@ async def _start(state: Path) -> Mesh:
     users_channel = channels.internal_channel(users_address, INTERNAL_TOKEN)
     stops.append(lambda: users_channel.close(None))
     app = RealtimeApp(connect(redis_url), UsersDirectory(users_channel, timeout_seconds=5.0),
-                      RealtimeConfig(articles_stream=STREAM, users_stream=outbox.stream_name("users"),
+                      RealtimeSettings(articles_stream=STREAM, users_stream=outbox.stream_name("users"),
                                      metrics_log_seconds=0))
     realtime = GrpcServer(app, host="127.0.0.1", port=0, verifier=None, internal_token=INTERNAL_TOKEN)
     address = f"127.0.0.1:{await realtime.start()}"

@@ -19,12 +19,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply every service's schema migrations, then exit")
     health = commands.add_parser("health", help="exit 0 when the gRPC server at ADDRESS is SERVING (probes)")
     health.add_argument("address")
-    # Each service adds its own operator commands (users: admins, keys, accounts; articles: import).
+    # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
+    # realtime: history).
+    from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
+    from conduit_server.realtime import cli as realtime_cli
     from conduit_server.users import cli as users_cli
 
     users_cli.register(commands)
     articles_cli.register(commands)
+    realtime_cli.register(commands)
+    backups.register(commands)
     return parser
 
 
@@ -32,14 +37,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = Settings()
     if args.command == "serve":
-        from conduit_server import serve
+        from conduit_server import process
 
-        serve.main(args.service, settings)
+        process.main(args.service, settings)
     elif args.command == "run":
-        from conduit_server import mesh
+        from conduit_server import supervisor
 
         configure_logging("mesh", settings.log_level)
-        mesh.run(settings)
+        supervisor.run(settings)
     elif args.command == "health":
         from conduit_server import deploy
 

@@ -26,7 +26,7 @@ log = logging.getLogger("conduit.deploy")
 def gateway_command(settings: Settings, *, log_level: str = "warn") -> list[str]:
     """Write Envoy's config for `settings` under state_dir; return the command that runs Envoy."""
     from conduit_gateway.config import write_config
-    from conduit_server.mesh import envoy_binary, gateway_spec
+    from conduit_server.supervisor import envoy_binary, gateway_spec
 
     state = Path(settings.state_dir).resolve()
     config_path = write_config(gateway_spec(settings, state), state / "envoy.yaml")
@@ -61,7 +61,7 @@ def image_gateway_config(settings: Settings) -> dict[str, Any]:
     """Envoy's bootstrap for `settings`, reading the descriptor set the image carries: the
     Kubernetes gateway ConfigMap. Needs gateway_tls_cert/key (issued elsewhere, mounted)."""
     from conduit_gateway.config import build_config
-    from conduit_server.mesh import DESCRIPTOR_SET, gateway_spec
+    from conduit_server.supervisor import DESCRIPTOR_SET, gateway_spec
 
     if not settings.gateway_tls_cert:
         raise ValueError("the image's gateway config needs CONDUIT_GATEWAY_TLS_CERT and _KEY")
@@ -100,12 +100,12 @@ def run_gateway(settings: Settings) -> None:
 
 async def migrate(settings: Settings) -> None:
     """Bring every service schema to its newest revision (users, then articles)."""
-    from conduit_server.articles import models as article_models
     from conduit_server.articles.app import MIGRATIONS as ARTICLE_MIGRATIONS
+    from conduit_server.articles.repository import models as article_models
     from conduit_server.runtime import migrations
     from conduit_server.runtime.db import Database
-    from conduit_server.users import models as user_models
     from conduit_server.users.app import MIGRATIONS as USER_MIGRATIONS
+    from conduit_server.users.repository import models as user_models
 
     if not settings.database_url:
         raise SystemExit("conduit migrate needs CONDUIT_DATABASE_URL")

@@ -15,13 +15,13 @@ from sqlalchemy import text
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.articles.app import EVENTS_STREAM, ArticlesApp
-from conduit_server.articles.cache import NAMESPACE
+from conduit_server.articles.repository.cache import NAMESPACE
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.directory import directory_prefix
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
+from conduit_server.users.client.cache import directory_prefix
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for, unique_name
 
 Metadata = tuple[tuple[str, str], ...]
@@ -107,7 +107,7 @@ class Mesh:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def articles_app(postgres_url: str, redis_url: str, users_server: UsersServer
                        ) -> AsyncIterator[ArticlesApp]:
-    """Built the way serve.py builds it: resources' users channel, a verifier fed by the users JWKS."""
+    """Built the way process.py builds it: resources' users channel, a verifier fed by the users JWKS."""
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
     verifier = AccessTokenVerifier(JwksCache(channels.jwks_from_users(users_channel)),

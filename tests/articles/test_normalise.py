@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conduit_server.articles import normalise, slugs
+from conduit_server.articles.domain import normalise, slugs
 
 
 @pytest.mark.parametrize(("title", "slug"), [

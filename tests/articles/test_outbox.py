@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from conduit.articles.v1 import articles_pb2, events_pb2
-from conduit_server.articles import models
 from conduit_server.articles.app import EVENTS_STREAM, MIGRATIONS, ArticlesApp
+from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
-from tests.articles.conftest import Mesh, stream_entries
+from tests.articles.conftest import Mesh, Person, stream_entries
 
 
 class RelayCrashed(Exception):
@@ -152,7 +153,8 @@ async def _events(app: ArticlesApp, expected: int) -> list[events_pb2.ArticleEve
     return events
 
 
-async def test_every_article_write_reaches_the_stream_in_commit_order(mesh: Mesh) -> None:
+async def _every_kind_of_write(mesh: Mesh) -> tuple[Person, Person, str, articles_pb2.Comment]:
+    """Create, rename, favorite twice, unfavorite, comment, delete the comment, delete the article."""
     alice, bob = await mesh.person("alice"), await mesh.person("bob")
     article = await mesh.create(alice, "Events", tags=["x"])
     await mesh.articles.UpdateArticle(articles_pb2.UpdateArticleRequest(
@@ -166,7 +168,11 @@ async def test_every_article_write_reaches_the_stream_in_commit_order(mesh: Mesh
     await mesh.comments.DeleteComment(articles_pb2.DeleteCommentRequest(slug=slug, id=comment.id),
                                       metadata=bob.auth)
     await mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=slug), metadata=alice.auth)
+    return alice, bob, slug, comment
 
+
+async def test_every_article_write_reaches_the_stream_in_commit_order(mesh: Mesh) -> None:
+    alice, bob, slug, comment = await _every_kind_of_write(mesh)
     events = await _events(mesh.app, 7)
     kinds = [event.WhichOneof("payload") for event in events]
     # The repeated favorite changed nothing, so it wrote no event.
@@ -202,3 +208,32 @@ async def test_a_relay_stopped_and_started_again_in_the_same_process_takes_over(
         assert await second.pending() == 0
     finally:
         await second.stop()
+
+
+async def test_the_outbox_append_is_the_last_statement_of_every_write(mesh: Mesh) -> None:
+    """The append holds the commit-order lock until COMMIT: any statement after it lengthens every
+    other writer's wait, so none may follow it."""
+    engine = mesh.app.database.engine.sync_engine
+    appended: dict[int, str] = {}
+    after_append: list[str] = []
+
+    def on_statement(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        key = id(connection.connection.dbapi_connection)
+        if key in appended:
+            after_append.append(statement)
+        if "pg_advisory_xact_lock" in statement and "INSERT INTO outbox" in statement:
+            appended[key] = statement
+
+    def on_end(connection: Any) -> None:
+        appended.pop(id(connection.connection.dbapi_connection), None)
+
+    event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(engine, "commit", on_end)
+    event.listen(engine, "rollback", on_end)
+    try:
+        await _every_kind_of_write(mesh)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(engine, "commit", on_end)
+        event.remove(engine, "rollback", on_end)
+    assert after_append == []

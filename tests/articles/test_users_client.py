@@ -12,9 +12,9 @@ import pytest
 import pytest_asyncio
 
 from conduit_server.articles.api import CallerFactory
-from conduit_server.articles.users_client import RETRY_ATTEMPTS, UsersClient
 from conduit_server.runtime.errors import Unavailable
 from conduit_server.runtime.interceptors import INTERNAL_TOKEN_KEY
+from conduit_server.users.client.calls import RETRY_ATTEMPTS, UsersClient
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, unique_name
 
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from conduit.client import Conduit, PasswordCredentials, RetryPolicy, Unauthenticated, Unavailable
-from conduit_server.mesh import Mesh
 from conduit_server.runtime.settings import Settings
+from conduit_server.supervisor import Mesh
 
 from .conftest import mesh_ports
 

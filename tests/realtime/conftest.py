@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from conduit_server.articles import models
 from conduit_server.articles.app import MIGRATIONS
+from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.redis import connect

@@ -23,13 +23,13 @@ from sqlalchemy import text
 from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
 from conduit_server.realtime.app import RealtimeApp
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.directory import UsersDirectory
-from conduit_server.realtime.enrich import MAX_EVENTS_PER_MESSAGE
+from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE
+from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.server import GrpcServer
+from conduit_server.runtime.settings import RealtimeSettings
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer
 
 Metadata = tuple[tuple[str, str], ...]
@@ -168,18 +168,18 @@ class Realtime:
                                          metadata=metadata), batched=batched)
 
 
-def config_for(stream: str, **overrides: Any) -> RealtimeConfig:
+def config_for(stream: str, **overrides: Any) -> RealtimeSettings:
     options: dict[str, Any] = {"articles_stream": stream, "users_stream": outbox.stream_name("users"),
                                "heartbeat_seconds": 0.5, "read_block_ms": 200,
                                "retry_max_seconds": 0.5, "metrics_log_seconds": 0}
     options.update(overrides)
-    return RealtimeConfig(**options)
+    return RealtimeSettings(**options)
 
 
 @asynccontextmanager
-async def running_realtime(redis_url: str, users: UsersServer, config: RealtimeConfig
+async def running_realtime(redis_url: str, users: UsersServer, config: RealtimeSettings
                            ) -> AsyncIterator[Realtime]:
-    """The realtime app as serve.py would run it: real users directory, real token verification."""
+    """The realtime app as process.py would run it: real users directory, real token verification."""
     users_channel = channels.internal_channel(users.address, INTERNAL_TOKEN)
     app = RealtimeApp(connect(redis_url), UsersDirectory(users_channel, timeout_seconds=5.0), config)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=users.app.verifier,

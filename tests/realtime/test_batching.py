@@ -9,9 +9,9 @@ import grpc
 from conduit.articles.v1 import articles_pb2
 from conduit.realtime.v1 import realtime_pb2
 from conduit.users.v1 import users_pb2
-from conduit_server.realtime.enrich import MAX_EVENTS_PER_MESSAGE, Entry, Prepared, batch, build, heartbeat
-from conduit_server.realtime.ids import StreamId
-from conduit_server.realtime.watchers import ArticleSelector, Offer, Watcher
+from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE, Entry, Prepared, batch, build, heartbeat
+from conduit_server.realtime.domain.ids import StreamId
+from conduit_server.realtime.domain.watchers import ArticleSelector, Offer, Watcher
 from tests.fixtures.users import UsersServer
 from tests.realtime.support import (
     HEARTBEAT,

@@ -11,14 +11,14 @@ from google.rpc import error_details_pb2, status_pb2
 from conduit.articles.v1 import events_pb2
 from conduit.realtime.v1 import realtime_pb2
 from conduit.users.v1 import users_pb2
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.directory import UsersDirectory
-from conduit_server.realtime.enrich import Entry, Prepared, build
-from conduit_server.realtime.entries import RecentIds, drop_duplicates
-from conduit_server.realtime.follows import FollowGraph
-from conduit_server.realtime.ids import StreamId, parse_resume_token
-from conduit_server.realtime.watchers import ArticlesSelector, Offer, Watcher
+from conduit_server.realtime.domain.enrich import Entry, Prepared, build
+from conduit_server.realtime.domain.follows import FollowGraph
+from conduit_server.realtime.domain.ids import StreamId, parse_resume_token
+from conduit_server.realtime.domain.watchers import ArticlesSelector, Offer, Watcher
+from conduit_server.realtime.events import RecentIds, drop_duplicates
+from conduit_server.realtime.repository.profiles import UsersDirectory
 from conduit_server.runtime import channels, errors
+from conduit_server.runtime.settings import RealtimeSettings
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, unique_name
 from tests.realtime.support import created, deleted
 
@@ -94,7 +94,7 @@ def test_events_carry_the_authors_profile_and_personalise_following_without_copy
 
 def test_the_config_refuses_queues_that_a_single_read_could_overflow() -> None:
     with pytest.raises(ValueError, match="max_queued_per_watcher"):
-        RealtimeConfig(max_queued_per_watcher=100, read_count=100)
+        RealtimeSettings(max_queued_per_watcher=100, read_count=100)
 
 
 async def test_a_follow_made_while_the_followees_load_is_not_lost(users_server: UsersServer) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from conduit_server.runtime.server import Binding, GrpcServer
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
-from conduit_server.users.keys import KeyRing, mint_access_token
+from conduit_server.users.domain.keys import KeyRing, mint_access_token
 
 INTERNAL_TOKEN = "test-internal-token"
 ISSUER = "conduit-test"

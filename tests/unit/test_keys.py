@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conduit_server.runtime.errors import Unauthenticated
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache, parse_jwks
-from conduit_server.users.keys import (
+from conduit_server.users.domain.keys import (
     KeyDecryptionError,
     KeyRing,
     SigningKey,

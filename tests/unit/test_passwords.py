@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conduit_server.users.passwords import OWASP_ARGON2ID, Argon2Parameters, PasswordHasher
+from conduit_server.users.domain.passwords import OWASP_ARGON2ID, Argon2Parameters, PasswordHasher
 
 # Cheap enough for fast tests, still argon2id.
 CHEAP = Argon2Parameters(time_cost=1, memory_cost_kib=1024, parallelism=1)

@@ -6,7 +6,7 @@ import hashlib
 import re
 import uuid
 
-from conduit_server.users.refresh import (
+from conduit_server.users.domain.refresh import (
     hash_client_secret,
     hash_refresh_token,
     is_well_formed_refresh_token,

@@ -24,7 +24,7 @@ from conduit_server.runtime.tokens import (
     parse_authorization_header,
     parse_jwks,
 )
-from conduit_server.users.keys import KeyRing, SigningKey, generate_signing_key, mint_access_token
+from conduit_server.users.domain.keys import KeyRing, SigningKey, generate_signing_key, mint_access_token
 
 ISSUER = "conduit-mesh"
 AUDIENCE = "conduit"

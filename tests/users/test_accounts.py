@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from conduit.users.v1 import users_pb2
 from conduit_server.runtime.errors import ERROR_BODY_KEY
-from conduit_server.users.passwords import Argon2Parameters, PasswordHasher
+from conduit_server.users.domain.passwords import Argon2Parameters, PasswordHasher
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, running_users_service, unique_name
 from tests.support import trailers
 

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from conduit_server.runtime.errors import RateLimited
-from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from conduit_server.users.api import client_ip
+from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, unique_name
 from tests.support import details, trailers
 

@@ -16,7 +16,7 @@ from conduit.users.v1 import users_pb2
 from conduit_server.runtime.db import Database
 from conduit_server.users import cli
 from conduit_server.users.app import signer_for
-from conduit_server.users.keys import KeyDecryptionError
+from conduit_server.users.domain.keys import KeyDecryptionError
 from tests.fixtures.users import UsersServer, running_users_service, settings_for, unique_name
 
 from .support import fails

@@ -8,7 +8,7 @@ import grpc
 from sqlalchemy import text
 
 from conduit.users.v1 import users_pb2
-from conduit_server.users.refresh import hash_refresh_token
+from conduit_server.users.domain.refresh import hash_refresh_token
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, unique_name
 
 from .support import fails, reason

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conduit.users.v1 import users_pb2
 from conduit_server.runtime.tokens import access_token_claims
-from conduit_server.users.keys import SigningKey, generate_signing_key
+from conduit_server.users.domain.keys import SigningKey, generate_signing_key
 from tests.fixtures.users import AUDIENCE, ISSUER, UsersServer, unique_name
 
 from .support import fails

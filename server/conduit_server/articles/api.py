@@ -11,11 +11,12 @@ from typing import Any
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2
-from conduit_server.articles.domain import Articles, Comments, Importer, Tags
-from conduit_server.articles.domain.articles import ArticleChanges
-from conduit_server.articles.domain.importer import RawItem, Rejection
+from conduit_server.articles.domain.articles import ArticleChanges, Articles
+from conduit_server.articles.domain.comments import Comments
+from conduit_server.articles.domain.importer import Importer, RawItem, Rejection
+from conduit_server.articles.domain.records import ArticleView, Author, Caller, CommentView, StoredArticle
+from conduit_server.articles.domain.tags import Tags
 from conduit_server.articles.events import timestamp
-from conduit_server.articles.records import ArticleView, Author, Caller, CommentView, StoredArticle
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
 from conduit_server.runtime.interceptors import validate

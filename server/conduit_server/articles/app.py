@@ -9,25 +9,29 @@ import grpc
 import redis.asyncio as aioredis
 
 from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
-from conduit_server.articles import api, models
-from conduit_server.articles.authors import Authors
-from conduit_server.articles.cache import ArticleCache
-from conduit_server.articles.domain import Articles, Comments, Importer, Tags
+from conduit_server.articles import api
+from conduit_server.articles.domain.articles import Articles
+from conduit_server.articles.domain.authors import Authors
+from conduit_server.articles.domain.comments import Comments
+from conduit_server.articles.domain.importer import Importer
+from conduit_server.articles.domain.tags import Tags
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.repository import (
     ArticleRepository,
     CommentRepository,
     ImportRepository,
     TagRepository,
+    models,
 )
-from conduit_server.articles.users_client import UsersClient
+from conduit_server.articles.repository.cache import ArticleCache
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.directory import DirectoryCache, directory_prefix
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tail import StreamTail
+from conduit_server.users.client.cache import DirectoryCache, directory_prefix
+from conduit_server.users.client.calls import UsersClient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")

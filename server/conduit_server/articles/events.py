@@ -10,7 +10,7 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.articles.v1 import events_pb2
-from conduit_server.articles.records import StoredArticle, StoredComment
+from conduit_server.articles.domain.records import StoredArticle, StoredComment
 from conduit_server.runtime import outbox
 
 ARTICLE_CREATED = "article_created"

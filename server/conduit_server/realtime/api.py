@@ -15,8 +15,8 @@ import grpc
 from google.protobuf.message import Message
 
 from conduit.realtime.v1 import realtime_pb2
-from conduit_server.realtime.streams import Streams
-from conduit_server.realtime.watchers import ArticleSelector, ArticlesSelector, FeedSelector
+from conduit_server.realtime.domain.streams import Streams
+from conduit_server.realtime.domain.watchers import ArticleSelector, ArticlesSelector, FeedSelector
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import PermissionDenied
 

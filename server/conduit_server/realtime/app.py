@@ -9,15 +9,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from conduit_server.realtime import api
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.directory import Directory, ProfileCache, UsersDirectory
-from conduit_server.realtime.enrich import Preparer
-from conduit_server.realtime.follows import FollowGraph
-from conduit_server.realtime.hub import Hub
-from conduit_server.realtime.streams import Streams, unavailable
-from conduit_server.runtime import outbox
+from conduit_server.realtime.domain.enrich import Preparer
+from conduit_server.realtime.domain.follows import FollowGraph
+from conduit_server.realtime.domain.hub import Hub
+from conduit_server.realtime.domain.streams import Streams, unavailable
+from conduit_server.realtime.repository.profiles import Directory, ProfileCache, UsersDirectory
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
+from conduit_server.runtime.settings import RealtimeSettings
 
 log = logging.getLogger("conduit.realtime")
 
@@ -29,8 +28,8 @@ class RealtimeApp:
     name = "realtime"
 
     def __init__(self, redis: aioredis.Redis, directory: Directory,
-                 config: RealtimeConfig | None = None) -> None:
-        self.config = config or RealtimeConfig()
+                 config: RealtimeSettings | None = None) -> None:
+        self.config = config or RealtimeSettings()
         self.redis = redis
         self.directory = directory
         profiles = ProfileCache(directory, ttl_seconds=self.config.profile_ttl_seconds,
@@ -39,11 +38,10 @@ class RealtimeApp:
         self.streams = Streams(self.hub, self.config)
 
     @classmethod
-    def from_resources(cls, resources: Resources, config: RealtimeConfig | None = None) -> RealtimeApp:
+    def from_resources(cls, resources: Resources, config: RealtimeSettings | None = None) -> RealtimeApp:
         """Reads `conduit:events:articles` and `conduit:events:users` from `resources.redis`; profiles
         and followees come from the users service over `resources.users_channel`."""
-        config = config or RealtimeConfig(articles_stream=outbox.stream_name("articles"),
-                                          users_stream=outbox.stream_name("users"))
+        config = config or resources.settings.realtime
         directory = UsersDirectory(resources.users_channel,
                                    timeout_seconds=resources.settings.internal_call_timeout_seconds)
         return cls(resources.redis, directory, config)

@@ -6,11 +6,58 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["users", "articles", "search", "realtime"]
 SERVICES: tuple[ServiceName, ...] = ("users", "articles", "search", "realtime")
+
+
+class RealtimeSettings(BaseModel):
+    """Knobs of the realtime service (`CONDUIT_REALTIME__<NAME>`). Defaults suit production; tests shorten
+    the intervals and shrink the queues."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Streams read by the one reader of the process (outbox.stream_name(...)); "" = no users stream.
+    articles_stream: str = "conduit:events:articles"
+    users_stream: str = "conduit:events:users"
+    # An idle stream gets a heartbeat this often.
+    heartbeat_seconds: float = 15.0
+    # Events queued for one stream before it counts as too slow and is ended (RESOURCE_EXHAUSTED).
+    # A queued event costs ~100 bytes per stream (the serialized message is shared by all streams);
+    # at least 4 reads' worth, so that one burst read at once does not cut off healthy streams.
+    max_queued_per_watcher: int = 1_000
+    # Open streams per process; more are refused with RESOURCE_EXHAUSTED (memory stays bounded).
+    max_watchers: int = 20_000
+    # Entries per XREAD of the reader, and per XRANGE page of a resume.
+    read_count: int = 200
+    # How long one XREAD waits for new entries (they wake it at once). Keep it well below the Redis
+    # client's socket timeout (redis-py 8 defaults to 5 s), or an idle wait reads as a timeout.
+    read_block_ms: int = 2_000
+    # Event ids remembered to drop the relay's re-publications (it publishes at least once).
+    dedupe_window: int = 4_096
+    # Reader retries after a Redis failure: first wait, doubling up to the cap.
+    retry_initial_seconds: float = 0.1
+    retry_max_seconds: float = 5.0
+    # How long a new stream waits for the reader's first contact with Redis before UNAVAILABLE.
+    ready_timeout_seconds: float = 5.0
+    # Author profiles cached in-process (evicted at once by user_updated events).
+    profile_ttl_seconds: float = 60.0
+    profile_cache_size: int = 10_000
+    # Followee sets are reloaded this often behind the follow events (0 = never).
+    follow_refresh_seconds: float = 300.0
+    # The hub logs its counters this often (0 = never).
+    metrics_log_seconds: float = 60.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RealtimeSettings:
+        if self.max_queued_per_watcher < 4 * self.read_count:
+            raise ValueError("max_queued_per_watcher must be at least 4 x read_count: a read is fanned out "
+                             "at once, and a burst must not cut off streams that keep up")
+        if self.heartbeat_seconds <= 0 or self.read_count < 1 or self.dedupe_window < 1:
+            raise ValueError("heartbeat_seconds, read_count and dedupe_window must be positive")
+        return self
 
 
 class Settings(BaseSettings):
@@ -20,7 +67,8 @@ class Settings(BaseSettings):
     PostgreSQL and Redis under `state_dir`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CONDUIT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_", env_nested_delimiter="__",
+                                      extra="ignore", frozen=True)
 
     # Where embedded databases, keys and TLS material live between runs.
     state_dir: Path = Path(".state")
@@ -83,9 +131,17 @@ class Settings(BaseSettings):
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
     # health checks move traffic away first.
     shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # `conduit run` restarts a crashed child after a delay that doubles with each quick exit (one
+    # within `restart_quick_exit_seconds` of its start) up to the maximum, and reports a crash loop
+    # after `restart_crash_loop_exits` quick exits in a row (it keeps trying at the maximum delay).
+    restart_first_delay_seconds: float = Field(default=0.2, ge=0)
+    restart_max_delay_seconds: float = Field(default=30.0, ge=0)
+    restart_quick_exit_seconds: float = Field(default=10.0, ge=0)
+    restart_crash_loop_exits: int = Field(default=5, ge=1)
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
 
     def as_environment(self) -> dict[str, str]:
         """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""

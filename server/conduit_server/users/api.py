@@ -9,11 +9,11 @@ from typing import Any
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime.auth import current_principal, require_principal
 from conduit_server.runtime.errors import OAuthError, PermissionDenied
-from conduit_server.users.admin import Roles, ServiceAccountInfo, ServiceAccounts
-from conduit_server.users.domain import Accounts, Changes, Directory, Profile, Profiles, SignedIn
-from conduit_server.users.oauth import ClientCredentials, token_request
-from conduit_server.users.sessions import Session, Sessions
-from conduit_server.users.signer import Signer
+from conduit_server.users.domain.accounts import Accounts, Changes, Directory, Profile, Profiles, SignedIn
+from conduit_server.users.domain.admin import Roles, ServiceAccountInfo, ServiceAccounts
+from conduit_server.users.domain.oauth import ClientCredentials, token_request
+from conduit_server.users.domain.sessions import Session, Sessions
+from conduit_server.users.domain.signer import Signer
 
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _BEARER = "Bearer"

@@ -11,28 +11,29 @@ import redis.asyncio as aioredis
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.directory import DirectoryCache, directory_prefix
-from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.tasks import BackgroundTasks
 from conduit_server.runtime.tokens import AccessTokenVerifier
-from conduit_server.users import api, models
-from conduit_server.users.admin import Roles, ServiceAccounts
-from conduit_server.users.background import BackgroundTasks
-from conduit_server.users.domain import Accounts, Directory, Profiles, RateLimits
-from conduit_server.users.keys import derive_kek
-from conduit_server.users.oauth import ClientCredentials
-from conduit_server.users.passwords import PasswordHasher
+from conduit_server.users import api
+from conduit_server.users.client.cache import DirectoryCache, directory_prefix
+from conduit_server.users.domain.accounts import Accounts, Directory, Profiles, RateLimits
+from conduit_server.users.domain.admin import Roles, ServiceAccounts
+from conduit_server.users.domain.keys import derive_kek
+from conduit_server.users.domain.oauth import ClientCredentials
+from conduit_server.users.domain.passwords import PasswordHasher
+from conduit_server.users.domain.sessions import Sessions
+from conduit_server.users.domain.signer import Clock, Signer, TokenPolicy, utc_now
+from conduit_server.users.events import EventRepository
 from conduit_server.users.repository import (
-    EventRepository,
     KeyRepository,
     RefreshTokenRepository,
     ServiceAccountRepository,
     UserRepository,
+    models,
 )
-from conduit_server.users.sessions import Sessions
-from conduit_server.users.signer import Clock, Signer, TokenPolicy, utc_now
+from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -32,9 +32,9 @@ from conduit_server.runtime.embedded import EmbeddedPostgres
 from conduit_server.runtime.errors import ConduitError, NotFound
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.settings import Settings
-from conduit_server.users import models
 from conduit_server.users.app import MIGRATIONS, admin_for, signer_for
-from conduit_server.users.models import ROLES
+from conduit_server.users.repository import models
+from conduit_server.users.repository.models import ROLES
 
 
 @dataclass(frozen=True)

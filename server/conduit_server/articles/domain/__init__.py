@@ -1,8 +1,1 @@
-"""The rules of articles, comments, favorites, tags and imports. No protobuf, no SQL here."""
-
-from conduit_server.articles.domain.articles import Articles
-from conduit_server.articles.domain.comments import Comments
-from conduit_server.articles.domain.importer import Importer
-from conduit_server.articles.domain.tags import Tags
-
-__all__ = ["Articles", "Comments", "Importer", "Tags"]
+"""The rules of articles, comments, favorites, tags and imports. No grpc, no SQL here."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conduit_server.articles.records import Caller
+from conduit_server.articles.domain.records import Caller
 from conduit_server.runtime.errors import PermissionDenied
 
 

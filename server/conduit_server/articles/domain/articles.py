@@ -13,12 +13,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles import events, normalise, slugs
-from conduit_server.articles.authors import Authors
-from conduit_server.articles.cache import FRONT_PAGE_SIZE, ArticleCache
+from conduit_server.articles import events
+from conduit_server.articles.domain import normalise, slugs
 from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
-from conduit_server.articles.domain.views import Views
-from conduit_server.articles.records import (
+from conduit_server.articles.domain.authors import Authors
+from conduit_server.articles.domain.records import (
     ArticleFilter,
     ArticlePage,
     ArticleView,
@@ -26,10 +25,12 @@ from conduit_server.articles.records import (
     NewArticleRow,
     StoredArticle,
 )
+from conduit_server.articles.domain.views import Views
 from conduit_server.articles.repository import ArticleRepository, TagRepository
-from conduit_server.articles.users_client import UsersClient
+from conduit_server.articles.repository.cache import FRONT_PAGE_SIZE, ArticleCache
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import AlreadyExists, FieldViolation, NotFound
+from conduit_server.users.client.calls import UsersClient
 
 DEFAULT_LIMIT = 20
 # Tries of a slug before giving up: the plain slug, then random suffixes (a clash is ~1 in 2·10⁹).
@@ -157,13 +158,14 @@ class Articles:
                 raise _not_found(slug)
             require_author(caller, current.author_id, "change this article")
             values = _changed_columns(current, changes)
+            # Every read before the event: the outbox append takes the commit-order lock, held to COMMIT.
+            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [current.id])
             if values:
                 await self._apply(session, current, values)
                 article = await self._articles.by_id(session, current.id)
                 await events.article_updated(session, article, previous_slug=current.slug)
             else:
                 article = current
-            favorited = await self._articles.favorited_ids(session, caller.viewer_id, [article.id])
         if values:
             await self._cache.invalidate(slugs={current.slug, article.slug}, lists=True)
         return await self._views.article(article, caller, favorited=bool(favorited))

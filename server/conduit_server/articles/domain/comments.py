@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conduit_server.articles import events
 from conduit_server.articles.domain.access import require_author_or_moderator, require_user
+from conduit_server.articles.domain.records import Caller, CommentView
 from conduit_server.articles.domain.views import Views
-from conduit_server.articles.records import Caller, CommentView
 from conduit_server.articles.repository import CommentRepository
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import NotFound

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles import events, normalise, slugs
-from conduit_server.articles.cache import ArticleCache
-from conduit_server.articles.records import Caller, StoredArticle
+from conduit_server.articles import events
+from conduit_server.articles.domain import normalise, slugs
+from conduit_server.articles.domain.records import Caller, StoredArticle
 from conduit_server.articles.repository import ImportRepository, ImportRow, TagRepository
-from conduit_server.articles.users_client import UsersClient
+from conduit_server.articles.repository.cache import ArticleCache
 from conduit_server.runtime.db import Database
+from conduit_server.users.client.calls import UsersClient
 
 BATCH_SIZE = 500
 BATCH_BYTES = 8 * 1024 * 1024

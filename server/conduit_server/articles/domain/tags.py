@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conduit_server.articles.cache import ArticleCache
 from conduit_server.articles.repository import TagRepository
+from conduit_server.articles.repository.cache import ArticleCache
 from conduit_server.runtime.db import Database
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from conduit_server.articles.authors import Authors
-from conduit_server.articles.records import (
+from conduit_server.articles.domain.authors import Authors
+from conduit_server.articles.domain.records import (
     UNKNOWN_AUTHOR,
     ArticleView,
     Caller,

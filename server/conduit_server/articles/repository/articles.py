@@ -20,7 +20,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles.records import ArticleFilter, NewArticleRow, StoredArticle
+from conduit_server.articles.domain.records import ArticleFilter, NewArticleRow, StoredArticle
 
 SLUG_CONSTRAINT = "uq_articles_slug"
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit_server.articles.records import StoredComment
+from conduit_server.articles.domain.records import StoredComment
 
 # The article's id and its comments, oldest first: no row when there is no such article, one row
 # without a comment when it has none.

@@ -25,8 +25,8 @@ from google.protobuf.message import DecodeError
 from conduit.articles.v1 import articles_pb2, events_pb2
 from conduit.realtime.v1 import realtime_pb2
 from conduit.users.v1 import users_pb2
-from conduit_server.realtime.directory import ProfileCache
-from conduit_server.realtime.ids import StreamId
+from conduit_server.realtime.domain.ids import StreamId
+from conduit_server.realtime.repository.profiles import ProfileCache
 
 log = logging.getLogger("conduit.realtime")
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from conduit_server.users import refresh
-from conduit_server.users.domain import IMPLICIT_ROLE, roles_of
-from conduit_server.users.models import ROLES, ServiceAccount
-from conduit_server.users.oauth import SCOPE_TOKEN
-from conduit_server.users.repository import EventRepository, ServiceAccountRepository, UserRepository, lock
-from conduit_server.users.signer import Clock, utc_now
+from conduit_server.users.domain import refresh
+from conduit_server.users.domain.accounts import IMPLICIT_ROLE, roles_of
+from conduit_server.users.domain.oauth import SCOPE_TOKEN
+from conduit_server.users.domain.signer import Clock, utc_now
+from conduit_server.users.events import EventRepository
+from conduit_server.users.repository import ServiceAccountRepository, UserRepository, lock
+from conduit_server.users.repository.models import ROLES, ServiceAccount
 
 ADMIN_ROLE = "admin"
 _ROLES_LOCK = "conduit-roles"

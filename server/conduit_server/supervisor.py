@@ -4,6 +4,9 @@ Services and Envoy run as child processes in their own sessions, so Ctrl-C
 reaches only this supervisor, which stops them in order (Envoy first, then the
 services with a grace period, then Redis and PostgreSQL) and leaves nothing
 running. Children also get SIGTERM if the supervisor itself dies (PDEATHSIG).
+A child that exits on its own is restarted with backoff while the rest keeps
+serving (Envoy's health checks route around it meanwhile); a crash loop is
+reported, not hidden.
 """
 
 from __future__ import annotations
@@ -123,6 +126,35 @@ def _owner(service_full_name: str) -> ServiceName:
     return owner
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to restart a child that exited on its own (the mesh's settings carry the numbers)."""
+
+    first_delay_seconds: float = 0.2
+    max_delay_seconds: float = 30.0
+    quick_exit_seconds: float = 10.0
+    crash_loop_exits: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RestartPolicy:
+        return cls(settings.restart_first_delay_seconds, settings.restart_max_delay_seconds,
+                   settings.restart_quick_exit_seconds, settings.restart_crash_loop_exits)
+
+    def delay(self, quick_exits: int) -> float:
+        """Seconds to wait before the next start, after `quick_exits` quick exits in a row."""
+        return min(self.max_delay_seconds, self.first_delay_seconds * 2.0 ** quick_exits)
+
+
+@dataclass
+class ChildRecord:
+    """What the supervisor remembers of one child between its starts."""
+
+    command: list[str]
+    started_at: float
+    quick_exits: int = 0
+    restart_at: float | None = None
+
+
 @dataclass
 class Mesh:
     """Starts and stops every part of the mesh; usable from `conduit run` and from tests."""
@@ -134,6 +166,7 @@ class Mesh:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    children: dict[str, ChildRecord] = field(default_factory=dict)
 
     def start(self) -> None:
         try:
@@ -191,6 +224,40 @@ class Mesh:
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and envoy
             command, env=self.env, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
             stdout=output, stderr=output)
+        previous = self.children.get(name)
+        self.children[name] = ChildRecord(command, time.monotonic(),
+                                          previous.quick_exits if previous is not None else 0)
+
+    def supervise(self, policy: RestartPolicy, now: float | None = None) -> list[str]:
+        """Restart children that exited on their own, each after its backoff delay.
+
+        Returns the names started by this call. Never waits for a child to become healthy:
+        the rest of the mesh keeps serving while one child comes back.
+        """
+        now = time.monotonic() if now is None else now
+        started: list[str] = []
+        for name, record in self.children.items():
+            process = self.processes.get(name)
+            if process is None:  # stopped on purpose (stop_service, shutdown): not ours to restart
+                continue
+            if record.restart_at is None:
+                code = process.poll()
+                if code is None:
+                    continue
+                quick = now - record.started_at < policy.quick_exit_seconds
+                record.quick_exits = record.quick_exits + 1 if quick else 0
+                delay = policy.delay(record.quick_exits)
+                record.restart_at = now + delay
+                if record.quick_exits >= policy.crash_loop_exits:
+                    log.error("%s is crash-looping: %d exits within %.0fs of starting (last code %s); "
+                              "next start in %.1fs", name, record.quick_exits, policy.quick_exit_seconds,
+                              code, delay)
+                else:
+                    log.warning("%s exited with code %s; restarting in %.1fs", name, code, delay)
+            if record.restart_at is not None and now >= record.restart_at:
+                self._spawn(name, record.command)
+                started.append(name)
+        return started
 
     def stop_processes(self, names: list[str], timeout_seconds: float | None = None) -> None:
         """SIGTERM the named children together, then SIGKILL any that outlive the grace period."""
@@ -250,10 +317,10 @@ def run(settings: Settings) -> None:
     try:
         mesh.start()
         print(mesh.describe(), flush=True)
-        while all(p.poll() is None for p in mesh.processes.values()):
-            time.sleep(0.5)
-        failed = [name for name, p in mesh.processes.items() if p.poll() is not None]
-        log.error("stopping: %s exited", ", ".join(failed))
+        policy = RestartPolicy.from_settings(mesh.settings)
+        while True:
+            mesh.supervise(policy)
+            time.sleep(0.1)  # the supervision tick: how soon an exit is noticed, not a wait for an event
     except KeyboardInterrupt:
         print("\nStopping Conduit Mesh…", flush=True)
     finally:

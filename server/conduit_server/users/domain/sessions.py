@@ -16,10 +16,10 @@ from typing import Literal
 
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import Unauthenticated
-from conduit_server.users import refresh
-from conduit_server.users.domain import Account, Accounts, SignedIn, account_of
+from conduit_server.users.domain import refresh
+from conduit_server.users.domain.accounts import Account, Accounts, SignedIn, account_of
+from conduit_server.users.domain.signer import Clock, utc_now
 from conduit_server.users.repository import RefreshTokenRepository, UserRepository
-from conduit_server.users.signer import Clock, utc_now
 
 log = logging.getLogger("conduit.users.sessions")
 

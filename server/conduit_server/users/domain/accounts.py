@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.directory import DirectoryCache
 from conduit_server.runtime.errors import (
     AlreadyExists,
     FieldViolation,
@@ -19,11 +18,13 @@ from conduit_server.runtime.errors import (
     NotFound,
     Unauthenticated,
 )
-from conduit_server.runtime.ratelimit import Limit, RateLimiter
-from conduit_server.users.models import User
-from conduit_server.users.passwords import PasswordHasher
-from conduit_server.users.repository import EventRepository, RefreshTokenRepository, Taken, UserRepository
-from conduit_server.users.signer import Clock, Signer, utc_now
+from conduit_server.users.client.cache import DirectoryCache
+from conduit_server.users.domain.passwords import PasswordHasher
+from conduit_server.users.domain.signer import Clock, Signer, utc_now
+from conduit_server.users.events import EventRepository
+from conduit_server.users.repository import RefreshTokenRepository, Taken, UserRepository
+from conduit_server.users.repository.models import User
+from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 
 IMPLICIT_ROLE = "user"
 TAKEN = "has already been taken"
@@ -88,7 +89,7 @@ class RateLimits:
     registration_per_ip: Limit = REGISTRATION_PER_IP
 
 
-def normalize_email(email: str) -> str:
+def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
@@ -140,7 +141,7 @@ class Accounts:
     async def register(self, *, username: str, email: str, password: str, client_ip: str) -> SignedIn:
         await self._limiter.acquire([(self.limits.registration_per_ip, client_ip)],
                                     message="too many registrations; try again later")
-        email = normalize_email(email)
+        email = normalise_email(email)
         async with self._database.read() as session:
             conflicts = await self._users.taken(session, email=email, username=username)
         if conflicts:  # both fields at once; the unique indexes still decide races below
@@ -158,7 +159,7 @@ class Accounts:
 
     async def authenticate(self, *, email: str, password: str, client_ip: str) -> Account:
         """The account whose credentials these are; rate limited per account, per IP and both."""
-        email = normalize_email(email)
+        email = normalise_email(email)
         limits = self.limits
         attempt = await self._limiter.acquire(
             [(limits.login_per_account_and_ip, f"{email}|{client_ip}"), (limits.login_per_account, email),
@@ -194,7 +195,7 @@ class Accounts:
     async def update(self, user_id: int, changes: Changes) -> SignedIn:
         values: dict[str, str] = {}
         if changes.email is not None:
-            values["email"] = normalize_email(changes.email)
+            values["email"] = normalise_email(changes.email)
         if changes.username is not None:
             values["username"] = changes.username
         if changes.bio is not None:
@@ -336,5 +337,5 @@ class Directory:
 
 __all__ = [
     "IMPLICIT_ROLE", "Account", "Accounts", "Changes", "Directory", "Profile", "Profiles", "RateLimits",
-    "SignedIn", "normalize_email", "roles_of",
+    "SignedIn", "normalise_email", "roles_of",
 ]

@@ -22,14 +22,14 @@ import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 
 from conduit.users.v1 import events_pb2 as user_events_pb2
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.directory import ProfileCache
-from conduit_server.realtime.enrich import Prepared, Preparer
-from conduit_server.realtime.entries import RawEntry, RecentIds, decode_entries, drop_duplicates, xrevrange
-from conduit_server.realtime.follows import FollowGraph
-from conduit_server.realtime.ids import ORIGIN, StreamId
-from conduit_server.realtime.watchers import ArticleSelector, Offer, Watcher
+from conduit_server.realtime.domain.enrich import Prepared, Preparer
+from conduit_server.realtime.domain.follows import FollowGraph
+from conduit_server.realtime.domain.ids import ORIGIN, StreamId
+from conduit_server.realtime.domain.watchers import ArticleSelector, Offer, Watcher
+from conduit_server.realtime.events import RawEntry, RecentIds, decode_entries, drop_duplicates, xrevrange
+from conduit_server.realtime.repository.profiles import ProfileCache
 from conduit_server.runtime.errors import ConduitError, ResourceExhausted
+from conduit_server.runtime.settings import RealtimeSettings
 from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.realtime.hub")
@@ -62,7 +62,7 @@ class Hub:
     """Reader, fan-out and registry of the process's streams."""
 
     def __init__(self, redis: aioredis.Redis, preparer: Preparer, profiles: ProfileCache,
-                 follows: FollowGraph, config: RealtimeConfig) -> None:
+                 follows: FollowGraph, config: RealtimeSettings) -> None:
         self.redis = redis
         self.preparer = preparer
         self.profiles = profiles

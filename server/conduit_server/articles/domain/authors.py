@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from google.protobuf.message import DecodeError
 
 from conduit.users.v1 import events_pb2 as user_events_pb2
-from conduit_server.articles.records import Author, Caller
-from conduit_server.articles.users_client import UsersClient
-from conduit_server.runtime.directory import DirectoryCache
+from conduit.users.v1 import users_pb2
+from conduit_server.articles.domain.records import Author, Caller
 from conduit_server.runtime.expiring import ExpiringCache
 from conduit_server.runtime.tail import RawEntry
+from conduit_server.users.client.cache import DirectoryCache
+from conduit_server.users.client.calls import UsersClient
 
 log = logging.getLogger("conduit.articles")
 
@@ -57,7 +58,7 @@ class Authors:
             found, missing = self.profiles.get_many(wanted)
             if missing:
                 generation = self.profiles.generation()
-                loaded = await self._users.profiles(missing, 0, caller.deadline)
+                loaded = _authors(await self._users.profiles(missing, 0, caller.deadline))
                 self.profiles.store(loaded, generation)
                 found.update(loaded)
             if followed:
@@ -85,7 +86,7 @@ class Authors:
             return {key: Author(profile["username"], profile["bio"], profile["image"], key in following)
                     for key, profile in cached.items()}
         generation = self.profiles.generation()
-        found = await self._users.profiles(wanted, caller.viewer_id, caller.deadline)
+        found = _authors(await self._users.profiles(wanted, caller.viewer_id, caller.deadline))
         self.profiles.store({key: dataclasses.replace(author, following=False) for key, author in found.items()},
                             generation)
         return found
@@ -100,3 +101,8 @@ class Authors:
                 continue
             if event.WhichOneof("payload") == "user_updated":
                 self.profiles.evict(event.user_updated.user_id)
+
+
+def _authors(profiles: Mapping[int, users_pb2.Profile]) -> dict[int, Author]:
+    return {user_id: Author(profile.username, profile.bio, profile.image, profile.following)
+            for user_id, profile in profiles.items()}

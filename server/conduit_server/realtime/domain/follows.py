@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from conduit_server.realtime.directory import Directory
+from conduit_server.realtime.repository.profiles import Directory
 
 log = logging.getLogger("conduit.realtime.follows")
 

@@ -20,9 +20,11 @@ from collections.abc import AsyncIterator, Callable, Sequence, Set
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from conduit_server.realtime.config import RealtimeConfig
-from conduit_server.realtime.enrich import MAX_EVENTS_PER_MESSAGE, batch, heartbeat
-from conduit_server.realtime.entries import (
+from conduit_server.realtime.domain.enrich import MAX_EVENTS_PER_MESSAGE, batch, heartbeat
+from conduit_server.realtime.domain.hub import Hub
+from conduit_server.realtime.domain.ids import ORIGIN, StreamId, parse_resume_token
+from conduit_server.realtime.domain.watchers import Item, Selector, Watcher
+from conduit_server.realtime.events import (
     RawEntry,
     RecentIds,
     decode_entries,
@@ -30,10 +32,8 @@ from conduit_server.realtime.entries import (
     xrange,
     xrevrange,
 )
-from conduit_server.realtime.hub import Hub
-from conduit_server.realtime.ids import ORIGIN, StreamId, parse_resume_token
-from conduit_server.realtime.watchers import Item, Selector, Watcher
 from conduit_server.runtime.errors import ConduitError, OutOfRange, Unavailable
+from conduit_server.runtime.settings import RealtimeSettings
 
 log = logging.getLogger("conduit.realtime")
 
@@ -64,7 +64,7 @@ def unavailable(message: str, reason: str) -> Callable[[StreamId | None], Condui
 class Streams:
     """Opens and runs streams against one hub."""
 
-    def __init__(self, hub: Hub, config: RealtimeConfig) -> None:
+    def __init__(self, hub: Hub, config: RealtimeSettings) -> None:
         self.hub = hub
         self.config = config
 

@@ -9,8 +9,8 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from conduit_server.realtime.enrich import Entry
-from conduit_server.realtime.ids import StreamId
+from conduit_server.realtime.domain.enrich import Entry
+from conduit_server.realtime.domain.ids import StreamId
 
 log = logging.getLogger("conduit.realtime")
 

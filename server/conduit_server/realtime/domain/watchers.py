@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable, Set
 from typing import Protocol
 
-from conduit_server.realtime.enrich import ARTICLE_CREATED, Prepared
-from conduit_server.realtime.ids import StreamId
+from conduit_server.realtime.domain.enrich import ARTICLE_CREATED, Prepared
+from conduit_server.realtime.domain.ids import StreamId
 from conduit_server.runtime.errors import ConduitError
 
 

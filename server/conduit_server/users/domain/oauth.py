@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import OAuthError
-from conduit_server.users import refresh
+from conduit_server.users.domain import refresh
+from conduit_server.users.domain.signer import Signer
 from conduit_server.users.repository import ServiceAccountRepository
-from conduit_server.users.signer import Signer
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 _FORM_FIELDS = ("grant_type", "client_id", "client_secret", "scope")

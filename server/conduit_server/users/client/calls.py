@@ -19,7 +19,6 @@ import grpc
 from google.protobuf.message import Message
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
-from conduit_server.articles.records import Author
 from conduit_server.runtime.errors import Unavailable
 
 log = logging.getLogger("conduit.articles.users")
@@ -53,15 +52,14 @@ class UsersClient:
     def batch_get_profiles_calls(self) -> int:
         return self.calls["BatchGetProfiles"]
 
-    async def profiles(self, user_ids: Iterable[int], viewer_id: int, deadline: float) -> dict[int, Author]:
+    async def profiles(self, user_ids: Iterable[int], viewer_id: int, deadline: float) -> dict[int, users_pb2.Profile]:
         """Profiles by id with `following` as seen by `viewer_id`; one call per 1,000 distinct ids."""
         ids = sorted(set(user_ids))
-        found: dict[int, Author] = {}
+        found: dict[int, users_pb2.Profile] = {}
         for chunk in _chunks(ids, MAX_BATCH):
             request = users_pb2.BatchGetProfilesRequest(user_ids=chunk, viewer_id=viewer_id)
             response = await self._call(self._directory.BatchGetProfiles, request, deadline)
-            for user_id, profile in response.profiles.items():
-                found[user_id] = Author(profile.username, profile.bio, profile.image, profile.following)
+            found.update(response.profiles)
         return found
 
     async def resolve(self, usernames: Iterable[str], deadline: float) -> dict[str, int]:

@@ -18,9 +18,9 @@ from typing import Any
 
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache, service_subject, user_subject
-from conduit_server.users import keys
-from conduit_server.users.models import SigningKeyRow
+from conduit_server.users.domain import keys
 from conduit_server.users.repository import KeyRepository, lock
+from conduit_server.users.repository.models import SigningKeyRow
 
 log = logging.getLogger("conduit.users.keys")
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import redis.asyncio as aioredis
 
 from conduit.articles.v1 import events_pb2
+from conduit_server.articles.domain.records import StoredArticle
 from conduit_server.articles.events import article_record, stored_article
-from conduit_server.articles.records import StoredArticle
 from conduit_server.runtime.cache import Cache, pack_messages, unpack_messages
 
 NAMESPACE = "conduit:articles:cache"

@@ -1,0 +1,1 @@
+"""The rules of watch streams: selection, resume positions, fan-out, personalisation. No grpc."""
