@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from deploy.rest_smoke import publish_and_read
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
@@ -76,18 +78,7 @@ def smoke(port: int, ca: Path) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("Envoy did not answer GET /api/tags within 180 s")
             time.sleep(0.5)
-        name = f"compose{secrets.token_hex(3)}"
-        answer = client.post("/api/users", json={"user": {"username": name, "email": f"{name}@example.org",
-                                                           "password": secrets.token_urlsafe(16)}})
-        answer.raise_for_status()
-        token = answer.json()["user"]["token"]
-        answer = client.post("/api/articles", headers={"Authorization": f"Token {token}"}, json={"article": {
-            "title": f"Compose {name}", "description": "d", "body": "b", "tagList": ["compose"]}})
-        answer.raise_for_status()
-        slug = answer.json()["article"]["slug"]
-        article = client.get(f"/api/articles/{slug}").json()["article"]
-        assert article["author"]["username"] == name, article
-        assert "compose" in client.get("/api/tags").json()["tags"]
+        publish_and_read(client, f"compose{secrets.token_hex(3)}", "compose")
     print(f"compose smoke: REST through Envoy's TLS port {port}: register, create, read: ok")
 
 

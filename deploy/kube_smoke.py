@@ -40,6 +40,8 @@ from typing import Any
 import httpx
 import yaml
 
+from deploy.rest_smoke import publish_and_read
+
 ROOT = Path(__file__).resolve().parents[1]
 PODMAN = str(ROOT / "deploy" / "podman" / "podman")
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "dev"
@@ -96,6 +98,7 @@ class Smoke:
     ports: dict[str, int] = field(default_factory=dict)
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)
     pods: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
     objects: list[Object] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -158,7 +161,14 @@ class Smoke:
         spec["restartPolicy"] = restart
         for key in ("topologySpreadConstraints", "automountServiceAccountToken", "enableServiceLinks"):
             spec.pop(key, None)
+        # Podman makes an emptyDir a named volume: name it per pod, or every pod shares one /tmp.
+        renamed = {v["name"]: f"{self.pod_name(name)}-{v['name']}" for v in spec.get("volumes", []) if "emptyDir" in v}
+        for volume in spec.get("volumes", []):
+            volume["name"] = renamed.get(volume["name"], volume["name"])
+        self.volumes += renamed.values()
         for container in spec["containers"]:
+            for mount in container.get("volumeMounts", []):
+                mount["name"] = renamed.get(mount["name"], mount["name"])
             env = self.environment(container, overrides)
             container["env"] = env
             values = {e["name"]: e["value"] for e in env}
@@ -264,17 +274,7 @@ class Smoke:
         """Register, write an article, read it back through every route: the REST API works."""
         name = f"smoke{self.run_id}"
         with self.client() as client:
-            answer = client.post("/api/users", json={"user": {
-                "username": name, "email": f"{name}@example.org", "password": secrets.token_urlsafe(16)}})
-            answer.raise_for_status()
-            token = answer.json()["user"]["token"]
-            answer = client.post("/api/articles", headers={"Authorization": f"Token {token}"}, json={"article": {
-                "title": f"Kube smoke {self.run_id}", "description": "d", "body": "b", "tagList": ["kube"]}})
-            answer.raise_for_status()
-            slug = answer.json()["article"]["slug"]
-            assert "kube" in client.get("/api/tags").json()["tags"]
-            assert client.get(f"/api/articles/{slug}").json()["article"]["author"]["username"] == name
-            assert client.get(f"/api/profiles/{name}").status_code == 200
+            slug = publish_and_read(client, name, "kube")
         return name, slug
 
     def delete_one_pod_per_service(self, name: str, slug: str) -> dict[str, int]:
@@ -322,11 +322,17 @@ class Smoke:
             print(f"--- {pod}\n{result.stdout}{result.stderr}", file=sys.stderr)
 
     def down(self) -> None:
+        """Remove every pod and volume of this run; fail if any is left."""
         for pod in reversed(self.pods):
             podman("pod", "rm", "--force", "--time", "5", pod, check=False)
-        self.pods.clear()
-        podman("volume", "prune", "--force", check=False)
+        for volume in self.volumes:
+            podman("volume", "rm", "--force", volume, check=False)
         shutil.rmtree(self.work, ignore_errors=True)
+        prefix = f"name=smoke-{self.run_id}-"
+        left = podman("pod", "ls", "--filter", prefix, "--format", "{{.Name}}").stdout.split()
+        left += podman("volume", "ls", "--filter", prefix, "--format", "{{.Name}}").stdout.split()
+        if left:
+            raise RuntimeError(f"kube-smoke left behind: {', '.join(left)}")
 
 
 @contextlib.contextmanager
