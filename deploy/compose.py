@@ -29,6 +29,7 @@ ENV_FILE = DEPLOY / "compose.env"
 STATE = DEPLOY / ".compose"
 PROJECT = "conduit"
 PODMAN = str(DEPLOY / "podman" / "podman")
+SERVICES = ("users", "articles", "search", "realtime")
 
 
 def free_port() -> int:
@@ -64,8 +65,43 @@ def ensure_tls() -> Path:
 
 def compose(*args: str, environment: dict[str, str] | None = None) -> None:
     command = [sys.executable, "-m", "podman_compose", "--podman-path", PODMAN, "--project-name", PROJECT,
-               "--env-file", str(ENV_FILE), "--file", str(COMPOSE_FILE), *args]
+               "--in-pod", "false", "--env-file", str(ENV_FILE), "--file", str(COMPOSE_FILE), *args]
     subprocess.run(command, check=True, cwd=DEPLOY, env={**os.environ, **(environment or {})})  # noqa: S603
+
+
+def container_of(service: str) -> str:
+    result = subprocess.run([PODMAN, "ps", "--all", "--filter", f"label=io.podman.compose.project={PROJECT}",  # noqa: S603
+                             "--filter", f"label=com.docker.compose.service={service}", "--format", "{{.Names}}"],
+                            capture_output=True, text=True, check=True)
+    names = result.stdout.split()
+    if len(names) != 1:
+        raise RuntimeError(f"expected one container of {service}, found {names}")
+    return names[0]
+
+
+def wait_healthy(services: tuple[str, ...], timeout_seconds: float = 180) -> None:
+    """Run each service's own Compose health check until it passes (bounded).
+
+    Podman 4.3 runs health checks from systemd timers and podman-compose ignores `condition:
+    service_healthy` with it, so the start order is enforced here, stage by stage, with the very
+    checks the file declares (`podman healthcheck run`).
+    """
+    deadline = time.monotonic() + timeout_seconds
+    for service in services:
+        container = container_of(service)
+        while subprocess.run([PODMAN, "healthcheck", "run", container], capture_output=True,  # noqa: S603
+                             check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} not healthy after {timeout_seconds:.0f}s")
+            time.sleep(0.5)
+
+
+def wait_completed(service: str, timeout_seconds: float = 300) -> None:
+    container = container_of(service)
+    code = subprocess.run([PODMAN, "wait", container], capture_output=True, text=True,  # noqa: S603
+                          check=True, timeout=timeout_seconds).stdout.strip()
+    if code != "0":
+        raise RuntimeError(f"{service} exited with {code}")
 
 
 def smoke(port: int, ca: Path) -> None:
@@ -104,8 +140,16 @@ def up() -> None:
     environment = {"CONDUIT_COMPOSE_TLS_PORT": str(port),
                    "CONDUIT_COMPOSE_PROMETHEUS_PORT": os.environ.get("CONDUIT_COMPOSE_PROMETHEUS_PORT")
                    or str(free_port())}
-    compose("up", "--detach", environment=environment)
     try:
+        # The order of the file's depends_on conditions, enforced stage by stage (see wait_healthy).
+        compose("up", "--detach", "--no-deps", "postgres", "redis", environment=environment)
+        wait_healthy(("postgres", "redis"))
+        compose("up", "--detach", "--no-deps", "migrate", environment=environment)
+        wait_completed("migrate")
+        compose("up", "--detach", "--no-deps", *SERVICES, environment=environment)
+        wait_healthy(SERVICES)
+        compose("up", "--detach", "--no-deps", "gateway", "prometheus", environment=environment)
+        wait_healthy(("prometheus",))
         smoke(port, ca)
     except BaseException:
         compose("logs", "--tail", "30")

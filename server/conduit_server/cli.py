@@ -17,8 +17,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     commands.add_parser("gateway", help="run Envoy in the foreground, routing to each service's target")
     commands.add_parser("migrate", help="apply every service's schema migrations, then exit")
-    health = commands.add_parser("health", help="exit 0 when the gRPC server at ADDRESS is SERVING (probes)")
-    health.add_argument("address")
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
     # realtime: history).
     from conduit_server import backups
@@ -45,10 +43,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         configure_logging("mesh", settings.log_level)
         supervisor.run(settings)
-    elif args.command == "health":
-        from conduit_server import deploy
-
-        raise SystemExit(0 if deploy.serving(args.address) else 1)
     elif args.command in ("gateway", "migrate"):
         from conduit_server import deploy
 

@@ -120,20 +120,6 @@ async def migrate(settings: Settings) -> None:
             await database.close()
 
 
-def serving(address: str, timeout_seconds: float = 2.0) -> bool:
-    """One gRPC health check of the server's overall status (a container health check)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                               timeout=timeout_seconds)
-        except grpc.RpcError:
-            return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def run_migrate(settings: Settings) -> None:
     asyncio.run(migrate(settings))
 
