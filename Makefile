@@ -56,9 +56,12 @@ buf-breaking: $(STAMP) ## no breaking change against main's contract
 	  status=$$?; rm -rf $$tmp; exit $$status; \
 	else echo "buf-breaking: main has no contract yet; nothing to compare"; fi
 
-generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set and the OpenAPI document
+KUBE_GATEWAY := deploy/kubernetes/base/config.env deploy/kubernetes/base/gateway/envoy.yaml
+
+generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set, the OpenAPI document, the Kubernetes gateway config
 	$(PY) proto/generate.py
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
+	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY)
 
 openapi: $(STAMP) ## regenerate gateway/openapi.yaml from the descriptor set
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
@@ -70,6 +73,7 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
+	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
 
 bench-tools: $(STAMP)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import re
 import secrets
@@ -277,6 +278,34 @@ class Smoke:
             slug = publish_and_read(client, name, "kube")
         return name, slug
 
+    def watch_position_on_replica_0(self, tag: str) -> str:
+        """The resume position a watcher connected to realtime replica 0 holds (its first heartbeat)."""
+        import grpc
+
+        from conduit.realtime.v1 import realtime_pb2, realtime_pb2_grpc
+
+        address = f"{self.replica_host(0)}:{self.ports['realtime']}"
+        with grpc.insecure_channel(address) as channel:
+            stream = realtime_pb2_grpc.RealtimeServiceStub(channel).WatchArticles(
+                realtime_pb2.WatchArticlesRequest(tag=tag), timeout=30)
+            first = next(iter(stream))  # leaving the block closes the channel, which ends the watch
+        if first.event.type != realtime_pb2.EVENT_TYPE_HEARTBEAT:
+            raise AssertionError(f"a watch starts with a heartbeat, got {first}")
+        return str(first.event.event_id)
+
+    def resume_through_gateway(self, tag: str, token: str) -> dict[str, Any]:
+        """Resume `token` through Envoy (only replica 1 is left): the first event after it."""
+        with self.client() as client, client.stream("GET", "/api/watch/articles",
+                                                    params={"tag": tag, "resumeToken": token}) as response:
+            if response.status_code != 200:
+                raise AssertionError(f"resume answered {response.status_code}")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    event: dict[str, Any] = json.loads(line.removeprefix("data:"))["event"]
+                    if event["type"] != "EVENT_TYPE_HEARTBEAT":
+                        return event
+        raise AssertionError("the resumed watch ended without an event")
+
     def delete_one_pod_per_service(self, name: str, slug: str) -> dict[str, int]:
         """Readers call every read route without pause while replica 0 of each service is deleted."""
         paths = ("/api/tags", f"/api/articles/{slug}", f"/api/profiles/{name}", "/api/articles?limit=5")
@@ -360,9 +389,18 @@ def main() -> None:
         smoke.start_gateway()
         name, slug = smoke.exercise()
         print("kube-smoke: REST through Envoy (TLS): register, create, read: ok", flush=True)
+        tag = f"resume{smoke.run_id}"
+        token = smoke.watch_position_on_replica_0(tag)
+        with smoke.client() as client:
+            missed = publish_and_read(client, f"{name}w", tag)
         reads = smoke.delete_one_pod_per_service(name, slug)
         print(f"kube-smoke: deleted one pod of each service under load: {reads['count']} reads, 0 failed",
               flush=True)
+        event = smoke.resume_through_gateway(tag, token)
+        if (event["type"], event["article"]["slug"]) != ("EVENT_TYPE_ARTICLE_CREATED", missed):
+            raise AssertionError(f"resuming on replica 1 gave {event}, not the creation of {missed}")
+        print("kube-smoke: a watch's position from replica 0 resumed on replica 1 (through Envoy) "
+              "with the event it missed", flush=True)
     print(f"kube-smoke passed in {time.monotonic() - started:.0f}s")
 
 
