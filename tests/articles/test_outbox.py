@@ -23,6 +23,7 @@ from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
 from tests.articles.conftest import Mesh, Person, stream_entries
+from tests.support import eventually
 
 
 class RelayCrashed(Exception):
@@ -237,3 +238,50 @@ async def test_the_outbox_append_is_the_last_statement_of_every_write(mesh: Mesh
         event.remove(engine, "commit", on_end)
         event.remove(engine, "rollback", on_end)
     assert after_append == []
+
+
+async def test_killing_the_relay_lock_connection_never_yields_two_publishers(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
+    stream = f"test:outbox:lock:{uuid.uuid4().hex[:8]}"
+    relays = [outbox.OutboxRelay(relay_db, articles_app.redis, stream, poll_seconds=0.1) for _ in range(2)]
+    for relay in relays:
+        relay.start()
+    try:
+        await eventually(lambda: any(relay.holds_lock for relay in relays))
+        holder = next(relay for relay in relays if relay.holds_lock)
+        async with relay_db.transaction() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder.lock_backend_pid})
+        await _write(relay_db, 30, start=2_000)
+        await eventually(lambda: sum(relay.published for relay in relays) >= 30, seconds=20)
+        # The lock went with its connection: whoever holds it now holds it alone.
+        await eventually(lambda: any(relay.holds_lock for relay in relays), seconds=20)
+        assert [relay.holds_lock for relay in relays].count(True) == 1
+        entries = await stream_entries(articles_app.redis, stream)
+        event_ids = [fields[b"event_id"] for _, fields in entries]
+        assert len(event_ids) == len(set(event_ids)) == 30
+        sequence = [int(fields[b"seq"]) for _, fields in entries]
+        assert sequence == sorted(sequence)
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
+async def test_published_rows_and_stream_entries_past_the_retention_are_pruned_and_pending_ones_kept(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
+    stream = f"test:outbox:prune:{uuid.uuid4().hex[:8]}"
+    relay = outbox.OutboxRelay(relay_db, articles_app.redis, stream, retention_seconds=0, prune_batch=4)
+    await _write(relay_db, 10, start=3_000)
+    while await relay.relay_once():
+        pass
+    await _write(relay_db, 3, start=3_100)  # not yet published: never pruned
+    assert await relay.prune() == 10
+    assert await relay.pending() == 3
+    async with relay_db.read() as session:
+        assert await session.scalar(text("SELECT count(*) FROM outbox")) == 3
+    assert await articles_app.redis.xlen(stream) == 0
+
+    keeping = outbox.OutboxRelay(relay_db, articles_app.redis, stream, retention_seconds=3_600)
+    while await keeping.relay_once():
+        pass
+    assert await keeping.prune() == 0
+    assert await articles_app.redis.xlen(stream) == 3

@@ -62,7 +62,7 @@ class ArticlesApp:
         self.comments = Comments(database, CommentRepository(), views)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
-        self.relay = outbox.OutboxRelay(database, redis, EVENTS_STREAM)
+        self.relay = outbox.OutboxRelay.from_settings(settings, database, redis, EVENTS_STREAM)
 
     @classmethod
     def from_resources(cls, resources: Resources) -> ArticlesApp:

@@ -7,6 +7,14 @@ docs/decisions/0003-outbox-commit-order.md). The relay publishes
 unpublished rows in id order with XADD, then marks them published. A crash
 between the two re-publishes the batch on restart: delivery is at least once,
 and consumers deduplicate by `event_id`.
+
+One relay per schema publishes, the holder of a session advisory lock, and it
+reads and marks rows on that very connection: if the connection drops, the lock
+is gone and so is the relay's ability to read the next batch, so two relays
+never publish side by side (at most one batch in flight is repeated, which
+consumers drop by `event_id`). The holder also bounds both stores: published
+rows older than the retention are deleted in small batches, and the stream is
+trimmed by age (MINID) as well as by length.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,10 +31,11 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
 from sqlalchemy import BigInteger, DateTime, Identity, Index, LargeBinary, String, Uuid, func, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.outbox")
@@ -97,7 +107,8 @@ class OutboxRelay:
     """
 
     def __init__(self, database: Database, redis: aioredis.Redis, stream: str, *, batch_size: int = 500,
-                 poll_seconds: float = 1.0, stream_max_len: int = 100_000,
+                 poll_seconds: float = 1.0, stream_max_len: int = 100_000, retention_seconds: float = 86_400.0,
+                 prune_batch: int = 1_000, prune_every_seconds: float = 60.0,
                  after_publish: Callable[[Sequence[Event]], Awaitable[None]] | None = None) -> None:
         self.database = database
         self.redis = redis
@@ -105,20 +116,41 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.stream_max_len = stream_max_len
+        self.retention_seconds = retention_seconds
+        self.prune_batch = prune_batch
+        self.prune_every_seconds = prune_every_seconds
         self.after_publish = after_publish
         self.published = 0
+        self.pruned = 0
+        self.holds_lock = False
+        self.lock_backend_pid: int | None = None  # the PostgreSQL backend holding the relay lock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Database, redis: aioredis.Redis,
+                      stream: str) -> OutboxRelay:
+        return cls(database, redis, stream, stream_max_len=settings.events_stream_max_len,
+                   retention_seconds=settings.outbox_retention_seconds,
+                   prune_every_seconds=settings.outbox_prune_every_seconds)
 
     async def pending(self) -> int:
         async with self.database.read() as session:
             count = await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
             return int(count or 0)
 
-    async def relay_once(self) -> int:
-        """Publish one batch; returns how many rows it published."""
-        async with self.database.read() as session:
-            rows = (await session.execute(text(
+    async def relay_once(self, connection: AsyncConnection | None = None) -> int:
+        """Publish one batch; returns how many rows it published.
+
+        The relay passes its lock connection; without one (tests driving a relay by hand) a pooled
+        connection is used for the batch.
+        """
+        if connection is None:
+            async with self.database.engine.connect() as pooled:
+                return await self.relay_once(pooled)
+        async with connection.begin():
+            rows = (await connection.execute(text(
                 "SELECT id, event_id, event_type, payload FROM outbox WHERE published_at IS NULL "
                 "ORDER BY id LIMIT :limit"), {"limit": self.batch_size})).all()
         if not rows:
@@ -132,24 +164,51 @@ class OutboxRelay:
             await pipe.execute()
         if self.after_publish is not None:
             await self.after_publish(events)
-        async with self.database.transaction() as session:
-            await session.execute(text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"),
-                                  {"ids": [event.id for event in events]})
+        async with connection.begin():
+            await connection.execute(text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"),
+                                     {"ids": [event.id for event in events]})
         self.published += len(events)
         return len(events)
 
+    async def prune(self, connection: AsyncConnection | None = None) -> int:
+        """Delete published rows older than the retention, a batch per statement (short transactions that
+        never touch unpublished rows, so writers never wait on them), and trim the stream by age."""
+        if connection is None:
+            async with self.database.engine.connect() as pooled:
+                return await self.prune(pooled)
+        removed = 0
+        while True:
+            async with connection.begin():
+                deleted = (await connection.execute(text(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL "
+                    "AND published_at < now() - make_interval(secs => :retention) ORDER BY id LIMIT :batch)"),
+                    {"retention": self.retention_seconds, "batch": self.prune_batch})).rowcount
+            removed += deleted
+            if deleted < self.prune_batch:
+                break
+        # Entry ids are milliseconds since the epoch: MINID drops every entry older than the retention.
+        oldest_kept = int((time.time() - self.retention_seconds) * 1000)
+        await self.redis.xtrim(self.stream, minid=str(oldest_kept), approximate=False)
+        self.pruned += removed
+        return removed
+
     async def run(self) -> None:
-        """Relay until cancelled; a lost database connection starts a new session after a pause."""
+        """Relay until cancelled; any failure ends the session (and its lock) and starts a new one after a
+        growing pause, so a relay never keeps publishing on a lock it may have lost."""
+        backoff = 0.1
         while True:
             try:
                 await self._session()
-            except Exception as error:  # noqa: BLE001 - PostgreSQL away: keep trying, never give up
-                log.warning("outbox relay lost its database session, retrying: %s", error)
-                await asyncio.sleep(self.poll_seconds)
+            except Exception as error:  # noqa: BLE001 - PostgreSQL or Redis away: keep trying, never give up
+                log.warning("outbox relay session ended, starting again in %.1fs: %s", backoff, error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.1
 
     async def _session(self) -> None:
-        """Hold the relay lock on one connection, wake on NOTIFY or every `poll_seconds`."""
-        backoff = 0.1
+        """Hold the relay lock on one connection, relay and prune on it, wake on NOTIFY or every
+        `poll_seconds`."""
         connection = await self.database.engine.connect()
         try:
             raw = (await connection.get_raw_connection()).driver_connection
@@ -160,24 +219,24 @@ class OutboxRelay:
                     {"key": _RELAY_LOCK}):
                 await connection.commit()
                 await asyncio.sleep(self.poll_seconds)  # another replica relays; stand by
+            self.lock_backend_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
             await connection.commit()  # the lock is per session; leave no transaction open
+            self.holds_lock = True
+            log.info("outbox relay for %s holds the relay lock (backend %s)", self.stream, self.lock_backend_pid)
             while True:
-                try:
-                    while await self.relay_once() == self.batch_size:
-                        pass
-                    backoff = 0.1
-                except Exception as error:  # noqa: BLE001 - Redis or PostgreSQL away: retry, never drop
-                    log.warning("outbox relay failed, retrying in %.1fs: %s", backoff, error)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
                 self._wake.clear()
+                while await self.relay_once(connection) == self.batch_size:
+                    pass
+                if time.monotonic() >= self._next_prune:
+                    await self.prune(connection)
+                    self._next_prune = time.monotonic() + self.prune_every_seconds
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # races its completion, and stop() would then wait for ever.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await self._wake.wait()
         finally:
+            self.holds_lock, self.lock_backend_pid = False, None
             # Closing the session (not returning it to the pool) releases the advisory lock and
             # the LISTEN, so a relay restarted in this process can take over at once.
             await connection.invalidate()

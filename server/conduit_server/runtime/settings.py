@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
     # health checks move traffic away first.
     shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # Published outbox rows and event-stream entries older than this are deleted by the relay (checked
+    # every `outbox_prune_every_seconds`); the stream is also capped at `events_stream_max_len` entries.
+    # Realtime resumes and search catch-up reach back at most this far.
+    outbox_retention_seconds: float = Field(default=86_400.0, gt=0)
+    outbox_prune_every_seconds: float = Field(default=60.0, gt=0)
+    events_stream_max_len: int = Field(default=100_000, ge=1_000)
     # `conduit run` restarts a crashed child after a delay that doubles with each quick exit (one
     # within `restart_quick_exit_seconds` of its start) up to the maximum, and reports a crash loop
     # after `restart_crash_loop_exits` quick exits in a row (it keeps trying at the maximum delay).

@@ -77,7 +77,8 @@ class UsersApp:
                                  refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
         self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
         self.roles, self.service_accounts = admin_for(database)
-        self.relay = outbox.OutboxRelay(database, redis, stream or outbox.stream_name("users"))
+        self.relay = outbox.OutboxRelay.from_settings(settings, database, redis,
+                                                      stream or outbox.stream_name("users"))
         self._key_reload_seconds = key_reload_seconds
         self._background = BackgroundTasks()
 
