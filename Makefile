@@ -8,11 +8,16 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
+# newman (the official RealWorld collection's runner), from npm into a cache shared by clones.
+NEWMAN_VERSION := 6.2.2
+NEWMAN_DIR := $(HOME)/.cache/conduit/newman-$(NEWMAN_VERSION)
+NEWMAN := $(NEWMAN_DIR)/node_modules/.bin/newman
 PYTEST_ARGS ?=
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
-        check-generated openapi format clean bench profile bench-tools \
-        container-tools image images compose-up compose-down compose-smoke kube-render kube-smoke deploy-lint
+        check-generated openapi format clean bench profile bench-tools observe observe-tools \
+        observe-test rules-test prometheus-package bench-observe conformance \
+        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,8 +33,31 @@ install: $(STAMP) ## create .venv and install the server, the SDK and the dev to
 run: $(STAMP) ## start PostgreSQL, Redis, every service and Envoy (TLS); Ctrl-C stops everything
 	$(BIN)/conduit run
 
-test: check ## run the checks, then the whole test suite
+test: check rules-test ## run the checks, the alert-rule unit tests, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Observability tools: Debian's prometheus (promtool too) and a Jaeger build cached outside the tree.
+JAEGER_DIR ?= $(HOME)/.cache/conduit/jaeger-v1.75.0
+export CONDUIT_JAEGER_DIR := $(JAEGER_DIR)
+
+prometheus-package:
+	@command -v promtool >/dev/null || { command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null; }; } || { echo "needs promtool and prometheus (Debian package prometheus)"; exit 1; }
+
+observe-tools: $(STAMP) prometheus-package ## install Prometheus (Debian package) and build Jaeger (Go module proxy) if missing
+	@bash deploy/observability/build-jaeger.sh $(JAEGER_DIR)
+
+rules-test: prometheus-package ## promtool: check the recording/alert rules and run their unit tests
+	promtool check rules deploy/observability/prometheus/rules/*.yml
+	promtool test rules deploy/observability/prometheus/tests/*.yml
+
+observe: observe-tools ## `make run` with tracing + metrics on, beside a real Prometheus and Jaeger; prints URLs
+	$(BIN)/conduit observe
+
+# The ECS log test needs the search work's Elasticsearch node (search_node/, fetched with Maven) when present.
+observe-test: observe-tools $(if $(wildcard search_node/pom.xml),search-node-fetch) ## the heavy observability tests: Envoy → Jaeger traces, Prometheus queries, ECS logs
+	$(BIN)/pytest tests/observability -m observe $(PYTEST_ARGS)
 
 check: lint typecheck buf-lint buf-format buf-breaking check-generated deploy-lint ## ruff, mypy, buf lint/format/breaking, generated-code drift, hadolint/actionlint
 
@@ -76,6 +104,12 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
 
+$(NEWMAN):
+	npm install --prefix $(NEWMAN_DIR) --no-audit --no-fund --loglevel=error newman@$(NEWMAN_VERSION)
+
+conformance: $(STAMP) $(NEWMAN) ## start a mesh and run the official RealWorld API collection on it (newman)
+	$(PY) -m tests.conformance --newman $(NEWMAN)
+
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "bench needs wrk (Debian: apt-get install wrk)"; exit 1; }
@@ -83,6 +117,9 @@ bench-tools: $(STAMP)
 
 bench: bench-tools ## start the mesh, seed 1,000 users / 10,000 articles, print the results table
 	$(PY) -m bench.run
+
+bench-observe: bench-tools observe-tools ## req/s of bench rows with tracing (10 %) + metrics on vs off
+	$(PY) -m bench.overhead
 
 profile: bench-tools ## flame graph of one service under load (SERVICE=articles|users) into bench/results/
 	$(PY) -m bench.profile $(or $(SERVICE),articles)

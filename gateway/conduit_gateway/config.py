@@ -7,8 +7,8 @@ listener (ALPN h2, http/1.1) and optionally a plain one:
 
 Everything per RPC comes from the descriptor set (see `conduit_gateway.descriptors`): the
 transcoded services, one route per public RPC (timeout, retries, success status), the JWT
-rule of each REST binding, the JSON fields each REST body may carry (generated into the Lua
-filter, which refuses the others: `conduit_gateway.body_fields`). Services whose RPCs are
+rule of each REST binding, the methods of each REST path and the JSON shape of each body
+(generated into the Lua filter: `conduit_gateway.body_fields`). Services whose RPCs are
 all ACCESS_INTERNAL get no route.
 
 JWKS: production uses `remote_jwks`, fetched from the users service through the gateway
@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from conduit_gateway.body_fields import BodyAllowlist, body_allowlist
+from conduit_gateway.body_fields import RestBindings, rest_bindings
 from conduit_gateway.clusters import (
     UNROUTED_CLUSTER,
     Address,
@@ -56,6 +56,7 @@ from conduit_gateway.http_filters import (
 )
 from conduit_gateway.limits import EdgeLimits
 from conduit_gateway.tls import TlsMaterial
+from conduit_gateway.tracing import TracingSpec, collector_cluster, http_tracing
 
 Config = dict[str, Any]
 
@@ -94,6 +95,8 @@ class GatewaySpec:
     local_jwks: str | None = None
     replicas: Mapping[tuple[str, int], Sequence[tuple[str, int]]] = field(default_factory=dict)
     limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # None: no tracing. Else Envoy starts traces and exports its spans (conduit_gateway.tracing).
+    tracing: TracingSpec | None = None
 
 
 def build_config(spec: GatewaySpec) -> Config:
@@ -108,16 +111,18 @@ def build_config(spec: GatewaySpec) -> Config:
         raise ValueError(f"no upstream for public services: {', '.join(missing)}")
     clusters = cluster_names(spec.upstreams, public)
     routes = _route_config(spec, public, clusters)
-    body_fields = body_allowlist(Contract.load(spec.descriptor_path), {s.name for s in public})
+    bindings = rest_bindings(Contract.load(spec.descriptor_path), {s.name for s in public})
 
-    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, body_fields=body_fields,
+    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, bindings=bindings,
                            tls=True)]
     if spec.http_port:
         listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes,
-                                   body_fields=body_fields, tls=False))
+                                   bindings=bindings, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits, spec.replicas.get(address, ()))
                        for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
+    if spec.tracing is not None:
+        cluster_configs.append(collector_cluster(spec.tracing))
     config: Config = {
         "node": {"id": "conduit-gateway", "cluster": "conduit-gateway"},
         "admin": {"address": socket_address("127.0.0.1", spec.admin_port)},
@@ -155,7 +160,7 @@ def _jwks_method(public: Sequence[ServiceInfo]) -> MethodInfo:
 
 
 def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceInfo], routes: Config,
-              *, body_fields: BodyAllowlist, tls: bool) -> Config:
+              *, bindings: RestBindings, tls: bool) -> Config:
     limits = spec.limits
     manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -183,11 +188,13 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
         access_log=[access_log()],
         local_reply_config=local_reply_config(),
         route_config=routes,
-        http_filters=edge_filters(descriptor_path=spec.descriptor_path, public=public, body_fields=body_fields,
+        http_filters=edge_filters(descriptor_path=spec.descriptor_path, public=public, bindings=bindings,
                                   issuer=spec.jwt_issuer,
                                   audience=spec.jwt_audience, local_jwks=spec.local_jwks, limits=limits,
                                   tls=tls),
     )
+    if spec.tracing is not None:
+        manager["tracing"] = http_tracing(spec.tracing)
     chain: Config = {"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                   "typed_config": manager}]}
     if tls:
@@ -271,4 +278,4 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Confi
     return route
 
 
-__all__ = ["EdgeLimits", "GatewaySpec", "build_config", "write_config"]
+__all__ = ["EdgeLimits", "GatewaySpec", "TracingSpec", "build_config", "write_config"]

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from conduit_gateway.body_fields import BodyAllowlist
+from conduit_gateway.body_fields import RestBindings
 from conduit_gateway.descriptors import Access, ServiceInfo
 from conduit_gateway.limits import EdgeLimits
 
@@ -39,14 +39,14 @@ def typed(type_name: str, **fields: Any) -> Config:
     return {"@type": f"type.googleapis.com/{type_name}", **fields}
 
 
-def lua_source(body_fields: BodyAllowlist | None = None) -> str:
-    """The Lua script shaping REST responses (`rest_responses.lua`), with the allowed JSON body
-    fields of each REST binding generated into it (none without `body_fields`)."""
+def lua_source(bindings: RestBindings | None = None) -> str:
+    """The Lua script checking REST requests and shaping REST responses (`rest_responses.lua`),
+    with the REST bindings and their body shapes generated into it (none without `bindings`)."""
     source = resources.files("conduit_gateway").joinpath("rest_responses.lua").read_text(encoding="utf-8")
-    return body_fields.render_into(source) if body_fields is not None else source
+    return bindings.render_into(source) if bindings is not None else source
 
 
-def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], body_fields: BodyAllowlist,
+def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], bindings: RestBindings,
                  issuer: str, audience: str, local_jwks: str | None, limits: EdgeLimits,
                  tls: bool) -> list[Config]:
     """The filter chain of the public listeners, in the order GATEWAY-FACTS verified."""
@@ -57,7 +57,7 @@ def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], body_f
          "typed_config": typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb")},
         {"name": LUA_FILTER, "typed_config": typed(
             "envoy.extensions.filters.http.lua.v3.Lua",
-            default_source_code={"inline_string": lua_source(body_fields)})},
+            default_source_code={"inline_string": lua_source(bindings)})},
         jwt_authn(public, issuer=issuer, audience=audience, local_jwks=local_jwks),
         # The transcoder's max_request_body_size is not enforced on streamed JSON (observed:
         # 2 MiB passed); the buffer filter is, and is disabled on client-streaming routes.
@@ -98,8 +98,10 @@ def transcoder(descriptor_path: Path, services: Sequence[str], limits: EdgeLimit
             "preserve_proto_field_names": False,
             "stream_sse_style_delimited": True,
         },
-        # Without these, unknown paths and parameters reach the service untranscoded (503).
-        request_validation_options={"reject_unknown_method": True, "reject_unknown_query_parameters": True},
+        # Unknown paths are refused (else they reach the service untranscoded: 503); unknown query
+        # parameters are ignored, as RealWorld clients send extra ones (`?_=123`).
+        request_validation_options={"reject_unknown_method": True},
+        ignore_unknown_query_parameters=True,
         # Off: a unary error stays a trailers-only response whose grpc-status Lua reads from the
         # headers (with it on, the status is moved into a JSON body Lua cannot act on in time).
         convert_grpc_status=False,
@@ -169,24 +171,35 @@ def local_reply_config() -> Config:
     ]}}
     json_body = {"json_format": {"errors": {"body": ["%LOCAL_REPLY_BODY%"]}},
                  "content_type": "application/json"}
-    early_bad_request = {"and_filter": {"filters": [
-        rest,
+
+    def status_is(code: int) -> Config:
         # The runtime key is required by the API; nothing sets it.
-        {"status_code_filter": {"comparison": {
-            "op": "EQ", "value": {"default_value": 400, "runtime_key": "conduit.gateway.unused"}}}},
+        return {"status_code_filter": {"comparison": {
+            "op": "EQ", "value": {"default_value": code, "runtime_key": "conduit.gateway.unused"}}}}
+
+    early_bad_request = {"and_filter": {"filters": [
+        rest, status_is(400),
         # Rejected by the connection manager before a request id was even generated.
         {"header_filter": {"header": {"name": "x-request-id", "present_match": False}}},
     ]}}
-    # Lua's own answers (unknown JSON body fields) are RealWorld JSON already.
+    # Lua's own answers (405, 403, bodies it refuses) are RealWorld JSON already.
     lua_reply = {"metadata_filter": {"matcher": {
         "filter": METADATA_NAMESPACE, "path": [{"key": "own_reply"}], "value": {"bool_match": True}},
         "match_if_key_not_found": False}}
+    # The transcoder's own 400s and 404s carry parser output and protobuf type names (`Could not
+    # find field "x" in the type "conduit.…"`, `Could not resolve /api/x to a method.`): REST
+    # clients get a plain text instead. Lua catches the common body errors first, by field.
+    own_text = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                "content_type": "application/json"}
     return {"mappers": [
-        {"filter": lua_reply, "body_format_override": {
-            "text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"}},
+        {"filter": lua_reply, "body_format_override": own_text},
         # path_with_escaped_slashes_action (`%2F`) rejects with an empty body.
         {"filter": early_bad_request, "body": {"inline_string": "Bad Request"},
          "body_format_override": json_body},
+        {"filter": {"and_filter": {"filters": [rest, status_is(400)]}},
+         "body": {"inline_string": "is invalid"}, "body_format_override": json_body},
+        {"filter": {"and_filter": {"filters": [rest, status_is(404)]}},
+         "body": {"inline_string": "not found"}, "body_format_override": json_body},
         {"filter": rest, "body_format_override": json_body},
     ]}
 

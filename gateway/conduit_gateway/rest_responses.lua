@@ -7,9 +7,10 @@
 local NAMESPACE = "conduit.gateway"
 
 -- Generated from the descriptors (conduit_gateway.body_fields) in place of these two lines:
--- the allowed JSON keys of each message of a body (a key maps to the message checked below
--- it, or to true: not checked below), and the REST bindings with a JSON body, most specific
--- first ({method, pattern (anchored Lua pattern of the path), message}).
+-- the JSON shape of each message of a body (key -> tag: "string", "number", "bool", "enum",
+-- "free", a message name, or "*" .. tag for a list), and every REST binding, most specific
+-- first ({method, pattern (anchored Lua pattern of the path), body (a message name, "" for no
+-- body, "raw" for a form)}).
 local BODY_MESSAGES = {}
 local BODY_BINDINGS = {}
 -- Deeper bodies are left to the transcoder, whose JSON parser refuses more than 100 levels.
@@ -52,22 +53,58 @@ local function strip_internal(headers)
   end
 end
 
--- The message a REST request's JSON body is read into, from its method and path.
-local function body_message(headers)
+-- The binding of a REST request (method and path), or nil and the set of methods declared on
+-- its path (nil when the path is unknown).
+local function find_binding(headers)
   local method = headers:get(":method")
   local path = string.match(headers:get(":path") or "", "^[^?#]*")
+  local allowed = nil
   for _, binding in ipairs(BODY_BINDINGS) do
-    if binding.method == method and string.find(path, binding.pattern) then
-      return BODY_MESSAGES[binding.message]
+    if string.find(path, binding.pattern) then
+      if binding.method == method then
+        return binding, nil
+      end
+      allowed = allowed or {}
+      allowed[binding.method] = true
     end
   end
-  return nil
+  return nil, allowed
+end
+
+-- The index after the JSON string opening at `i`, or nil when it is not a valid JSON string
+-- (unterminated, a raw control character, an unknown escape).
+local function string_end(text, i)
+  local j = i + 1
+  while true do
+    local stop = string.find(text, '[%z\1-\31"\\]', j)
+    if stop == nil then
+      return nil
+    end
+    local char = string.byte(text, stop)
+    if char == 34 then -- '"'
+      return stop + 1
+    end
+    if char ~= 92 then -- a raw control character
+      return nil
+    end
+    local escape = string.sub(text, stop + 1, stop + 1)
+    if escape == "u" then
+      if not string.find(text, "^%x%x%x%x", stop + 2) then
+        return nil
+      end
+      j = stop + 6
+    elseif string.find(escape, '^["\\/bfnrt]$') then
+      j = stop + 2
+    else
+      return nil
+    end
+  end
 end
 
 local SIMPLE_ESCAPES = {b = "\b", f = "\f", n = "\n", r = "\r", t = "\t"}
 
--- The text of a JSON string's escapes resolved; \u escapes outside ASCII stay as written
--- (no allowed key has them, and the name in the answer stays readable).
+-- The text of a JSON key's escapes resolved; \u escapes outside ASCII stay as written (no known
+-- key has them).
 local function unescape(raw)
   if not string.find(raw, "\\", 1, true) then
     return raw
@@ -84,34 +121,48 @@ local function unescape(raw)
   end))
 end
 
--- The index after the JSON string opening at `i`, or nil when it does not end.
-local function string_end(text, i)
-  local j = i + 1
-  while true do
-    local stop = string.find(text, '["\\]', j)
-    if stop == nil then
-      return nil
-    end
-    if string.byte(text, stop) == 34 then -- '"'
-      return stop + 1
-    end
-    j = stop + 2
-  end
-end
-
 local function skip_space(text, i)
   return string.find(text, "[^ \t\r\n]", i)
 end
 
--- The dotted path of the first object key that `schema` does not allow, at any depth; nil when
--- every key is known. Keys are read, nothing is evaluated. The whole text is scanned first: a
--- text that is not JSON (structure, literals; string contents are not checked) gives nil, and
--- the transcoder answers it. `schema` is a BODY_MESSAGES entry: key -> message name or true
--- (not checked below).
-local function unknown_key(text, schema)
-  local stack = {} -- open containers: {object = bool, schema, path, index}
-  local current, path = schema, ""
-  local found = nil
+-- Whether a JSON value of `kind` may stand where `tag` is expected (null always may: unset).
+local function accepts(tag, kind)
+  if kind == "null" or tag == "free" then
+    return true
+  end
+  if string.byte(tag, 1) == 42 then -- "*": a list
+    return kind == "array"
+  end
+  if BODY_MESSAGES[tag] ~= nil then
+    return kind == "object"
+  end
+  if tag == "number" then
+    return kind == "number" or kind == "string"
+  end
+  if tag == "enum" then
+    return kind == "string" or kind == "number"
+  end
+  return tag == kind -- "string", "bool"
+end
+
+local TYPE_MESSAGES = {string = "must be a string", number = "must be a number", bool = "must be true or false",
+                       enum = "is invalid"}
+
+local function type_message(tag)
+  if string.byte(tag, 1) == 42 then
+    return "must be a list"
+  end
+  return TYPE_MESSAGES[tag] or "must be an object"
+end
+
+-- Scans a JSON body against the shape of `message` (a BODY_MESSAGES name). Returns nil when the
+-- body is fine (unknown keys are skipped: ignored, never bound), "invalid" when it is not JSON,
+-- or "type", the key and the expected tag of the first value of the wrong JSON type. Keys are
+-- read, nothing is evaluated. A body nested deeper than MAX_DEPTH is left to the transcoder.
+local function scan_body(text, message)
+  local stack = {} -- open containers: {object = bool, shape (object: key -> tag), element (array: tag), key}
+  local expect, key = message, "body"
+  local mistyped = nil
   local state = "value"
   local i = skip_space(text, 1)
   if i == nil then
@@ -119,75 +170,98 @@ local function unknown_key(text, schema)
   end
   while true do
     if i == nil then
-      return nil
+      return "invalid"
     end
     local char = string.byte(text, i)
     if state == "value" then
-      if char == 123 or char == 91 then -- { [
+      local kind
+      local stop
+      if char == 123 then
+        kind = "object"
+      elseif char == 91 then
+        kind = "array"
+      elseif char == 34 then
+        kind = "string"
+        stop = string_end(text, i)
+        if stop == nil then
+          return "invalid"
+        end
+      else
+        stop = string.find(text, "[^%w%.%+%-]", i) or (#text + 1)
+        local token = string.sub(text, i, stop - 1)
+        if token == "true" or token == "false" then
+          kind = "bool"
+        elseif token == "null" then
+          kind = "null"
+        elseif string.find(token, "^%-?%d+%.?%d*$") or string.find(token, "^%-?%d+%.?%d*[eE][%+%-]?%d+$") then
+          kind = "number"
+        else
+          return "invalid"
+        end
+      end
+      local fits = accepts(expect, kind)
+      if not fits and mistyped == nil then
+        mistyped = {key, expect}
+      end
+      if kind == "object" or kind == "array" then
         if #stack >= MAX_DEPTH then
           return nil
         end
-        local object = char == 123
-        stack[#stack + 1] = {object = object, schema = current, path = path, index = 0}
+        local entry = {object = kind == "object", key = key}
+        if fits and kind == "object" then
+          entry.shape = BODY_MESSAGES[expect]
+        elseif fits and expect ~= "free" then
+          entry.element = string.sub(expect, 2)
+        else
+          entry.element = "free"
+        end
+        stack[#stack + 1] = entry
         i = skip_space(text, i + 1)
         if i == nil then
-          return nil
+          return "invalid"
         end
         local close = string.byte(text, i)
-        if (object and close == 125) or (not object and close == 93) then
+        if (entry.object and close == 125) or (not entry.object and close == 93) then
           stack[#stack] = nil
           i, state = i + 1, "after"
-        elseif object then
+        elseif entry.object then
           state = "key"
         else
-          path = path .. "[0]"
+          expect = entry.element
         end
-      elseif char == 34 then
-        i, state = string_end(text, i), "after"
       else
-        local stop = string.find(text, "[^%w%.%+%-]", i) or (#text + 1)
-        local token = string.sub(text, i, stop - 1)
-        if not (token == "true" or token == "false" or token == "null"
-                or string.find(token, "^%-?%d+%.?%d*[eE]?[%+%-]?%d*$")) then
-          return nil
-        end
         i, state = stop, "after"
       end
     elseif state == "key" then
       if char ~= 34 then
-        return nil
+        return "invalid"
       end
       local stop = string_end(text, i)
       if stop == nil then
-        return nil
+        return "invalid"
       end
-      local key = unescape(string.sub(text, i + 1, stop - 2))
+      key = unescape(string.sub(text, i + 1, stop - 2))
       i = skip_space(text, stop)
       if i == nil or string.byte(text, i) ~= 58 then -- ':'
-        return nil
+        return "invalid"
       end
       i = skip_space(text, i + 1)
-      local top = stack[#stack]
-      path = top.path == "" and key or (top.path .. "." .. key)
-      if type(top.schema) == "table" then
-        local child = top.schema[key]
-        if child == nil then
-          found = found or path
-          current = true
-        else
-          current = child == true and true or BODY_MESSAGES[child]
-        end
-      else
-        current = true
-      end
+      local shape = stack[#stack].shape
+      expect = (shape ~= nil and shape[key]) or "free"
       state = "value"
     else -- after a value
       i = skip_space(text, i)
       if i == nil then
-        return #stack == 0 and found or nil
+        if #stack > 0 then
+          return "invalid"
+        end
+        if mistyped ~= nil then
+          return "type", mistyped[1], mistyped[2]
+        end
+        return nil
       end
       if #stack == 0 then
-        return nil -- trailing text: the transcoder's to judge
+        return "invalid" -- trailing text
       end
       char = string.byte(text, i)
       local top = stack[#stack]
@@ -196,41 +270,73 @@ local function unknown_key(text, schema)
         if top.object then
           state = "key"
         else
-          top.index = top.index + 1
-          current, path, state = top.schema, top.path .. "[" .. top.index .. "]", "value"
+          expect, key, state = top.element, top.key, "value"
         end
       elseif (top.object and char == 125) or (not top.object and char == 93) then
         stack[#stack] = nil
+        key = top.key
         i = i + 1
       else
-        return nil
+        return "invalid"
       end
     end
   end
 end
 
--- Envoy 1.40's transcoder drops unknown JSON fields silently: refuse them here, by name.
-local function refuse_unknown_fields(handle, headers)
-  local schema = body_message(headers)
-  if schema == nil then
+-- Printable ASCII, at most 128 bytes: a name that comes from the client.
+local function printable(text)
+  text = string.gsub(text, "[^\32-\126]", "?")
+  if #text > 128 then
+    text = string.sub(text, 1, 128) .. "..."
+  end
+  return text
+end
+
+local function own_reply(handle, status, body, extra)
+  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "own_reply", true)
+  local headers = {[":status"] = status, ["content-type"] = "application/json"}
+  for name, value in pairs(extra or {}) do
+    headers[name] = value
+  end
+  handle:respond(headers, body)
+end
+
+local function check_request(handle, headers)
+  local binding, allowed = find_binding(headers)
+  if binding == nil then
+    if allowed == nil then
+      return -- an unknown path: the transcoder's 404
+    end
+    if headers:get(":method") == "OPTIONS" and headers:get("access-control-request-method") ~= nil then
+      -- A preflight the CORS filter (before this one) did not answer: its origin is not allowed.
+      own_reply(handle, "403", '{"errors":{"origin":["is not allowed"]}}')
+      return
+    end
+    local methods = {}
+    for method, _ in pairs(allowed) do
+      methods[#methods + 1] = method
+    end
+    table.sort(methods)
+    own_reply(handle, "405", '{"errors":{"method":["is not allowed"]}}', {allow = table.concat(methods, ", ")})
+    return
+  end
+  if binding.body == "raw" then
     return
   end
   local body = handle:body()
   if body == nil or body:length() == 0 then
     return
   end
-  local field = unknown_key(body:getBytes(0, body:length()), schema)
-  if field == nil then
+  if binding.body == "" then
+    body:setBytes("") -- no body in the contract: whatever was sent is ignored
     return
   end
-  -- Named in printable ASCII, at most 128 bytes: the name comes from the client.
-  field = string.gsub(field, "[^\32-\126]", "?")
-  if #field > 128 then
-    field = string.sub(field, 1, 128) .. "..."
+  local outcome, key, tag = scan_body(body:getBytes(0, body:length()), binding.body)
+  if outcome == "invalid" then
+    own_reply(handle, "400", '{"errors":{"body":["is not valid JSON"]}}')
+  elseif outcome == "type" then
+    own_reply(handle, "422", '{"errors":{' .. json_string(printable(key)) .. ":[" .. json_string(type_message(tag)) .. "]}}")
   end
-  handle:streamInfo():dynamicMetadata():set(NAMESPACE, "own_reply", true)
-  handle:respond({[":status"] = "400", ["content-type"] = "application/json"},
-    '{"errors":{' .. json_string(field) .. ':["is not a known field"]}}')
 end
 
 function envoy_on_request(handle)
@@ -238,7 +344,7 @@ function envoy_on_request(handle)
   local content_type = headers:get("content-type") or ""
   if not starts_with(content_type, "application/grpc") then
     handle:streamInfo():dynamicMetadata():set(NAMESPACE, "rest", true)
-    refuse_unknown_fields(handle, headers)
+    check_request(handle, headers)
   end
 end
 

@@ -13,6 +13,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Operate Conduit Mesh.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
+    commands.add_parser("observe", help="`run` with tracing and metrics on, beside Prometheus and Jaeger")
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
     commands.add_parser("gateway", help="run Envoy in the foreground, routing to each service's target")
@@ -48,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         configure_logging(args.command, settings.log_level)
         (deploy.run_gateway if args.command == "gateway" else deploy.run_migrate)(settings)
+    elif args.command == "observe":
+        from conduit_server import observe
+
+        configure_logging("mesh", settings.log_level)
+        observe.run(settings)
     else:
         configure_logging("cli", settings.log_level)
         args.handler(args, settings)

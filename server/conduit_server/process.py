@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conduit_server.composition import build_app
-from conduit_server.runtime import channels
+from conduit_server.runtime import channels, metrics, telemetry
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from conduit_server.runtime.logs import configure_logging
 from conduit_server.runtime.redis import connect
 from conduit_server.runtime.resources import Resources
+from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.runtime.settings import ServiceName, Settings
@@ -25,8 +26,12 @@ log = logging.getLogger("conduit.serve")
 
 
 def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerifier:
+    """Verifies with the users service's JWKS, and its revocations (runtime.revocations)."""
     keys = JwksCache(channels.jwks_from_users(resources.users_channel))
-    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
+    longest = max(settings.access_token_ttl_seconds, settings.browser_session_ttl_seconds)
+    revocations = Revocations(resources.redis, prefix=revocations_prefix(), ttl_seconds=longest)
+    return AccessTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, max_lifetime_seconds=longest,
+                               revoked=revocations.is_revoked)
 
 
 async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:
@@ -53,7 +58,14 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
     server = GrpcServer(app, host=settings.host, port=settings.port_of(name) if port is None else port,
                         verifier=verifier, internal_token=internal_token,
                         grace_seconds=settings.shutdown_grace_seconds,
-                        drain_seconds=settings.shutdown_drain_seconds)
+                        drain_seconds=settings.shutdown_drain_seconds,
+                        observers=[*telemetry.server_interceptors(),
+                                   *metrics.server_interceptors(name, settings.metrics_enabled)])
+    if settings.metrics_enabled:
+        app_metrics = getattr(app, "metrics", None)
+        if callable(app_metrics):
+            metrics.track_app(app_metrics, getattr(app, "metric_counters", ()))
+        metrics.serve_metrics(name, settings.host, settings.metrics_port_of(name))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -77,8 +89,13 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
 def main(name: ServiceName, settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging(name, settings.log_level)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(settings, name))
+    # Before anything builds engines, Redis clients or channels: they pick up the instrumentation.
+    telemetry.configure_tracing(name, settings.tracing)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, name))
+    finally:
+        telemetry.shutdown_tracing()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -98,6 +98,7 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
     from conduit_gateway.config import GatewaySpec
     from conduit_gateway.descriptors import services_from_descriptors
     from conduit_gateway.tls import TlsMaterial, ensure_local_tls
+    from conduit_gateway.tracing import TracingSpec
 
     endpoints = {service: settings.endpoints_of(service) for service in SERVICES}
     upstreams = {service.name: endpoints[_owner(service.name)][0]
@@ -115,7 +116,9 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
         listen_host=settings.gateway_host, tls_port=settings.gateway_tls_port,
         http_port=settings.gateway_http_port, admin_port=settings.gateway_admin_port,
         jwks_port=settings.gateway_jwks_port, cors_origins=tuple(settings.cors_origins),
-        jwks_upstream=endpoints["users"][0])
+        jwks_upstream=endpoints["users"][0],
+        tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
+        if settings.tracing else None)
 
 
 def _owner(service_full_name: str) -> ServiceName:
@@ -191,6 +194,8 @@ class Mesh:
         # environment, with the database and Redis this supervisor started.
         self.env = {**os.environ, **self.settings.as_environment(), "CONDUIT_STATE_DIR": str(state),
                     "CONDUIT_DATABASE_URL": database_url, "CONDUIT_REDIS_URL": redis_url}
+        if self.settings.tracing:  # the services' OTLP exporters read the standard variable
+            self.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.settings.otlp_endpoint
         # users first: the others fetch its JWKS.
         for name in self.services:
             self.start_service(name)
@@ -294,6 +299,9 @@ class Mesh:
                 lines.append(f"  REST, plain HTTP      http://localhost:{s.gateway_http_port}/api (local)")
             lines.append(f"  Envoy admin           http://127.0.0.1:{s.gateway_admin_port}/")
         lines.extend(f"  {name:<21} grpc://{s.address_of(name)}" for name in self.services)
+        if s.metrics_enabled:
+            lines.extend(f"  {name + ' metrics':<21} http://{s.host}:{s.metrics_port_of(name)}/metrics"
+                         for name in self.services)
         lines.extend(["  PostgreSQL            " + self.env.get("CONDUIT_DATABASE_URL", ""),
                       "  Redis                 " + self.env.get("CONDUIT_REDIS_URL", ""),
                       "Press Ctrl-C to stop.", ""])

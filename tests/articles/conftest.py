@@ -16,11 +16,12 @@ from conduit.articles.v1 import articles_pb2, articles_pb2_grpc
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.articles.app import EVENTS_STREAM, ArticlesApp
 from conduit_server.articles.repository.cache import NAMESPACE
+from conduit_server.process import build_verifier
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.redis import connect
+from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import GrpcServer
-from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache
 from conduit_server.users.client.cache import directory_prefix
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for, unique_name
 
@@ -107,11 +108,11 @@ class Mesh:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def articles_app(postgres_url: str, redis_url: str, users_server: UsersServer
                        ) -> AsyncIterator[ArticlesApp]:
-    """Built the way process.py builds it: resources' users channel, a verifier fed by the users JWKS."""
+    """Built the way process.py builds it: resources' users channel, a verifier fed by the users JWKS
+    and checking the users service's revocations."""
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
-    verifier = AccessTokenVerifier(JwksCache(channels.jwks_from_users(users_channel)),
-                                   settings.jwt_issuer, settings.jwt_audience)
+    verifier = build_verifier(settings, Resources(settings, postgres_url, connect(redis_url), users_channel))
     app = ArticlesApp(settings, Database(postgres_url, "articles"), connect(redis_url), users_channel)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=verifier, internal_token=INTERNAL_TOKEN,
                         grace_seconds=1.0)

@@ -45,7 +45,7 @@ async def test_get_personalises_following_and_favorited_for_the_caller(mesh: Mes
     as_bob = (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=slug),
                                              metadata=bob.auth)).article
     assert (as_bob.author.following, as_bob.favorited, as_bob.favorites_count) == (True, True, 1)
-    assert list(as_bob.tag_list) == ["b", "a"]
+    assert list(as_bob.tag_list) == ["a", "b"]  # alphabetical, whatever order they were sent in
     anonymous = (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=slug))).article
     assert (anonymous.author.following, anonymous.favorited, anonymous.favorites_count) == (False, False, 1)
     assert anonymous.body == "You have to believe."

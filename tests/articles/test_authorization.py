@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from conduit.articles.v1 import articles_pb2
+from conduit.users.v1 import users_pb2
 from tests.articles.conftest import Mesh, Person
 
 
@@ -77,3 +78,17 @@ async def test_a_service_account_cannot_act_as_a_user(mesh: Mesh) -> None:
                                               metadata=auth))
     await _denied(mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=slug), metadata=auth))
     await _denied(mesh.articles.ListFeedArticles(articles_pb2.ListFeedArticlesRequest(), metadata=auth))
+
+
+async def test_a_password_change_voids_older_tokens_in_the_articles_service_too(mesh: Mesh) -> None:
+    author = await mesh.person("changer")
+    await mesh.create(author, "Before")  # the token is now in the articles verifier's cache
+
+    changed = await mesh.users.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
+        user=users_pb2.UpdateUser(password="another long password")), metadata=author.auth)
+
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await mesh.create(author, "After")
+    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    renewed = Person(author.username, author.user_id, changed.user.token)
+    assert (await mesh.create(renewed, "After")).title == "After"

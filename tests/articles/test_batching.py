@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 
 from conduit.articles.v1 import articles_pb2
+from conduit_server.articles.domain.pages import COMMENTS_PAGE
 from conduit_server.runtime.db import Database
 from tests.articles.conftest import Mesh, Person
 
@@ -140,8 +141,8 @@ async def test_comments_of_many_authors_cost_one_users_call(mesh: Mesh) -> None:
     await mesh.forget_authors()
     before = mesh.app.users.batch_get_profiles_calls
     with counting_statements(mesh.app.database) as statements:
-        listed = await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug),
+        listed = await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug, limit=20),
                                                   metadata=viewer.auth)
-    assert len(listed.comments) == 20
+    assert len(listed.comments) == COMMENTS_PAGE.maximum  # a page: the newest 10 of 20 authors
     assert mesh.app.users.batch_get_profiles_calls - before == 1
     assert len(statements) == 1  # the article with its comments

@@ -1,4 +1,4 @@
-"""RealWorld comments through gRPC: list oldest first, add, delete; a comment belongs to its article."""
+"""RealWorld comments through gRPC: list newest first, add, delete; a comment belongs to its article."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ async def _comments(mesh: Mesh, slug: str) -> list[articles_pb2.Comment]:
     return list((await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug))).comments)
 
 
-async def test_comments_are_added_and_listed_oldest_first_with_authors(mesh: Mesh) -> None:
+async def test_comments_are_added_and_listed_newest_first_with_authors(mesh: Mesh) -> None:
     alice, bob = await mesh.person("alice"), await mesh.person("bob")
     slug = (await mesh.create(alice, "Discussed")).slug
     first = await _comment(mesh, bob, slug, "First!")
@@ -31,7 +31,7 @@ async def test_comments_are_added_and_listed_oldest_first_with_authors(mesh: Mes
     listed = await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug),
                                               metadata=alice.auth)
     assert [(c.body, c.author.username, c.author.following) for c in listed.comments] == [
-        ("First!", bob.username, True), ("Thanks", alice.username, False)]
+        ("Thanks", alice.username, False), ("First!", bob.username, True)]
     anonymous = await mesh.comments.ListComments(articles_pb2.ListCommentsRequest(slug=slug))
     assert [c.author.following for c in anonymous.comments] == [False, False]
 

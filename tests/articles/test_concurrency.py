@@ -58,6 +58,6 @@ async def test_a_tag_another_writer_commits_during_a_create_is_still_attached(me
         else:
             raise AssertionError("the create never waited for the other writer's tag")
     created = await creating
-    assert list(created.tag_list) == ["first", "contested", "last"]
+    assert list(created.tag_list) == ["contested", "first", "last"]
     stored = (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug=created.slug))).article
-    assert list(stored.tag_list) == ["first", "contested", "last"]
+    assert list(stored.tag_list) == ["contested", "first", "last"]

@@ -82,7 +82,7 @@ async def test_items_are_normalised_and_bad_items_are_reported_alone(mesh: Mesh)
     assert len([s for s in slugs if s.startswith("twin-")]) == 1
     assert len([s for s in slugs if s.startswith("clash-")]) == 1
     normalised = (await mesh.articles.GetArticle(articles_pb2.GetArticleRequest(slug="normalised"))).article
-    assert list(normalised.tag_list) == ["python", "grpc"]
+    assert list(normalised.tag_list) == ["grpc", "python"]
     assert normalised.description == "First paragraph of the body."
     assert normalised.created_at.ToDatetime(UTC) == datetime(2020, 5, 17, 12, 0, tzinfo=UTC)
     assert normalised.author.username == writer.username

@@ -40,9 +40,9 @@ def test_candidates_start_with_the_plain_slug_except_reserved_routes() -> None:
     assert all(s != "feed" for s in slugs.candidates("Feed", 3))  # GET /api/articles/feed is the feed
 
 
-def test_tags_are_trimmed_lower_cased_and_deduplicated_in_order() -> None:
+def test_tags_are_trimmed_lower_cased_deduplicated_and_sorted() -> None:
     assert normalise.normalise_tags([" Python ", "gRPC", "python", "", "  ", "Two  Words", "grpc"]) == [
-        "python", "grpc", "two words"]
+        "grpc", "python", "two words"]
 
 
 def test_excerpt_is_plain_text_cut_at_a_word() -> None:

@@ -15,9 +15,9 @@ from conduit_gateway.openapi import build_document
 
 from .support import (
     DESCRIPTOR_SET,
-    REALWORLD_SPEC,
     RealWorldOperation,
     iter_realworld_operations,
+    realworld_file,
     sample_message,
 )
 
@@ -29,7 +29,7 @@ def contract() -> Contract:
 
 @pytest.fixture(scope="session")
 def realworld_spec() -> dict[str, Any]:
-    spec: dict[str, Any] = yaml.safe_load(REALWORLD_SPEC.read_text(encoding="utf-8"))
+    spec: dict[str, Any] = yaml.safe_load(realworld_file("openapi.yml").read_text(encoding="utf-8"))
     return spec
 
 

@@ -285,10 +285,10 @@ class EnvoyProcess:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def validate_config(config_path: Path) -> subprocess.CompletedProcess[str]:
+def validate_config(config_path: Path, log_level: str = "error") -> subprocess.CompletedProcess[str]:
     """Run `envoy --mode validate` on a config file."""
     return subprocess.run(
-        [str(ENVOY), "--mode", "validate", "-c", str(config_path), "--log-level", "error"],
+        [str(ENVOY), "--mode", "validate", "-c", str(config_path), "--log-level", log_level],
         capture_output=True, text=True, timeout=60, check=False,
     )
 

@@ -1,4 +1,4 @@
-"""The JSON fields each REST body may carry, computed from the contract's descriptor set."""
+"""What the edge knows of each REST binding (methods, body shape), computed from the descriptor set."""
 
 from __future__ import annotations
 
@@ -6,62 +6,69 @@ import re
 
 import pytest
 
-from conduit_gateway.body_fields import BodyAllowlist, body_allowlist, lua_pattern
+from conduit_gateway.body_fields import NO_BODY, RAW_BODY, RestBindings, lua_pattern, rest_bindings
 from conduit_gateway.descriptors import Contract, template_regex
 from conduit_gateway.http_filters import lua_source
 from tests.gateway.support import DESCRIPTOR
 
 
 @pytest.fixture(scope="module")
-def allowlist() -> BodyAllowlist:
-    return body_allowlist(Contract.load(DESCRIPTOR))
+def bindings() -> RestBindings:
+    return rest_bindings(Contract.load(DESCRIPTOR))
 
 
-def _allowed(allowlist: BodyAllowlist, method: str, template: str, prefix: str = "") -> frozenset[str]:
-    return allowlist.allowed(allowlist.binding(method, template).message, prefix)
+def _shape(bindings: RestBindings, method: str, template: str, prefix: str = "") -> dict[str, str]:
+    return dict(bindings.shape(bindings.binding(method, template).body, prefix))
 
 
-def test_create_user_allows_the_new_user_fields(allowlist: BodyAllowlist) -> None:
-    assert _allowed(allowlist, "POST", "/api/users") == {"user"}
-    assert _allowed(allowlist, "POST", "/api/users", "user") == {"username", "email", "password"}
+def test_create_user_body_has_the_new_user_fields_typed(bindings: RestBindings) -> None:
+    assert _shape(bindings, "POST", "/api/users") == {"user": "conduit.users.v1.NewUser"}
+    assert _shape(bindings, "POST", "/api/users", "user") == {
+        "username": "string", "email": "string", "password": "string"}
 
 
-def test_update_current_user_allows_all_five_fields_a_frontend_sends(allowlist: BodyAllowlist) -> None:
-    assert _allowed(allowlist, "PUT", "/api/user", "user") == {"email", "password", "username", "bio", "image"}
+def test_update_current_user_knows_all_five_fields_a_frontend_sends(bindings: RestBindings) -> None:
+    assert set(_shape(bindings, "PUT", "/api/user", "user")) == {"email", "password", "username", "bio", "image"}
 
 
-def test_create_article_allows_both_spellings_of_tag_list(allowlist: BodyAllowlist) -> None:
-    assert _allowed(allowlist, "POST", "/api/articles", "article") == {
-        "title", "description", "body", "tagList", "tag_list"}
+def test_both_spellings_of_tag_list_are_a_list_of_strings(bindings: RestBindings) -> None:
+    shape = _shape(bindings, "POST", "/api/articles", "article")
+
+    assert shape["tagList"] == shape["tag_list"] == "*string"
 
 
-def test_path_fields_of_a_star_body_are_allowed_in_it(allowlist: BodyAllowlist) -> None:
-    assert _allowed(allowlist, "POST", "/api/articles/{slug}/favorite") == {"slug"}
-    assert _allowed(allowlist, "POST", "/api/auth/refresh") == {"refreshToken", "refresh_token"}
+def test_operations_whose_fields_are_all_in_the_path_have_no_body(bindings: RestBindings) -> None:
+    # The official collection posts `{"user": …}` to follow: dropped, so nothing in it is bound.
+    assert bindings.binding("POST", "/api/profiles/{username}/follow").body == NO_BODY
+    assert bindings.binding("POST", "/api/articles/{slug}/favorite").body == NO_BODY
+    assert bindings.binding("DELETE", "/api/articles/{slug}").body == NO_BODY
+    assert bindings.binding("GET", "/api/articles/{slug}").body == NO_BODY
+    assert bindings.binding("POST", "/api/auth/refresh").body == "conduit.users.v1.RefreshSessionRequest"
 
 
-def test_scalars_are_not_checked_below(allowlist: BodyAllowlist) -> None:
+def test_form_bodies_are_passed_raw(bindings: RestBindings) -> None:
+    assert bindings.binding("POST", "/api/oauth/token").body == RAW_BODY
+
+
+def test_scalars_have_no_shape_below(bindings: RestBindings) -> None:
     with pytest.raises(KeyError):
-        _allowed(allowlist, "POST", "/api/articles", "article.tagList")
+        _shape(bindings, "POST", "/api/articles", "article.tagList")
 
 
-def test_form_bodies_and_bodiless_bindings_are_not_listed(allowlist: BodyAllowlist) -> None:
-    listed = {(b.method, b.path_template) for b in allowlist.bindings}
-
-    assert ("POST", "/api/oauth/token") not in listed  # google.api.HttpBody
-    assert ("GET", "/api/articles/{slug}") not in listed
-    assert ("DELETE", "/api/articles/{slug}") not in listed
+def test_methods_of_a_path_are_what_a_405_allows(bindings: RestBindings) -> None:
+    assert bindings.methods("/api/user") == {"GET", "PUT"}
+    assert bindings.methods("/api/profiles/{username}/follow") == {"POST", "DELETE"}
 
 
 def test_only_the_given_services_are_listed() -> None:
-    allowlist = body_allowlist(Contract.load(DESCRIPTOR), {"conduit.articles.v1.ArticlesService"})
+    listed = rest_bindings(Contract.load(DESCRIPTOR), {"conduit.articles.v1.ArticlesService"})
 
-    assert {b.path_template for b in allowlist.bindings} == {
-        "/api/articles", "/api/articles/{slug}", "/api/articles/{slug}/favorite"}
+    assert {b.path_template for b in listed.bindings} == {
+        "/api/articles", "/api/articles/feed", "/api/articles/{slug}", "/api/articles/{slug}/favorite"}
 
 
-def test_literal_templates_come_before_variables(allowlist: BodyAllowlist) -> None:
-    specificity = [b.specificity for b in allowlist.bindings]
+def test_literal_templates_come_before_variables(bindings: RestBindings) -> None:
+    specificity = [b.specificity for b in bindings.bindings]
 
     assert specificity == sorted(specificity)
 
@@ -86,17 +93,18 @@ def test_lua_patterns_match_what_the_transcoder_maps(template: str, path: str) -
     assert (re.search(_lua_to_regex(lua_pattern(template)), path) is not None) is expected
 
 
-def test_the_tables_are_generated_into_the_lua_source(allowlist: BodyAllowlist) -> None:
-    plain, generated = lua_source(), lua_source(allowlist)
+def test_the_tables_are_generated_into_the_lua_source(bindings: RestBindings) -> None:
+    plain, generated = lua_source(), lua_source(bindings)
 
     assert "local BODY_MESSAGES = {}\n" in plain
     assert "local BODY_MESSAGES = {}\n" not in generated
     assert "local BODY_BINDINGS = {}\n" not in generated
-    assert '["conduit.users.v1.UpdateUser"] = {["bio"] = true, ["email"] = true' in generated
+    assert '["conduit.users.v1.UpdateUser"] = {["bio"] = "string", ["email"] = "string"' in generated
     assert ('{method = "POST", pattern = "^/api/admin/service%-accounts/?$", '
-            'message = "conduit.users.v1.CreateServiceAccountRequest"}') in generated
+            'body = "conduit.users.v1.CreateServiceAccountRequest"}') in generated
+    assert '{method = "GET", pattern = "^/api/user/?$", body = ""}' in generated
 
 
-def test_a_lua_source_without_placeholders_is_refused(allowlist: BodyAllowlist) -> None:
+def test_a_lua_source_without_placeholders_is_refused(bindings: RestBindings) -> None:
     with pytest.raises(ValueError, match="BODY_MESSAGES"):
-        allowlist.render_into("function envoy_on_request(handle) end\n")
+        bindings.render_into("function envoy_on_request(handle) end\n")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conduit_gateway.config import GatewaySpec, build_config, write_config
+from conduit_gateway.tracing import COLLECTOR_CLUSTER, TracingSpec
 from tests.gateway.support import SigningKey, validate_config
 
 Config = dict[str, Any]
@@ -52,8 +53,9 @@ def test_transcoder_serves_every_public_service_but_not_the_internal_one(config:
 
     assert "conduit.users.v1.UserDirectoryService" not in transcoder["services"]
     assert "conduit.articles.v1.ArticlesService" in transcoder["services"]
-    assert transcoder["request_validation_options"] == {
-        "reject_unknown_method": True, "reject_unknown_query_parameters": True}
+    # Unknown paths are refused; unknown query parameters are ignored (RealWorld clients send them).
+    assert transcoder["request_validation_options"] == {"reject_unknown_method": True}
+    assert transcoder["ignore_unknown_query_parameters"] is True
     assert transcoder["print_options"]["always_print_primitive_fields"] is True
 
 
@@ -167,9 +169,11 @@ def test_written_yaml_and_json_hold_the_same_config(spec: GatewaySpec, tmp_path:
     assert as_yaml == as_json == build_config(spec)
 
 
-@pytest.mark.parametrize("variant", ["tls-and-plain", "tls-only", "local-jwks"])
+@pytest.mark.parametrize("variant", ["tls-and-plain", "tls-only", "local-jwks", "traced"])
 def test_envoy_accepts_the_generated_config(spec: GatewaySpec, tmp_path: Path, variant: str) -> None:
-    if variant == "tls-only":
+    if variant == "traced":
+        spec = dataclasses.replace(spec, tracing=TracingSpec.from_endpoint("http://127.0.0.1:4317", 10))
+    elif variant == "tls-only":
         spec = dataclasses.replace(spec, http_port=0)
     elif variant == "local-jwks":
         spec = dataclasses.replace(spec, local_jwks=SigningKey().jwks_json())
@@ -182,14 +186,38 @@ def test_envoy_accepts_the_generated_config(spec: GatewaySpec, tmp_path: Path, v
     assert ("conduit_http" in {item["name"] for item in listeners}) is (variant != "tls-only")
 
 
-def test_lua_gets_the_body_allowlists_and_the_body_buffer_limit(config: Config, spec: GatewaySpec) -> None:
+def test_tracing_is_off_unless_asked_and_then_on_every_public_listener(spec: GatewaySpec) -> None:
+    assert "tracing" not in _manager(build_config(spec))
+    traced = build_config(dataclasses.replace(spec, tracing=TracingSpec.from_endpoint("collector:4317", 10)))
+    for listener in ("conduit_tls", "conduit_http"):
+        tracing = _manager(traced, listener)["tracing"]
+        assert tracing["random_sampling"] == {"value": 10}
+        assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
+    collector = next(c for c in traced["static_resources"]["clusters"] if c["name"] == COLLECTOR_CLUSTER)
+    endpoint = collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert endpoint["socket_address"] == {"address": "collector", "port_value": 4317}
+    with pytest.raises(ValueError, match="no host"):
+        TracingSpec.from_endpoint("http://:4317")
+
+
+def test_lua_gets_the_rest_bindings_and_the_body_buffer_limit(config: Config, spec: GatewaySpec) -> None:
     lua = _filter(config, "envoy.filters.http.lua")["default_source_code"]["inline_string"]
     virtual_host = _manager(config)["route_config"]["virtual_hosts"][0]
     first_mapper = _manager(config)["local_reply_config"]["mappers"][0]
 
-    assert '["conduit.users.v1.NewUser"] = {["email"] = true, ["password"] = true, ["username"] = true}' in lua
+    assert ('["conduit.users.v1.NewUser"] = {["email"] = "string", ["password"] = "string", '
+            '["username"] = "string"}') in lua
     # Lua reads whole REST bodies before the buffer filter raises the stream's limit.
     assert virtual_host["request_body_buffer_limit"] == spec.limits.max_request_body_bytes
     # Lua's own 400s are RealWorld JSON already: passed through, not wrapped again.
     assert first_mapper["filter"]["metadata_filter"]["matcher"]["path"] == [{"key": "own_reply"}]
-    assert first_mapper["body_format_override"]["text_format"] == "%LOCAL_REPLY_BODY%"
+    assert first_mapper["body_format_override"]["text_format_source"] == {"inline_string": "%LOCAL_REPLY_BODY%"}
+
+
+def test_envoy_warns_of_no_deprecated_field(spec: GatewaySpec, tmp_path: Path) -> None:
+    # `make run` shows Envoy's warnings: a newcomer must not see deprecation notices (text_format
+    # became text_format_source).
+    result = validate_config(write_config(spec, tmp_path / "envoy.yaml"), log_level="warning")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deprecated" not in (result.stdout + result.stderr).lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -194,3 +195,15 @@ async def test_health_reports_serving_then_not_serving_while_in_flight_calls_fin
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
         assert failure.value.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+async def test_health_checks_are_not_logged_at_info_but_calls_are(verifier: AccessTokenVerifier,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(StaticApp(_bindings(Tags())), verifier) as (_, channel):
+        with caplog.at_level(logging.INFO, logger="conduit.rpc"):
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            await articles_pb2_grpc.TagsServiceStub(channel).ListTags(articles_pb2.ListTagsRequest())
+
+    logged = [getattr(record, "method", "") for record in caplog.records
+              if record.name == "conduit.rpc" and record.levelno >= logging.INFO]
+    assert logged == ["/conduit.articles.v1.TagsService/ListTags"]

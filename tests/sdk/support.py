@@ -120,9 +120,10 @@ class FakeArticles(articles_pb2_grpc.ArticlesServiceServicer):
     """
 
     def __init__(self, count: int = 0, *, create_failures: Sequence[Failure] = (),
-                 reported_count: int | None = None) -> None:
+                 reported_count: int | None = None, max_page: int | None = None) -> None:
         self.articles = [summary(i) for i in range(count)]
         self.reported_count = reported_count
+        self.max_page = max_page
         self.list_calls: list[ListCall] = []
         self.create_failures = list(create_failures)
         self.create_calls = 0
@@ -132,7 +133,7 @@ class FakeArticles(articles_pb2_grpc.ArticlesServiceServicer):
         self._lock = threading.Lock()
 
     def _page(self, limit: int, offset: int) -> tuple[list[articles_pb2.ArticleSummary], int]:
-        limit = limit or 20
+        limit = min(limit or 20, self.max_page or limit or 20)
         total = self.reported_count if self.reported_count is not None else len(self.articles)
         return self.articles[offset:offset + limit], total
 
@@ -378,6 +379,11 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
             self.revocations += 1
         self.revoke_all()
         return users_pb2.RevokeSessionResponse()
+
+    def RevokeAllSessions(self, request: users_pb2.RevokeAllSessionsRequest,
+                          context: grpc.ServicerContext) -> users_pb2.RevokeAllSessionsResponse:
+        self.revoke_all()
+        return users_pb2.RevokeAllSessionsResponse()
 
     def GetJwks(self, request: users_pb2.GetJwksRequest,
                 context: grpc.ServicerContext) -> users_pb2.GetJwksResponse:

@@ -1,4 +1,4 @@
-"""Pagers fetch pages lazily with limit/offset and stop at a short page or at the reported total."""
+"""Pagers fetch pages lazily with limit/offset and stop at an empty page or at the reported total."""
 
 from __future__ import annotations
 
@@ -51,11 +51,19 @@ def test_no_request_past_the_reported_total(serve: Serve) -> None:
     assert [c.offset for c in articles.list_calls] == [0, 20]
 
 
-def test_a_short_page_ends_the_list_even_if_the_total_says_more(serve: Serve) -> None:
+def test_an_empty_page_ends_the_list_even_if_the_total_says_more(serve: Serve) -> None:
     articles = FakeArticles(25, reported_count=1000)
     with _connect(serve, articles) as conduit:
         assert len(list(conduit.articles.list(page_size=10))) == 25
-    assert [c.offset for c in articles.list_calls] == [0, 10, 20]
+    assert [c.offset for c in articles.list_calls] == [0, 10, 20, 25]
+
+
+def test_a_server_serving_smaller_pages_than_asked_still_yields_every_item(serve: Serve) -> None:
+    # The services clamp `limit` to their maximum page (20 for article lists), not refuse it.
+    articles = FakeArticles(45, max_page=20)
+    with _connect(serve, articles) as conduit:
+        assert [a.slug for a in conduit.articles.list(page_size=100)] == [f"article-{i}" for i in range(45)]
+    assert [c.offset for c in articles.list_calls] == [0, 20, 40]
 
 
 def test_an_empty_list_takes_one_call(serve: Serve) -> None:

@@ -19,7 +19,7 @@ from conduit_server.articles.domain.tags import Tags
 from conduit_server.articles.events import timestamp
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import InvalidArgument
-from conduit_server.runtime.interceptors import validate
+from conduit_server.runtime.interceptors import check_text, validate
 
 
 class CallerFactory:
@@ -149,8 +149,9 @@ async def _raw_items(requests: AsyncIterator[articles_pb2.ImportArticlesRequest]
     """Each streamed item validated on its own against the contract's rules."""
     index = 0
     async for request in requests:
-        raw = request.article
         try:
+            check_text(request)  # an item that did not parse, or U+0000 anywhere in it
+            raw = request.article
             validate(raw)
         except InvalidArgument as error:
             yield Rejection(index, error.message)
@@ -168,7 +169,8 @@ class CommentsApi(articles_pb2_grpc.CommentsServiceServicer):
 
     async def ListComments(self, request: articles_pb2.ListCommentsRequest, context: Any
                            ) -> articles_pb2.ListCommentsResponse:
-        views = await self._comments.list_comments(self._caller(context), request.slug)
+        views = await self._comments.list_comments(self._caller(context), request.slug, limit=request.limit,
+                                                   offset=request.offset)
         return articles_pb2.ListCommentsResponse(comments=[_comment(view) for view in views])
 
     async def CreateComment(self, request: articles_pb2.CreateCommentRequest, context: Any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,7 +12,7 @@ import redis.asyncio as aioredis
 from conduit_server.realtime import api
 from conduit_server.realtime.domain.enrich import Preparer
 from conduit_server.realtime.domain.follows import FollowGraph
-from conduit_server.realtime.domain.hub import Hub
+from conduit_server.realtime.domain.hub import Counters, Hub
 from conduit_server.realtime.domain.streams import Streams, unavailable
 from conduit_server.realtime.repository.profiles import Directory, ProfileCache, UsersDirectory
 from conduit_server.runtime.resources import Resources
@@ -65,3 +66,6 @@ class RealtimeApp:
     def metrics(self) -> dict[str, Any]:
         """Current watchers, events delivered, slow-consumer disconnects and more (see Hub.metrics)."""
         return self.hub.metrics()
+
+    # Which keys of `metrics()` only grow (exported as Prometheus counters).
+    metric_counters = frozenset(field.name for field in fields(Counters))

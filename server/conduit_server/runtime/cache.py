@@ -27,6 +27,8 @@ import redis.asyncio as aioredis
 from google.protobuf.message import Message
 from redis.exceptions import RedisError
 
+from conduit_server.runtime import metrics
+
 log = logging.getLogger("conduit.cache")
 
 T = TypeVar("T")
@@ -62,6 +64,7 @@ class Cache:
         self.hits = 0
         self.misses = 0
         self.errors = 0
+        metrics.track_cache(namespace, self)
 
     def _version_key(self, name: str) -> str:
         return f"{self._namespace}:v:{name}"

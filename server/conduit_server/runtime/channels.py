@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import json_format
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
+from conduit_server.runtime import telemetry
 from conduit_server.runtime.interceptors import INTERNAL_TOKEN_KEY
 
 CHANNEL_OPTIONS = (
@@ -38,8 +39,9 @@ class _InternalCredentials(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
 
 
 def internal_channel(target: str, internal_token: str) -> grpc.aio.Channel:
-    """A plaintext channel to another service on the internal network, carrying the internal token."""
-    interceptors: list[Any] = [_InternalCredentials(internal_token)]
+    """A plaintext channel to another service on the internal network, carrying the internal token
+    (and, with tracing on, the caller's trace context)."""
+    interceptors: list[Any] = [*telemetry.client_interceptors(), _InternalCredentials(internal_token)]
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 

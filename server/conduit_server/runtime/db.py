@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from conduit_server.runtime import metrics
 from conduit_server.runtime.settings import Settings
 
 
@@ -40,7 +42,8 @@ class Database:
     def __init__(self, url: str, schema: str, *, pool_size: int = 20, max_overflow: int = 10,
                  echo: bool = False) -> None:
         self.schema = schema
-        self.engine: AsyncEngine = create_async_engine(
+        # Through the module: tracing (runtime/telemetry.py) wraps the module's function.
+        self.engine: AsyncEngine = sqlalchemy_asyncio.create_async_engine(
             asyncpg_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
@@ -49,6 +52,7 @@ class Database:
             connect_args={"server_settings": {"search_path": schema, "application_name": f"conduit-{schema}",
                                               "jit": "off"}},
         )
+        metrics.track_engine(schema, self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads run without BEGIN/ROLLBACK: two round trips fewer, and under READ COMMITTED each
         # statement has its own snapshot either way.

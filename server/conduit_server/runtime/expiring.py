@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
+from conduit_server.runtime import metrics
+
 V = TypeVar("V")
 
 
@@ -25,7 +27,7 @@ class ExpiringCache(Generic[V]):
     """Values by id for `ttl_seconds`, at most `max_entries`, evicted by events."""
 
     def __init__(self, *, ttl_seconds: float, max_entries: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "") -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._clock = clock
@@ -34,6 +36,8 @@ class ExpiringCache(Generic[V]):
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        if name:  # hits and misses as conduit_cache_requests_total{cache=name}
+            metrics.track_cache(name, self)
 
     def __len__(self) -> int:
         return len(self._entries)

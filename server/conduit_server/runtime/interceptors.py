@@ -1,5 +1,8 @@
 """The server interceptor chain: logging → errors → authorization → validation.
 
+Validation is also where every request's strings are checked once for what cannot be stored
+(U+0000, bytes that are not UTF-8: `runtime.text`), for every RPC of every service.
+
 Each stage wraps the method handlers once per method (cached), so the per-call
 cost is a function call, not a handler rebuild. Order matters: errors must see
 what authorization and validation raise, and logging must see the final code.
@@ -16,7 +19,8 @@ from typing import Any
 
 import grpc
 import protovalidate
-from google.protobuf.message import Message
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError, Message
 
 from conduit_server.runtime import auth
 from conduit_server.runtime.errors import (
@@ -29,6 +33,7 @@ from conduit_server.runtime.errors import (
     to_status,
 )
 from conduit_server.runtime.logs import request_id_var, trace_id_var
+from conduit_server.runtime.text import INVALID_CHARACTER, Undecodable, unstorable_fields
 from conduit_server.runtime.tokens import AccessTokenVerifier, parse_authorization_header
 
 log = logging.getLogger("conduit.rpc")
@@ -36,6 +41,7 @@ log = logging.getLogger("conduit.rpc")
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 INTERNAL_TOKEN_KEY = "x-conduit-internal"  # noqa: S105 - a metadata key, not a secret
 
 
@@ -48,9 +54,12 @@ class _Stage:
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         raise NotImplementedError
 
+    def wrap_deserializer(self, method: str, deserializer: Any) -> Any:
+        return deserializer
+
 
 def _rebuild(handler: Any, method: str, stage: _Stage) -> Any:
-    kwargs = {"request_deserializer": handler.request_deserializer,
+    kwargs = {"request_deserializer": stage.wrap_deserializer(method, handler.request_deserializer),
               "response_serializer": handler.response_serializer}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(stage.wrap_unary(method, handler.unary_unary), **kwargs)
@@ -103,8 +112,11 @@ class LoggingStage(_Stage):
     def _end(self, method: str, context: Context, tokens: tuple[Any, Any, float], failed: bool) -> None:
         code = context.code() if failed else None
         status = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
-        log.info("rpc", extra={"method": method, "code": status,
-                               "duration_ms": round((time.perf_counter() - tokens[2]) * 1000, 2)})
+        # Envoy's health checks call every second per service: successful ones are DEBUG, so a
+        # newcomer's terminal shows what matters.
+        level = logging.DEBUG if method.startswith(HEALTH_PREFIX) and status == "OK" else logging.INFO
+        log.log(level, "rpc", extra={"method": method, "code": status,
+                                     "duration_ms": round((time.perf_counter() - tokens[2]) * 1000, 2)})
         request_id_var.reset(tokens[0])
         trace_id_var.reset(tokens[1])
 
@@ -239,8 +251,23 @@ def describe(violation: Any) -> FieldViolation:
     return FieldViolation(path or "body", message)
 
 
-def validate(message: Message) -> None:
-    """Raise InvalidArgument with every protovalidate violation of `message`."""
+def check_text(request: Any) -> None:
+    """Raise InvalidArgument naming every string field that cannot be stored (`runtime.text`)."""
+    if isinstance(request, Undecodable):
+        field = request.field()
+        raise InvalidArgument([FieldViolation(field, INVALID_CHARACTER) if field is not None
+                               else FieldViolation("body", "is not a valid message")])
+    paths = list(unstorable_fields(request))
+    if paths:
+        raise InvalidArgument([FieldViolation(path, INVALID_CHARACTER) for path in paths])
+
+
+def validate(message: Message | Undecodable) -> None:
+    """Raise InvalidArgument for strings that cannot be stored, else with every protovalidate
+    violation of `message`. The chain calls it on every unary request; a handler of a client
+    stream calls it on each item."""
+    check_text(message)
+    assert isinstance(message, Message)  # an Undecodable always raised above
     try:
         protovalidate.validate(message)
     except protovalidate.ValidationError as error:
@@ -248,18 +275,34 @@ def validate(message: Message) -> None:
 
 
 class ValidationStage(_Stage):
-    """Checks unary requests against their `buf.validate` rules (streams validate per item)."""
+    """Checks unary requests with `validate` (client streams validate per item in their handler)."""
+
+    def wrap_deserializer(self, method: str, deserializer: Any) -> Any:
+        try:
+            message = descriptor_pool.Default().FindMethodByName(method.strip("/").replace("/", ".")).input_type
+        except KeyError:
+            return deserializer
+        if deserializer is None:
+            return None
+
+        def parse(data: bytes) -> Any:
+            try:
+                return deserializer(data)
+            except DecodeError:
+                # Answered by `validate` as a 422 naming the field, not by grpc as INTERNAL.
+                return Undecodable(message, data)
+        return parse
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def call(request: Any, context: Context) -> Any:
-            if isinstance(request, Message):
+            if isinstance(request, Message | Undecodable):
                 validate(request)
             return await behavior(request, context)
         return call
 
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-            if isinstance(request, Message):
+            if isinstance(request, Message | Undecodable):
                 validate(request)
             async for item in behavior(request, context):
                 yield item

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
@@ -34,7 +34,9 @@ from sqlalchemy import BigInteger, DateTime, Identity, Index, LargeBinary, Strin
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from conduit_server.runtime import telemetry
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.metrics import RelayMetrics
 from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tasks import cancel_until_done
 
@@ -58,6 +60,9 @@ class Event:
     event_id: uuid.UUID
     event_type: str
     payload: bytes
+    # W3C traceparent of the span that wrote the event ("" when tracing was off).
+    traceparent: str = ""
+    created_at: datetime | None = None
 
 
 class OutboxRow:
@@ -72,6 +77,8 @@ class OutboxRow:
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The producer's trace context, carried to consumers in the stream entry (decision 0018).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index]:  # noqa: N805 - a declarative class-level directive
@@ -85,8 +92,9 @@ class OutboxRow:
 _APPEND = text(
     "WITH commit_order AS (SELECT pg_advisory_xact_lock(hashtext(current_schema() || :key))), "
     "wake_relay AS (SELECT pg_notify(current_schema() || '_outbox', '')) "
-    "INSERT INTO outbox (event_id, event_type, payload) "
-    "SELECT CAST(:event_id AS uuid), CAST(:event_type AS varchar), CAST(:payload AS bytea) "
+    "INSERT INTO outbox (event_id, event_type, payload, traceparent) "
+    "SELECT CAST(:event_id AS uuid), CAST(:event_type AS varchar), CAST(:payload AS bytea), "
+    "CAST(NULLIF(:traceparent, '') AS varchar) "
     "FROM commit_order, wake_relay")
 
 
@@ -95,7 +103,8 @@ async def append(session: AsyncSession, event_type: str, payload: Message, *,
     """Add an event to the current transaction; call it last, just before commit."""
     event_id = event_id or uuid.uuid4()
     await session.execute(_APPEND, {"key": _APPEND_LOCK, "event_id": event_id, "event_type": event_type,
-                                    "payload": payload.SerializeToString()})
+                                    "payload": payload.SerializeToString(),
+                                    "traceparent": telemetry.current_traceparent()})
     return event_id
 
 
@@ -121,6 +130,7 @@ class OutboxRelay:
         self.prune_every_seconds = prune_every_seconds
         self.after_publish = after_publish
         self.published = 0
+        self.metrics = RelayMetrics(stream.rsplit(":", 1)[-1], stream)
         self.pruned = 0
         self.holds_lock = False
         self.lock_backend_pid: int | None = None  # the PostgreSQL backend holding the relay lock
@@ -151,23 +161,36 @@ class OutboxRelay:
                 return await self.relay_once(pooled)
         async with connection.begin():
             rows = (await connection.execute(text(
-                "SELECT id, event_id, event_type, payload FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT :limit"), {"limit": self.batch_size})).all()
+                "SELECT id, event_id, event_type, payload, traceparent, created_at FROM outbox "
+                "WHERE published_at IS NULL ORDER BY id LIMIT :limit"), {"limit": self.batch_size})).all()
         if not rows:
+            self.metrics.cycle(0.0, 0, self.published)
             return 0
-        events = [Event(row.id, row.event_id, row.event_type, bytes(row.payload)) for row in rows]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.stream, {"event_id": str(event.event_id), "type": event.event_type,
-                                        "payload": event.payload, "seq": str(event.id)},
-                          maxlen=self.stream_max_len, approximate=True)
-            await pipe.execute()
+        events = [Event(row.id, row.event_id, row.event_type, bytes(row.payload), row.traceparent or "",
+                        row.created_at) for row in rows]
+        oldest = events[0].created_at
+        self.metrics.cycle((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0, len(events),
+                           self.published)
+        started = time.perf_counter()
+        with telemetry.consumer_span("outbox publish", [event.traceparent for event in events],
+                                     stream=self.stream, events=len(events)):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    fields: dict[str, str | bytes] = {"event_id": str(event.event_id), "type": event.event_type,
+                                                      "payload": event.payload, "seq": str(event.id)}
+                    if event.traceparent:
+                        fields["traceparent"] = event.traceparent
+                    pipe.xadd(self.stream, fields,  # type: ignore[arg-type]
+                              maxlen=self.stream_max_len, approximate=True)
+                await pipe.execute()
+        self.metrics.publish.observe(time.perf_counter() - started)
         if self.after_publish is not None:
             await self.after_publish(events)
         async with connection.begin():
             await connection.execute(text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"),
                                      {"ids": [event.id for event in events]})
         self.published += len(events)
+        self.metrics.cycle(0.0, 0, self.published)
         return len(events)
 
     async def prune(self, connection: AsyncConnection | None = None) -> int:

@@ -59,7 +59,8 @@ class GrpcServer:
     """Serves one ServiceApp. `stop()` turns health NOT_SERVING, drains, then lets calls finish."""
 
     def __init__(self, app: ServiceApp, *, host: str, port: int, verifier: AccessTokenVerifier | None,
-                 internal_token: str, grace_seconds: float = 10.0, drain_seconds: float = 0.0) -> None:
+                 internal_token: str, grace_seconds: float = 10.0, drain_seconds: float = 0.0,
+                 observers: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:  # type: ignore[type-arg]
         self.app = app
         self.host = host
         self.port = port
@@ -69,8 +70,9 @@ class GrpcServer:
         # Raises MissingAuthRule before anything listens: fail closed.
         rules = auth.rules_for(b.descriptor for b in bindings)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self.server = grpc.aio.server(interceptors=interceptors.chain(rules, verifier, internal_token),
-                                      options=SERVER_OPTIONS)
+        # `observers` (tracing, metrics) go first: they must see every call and its final code.
+        self.server = grpc.aio.server(
+            interceptors=[*observers, *interceptors.chain(rules, verifier, internal_token)], options=SERVER_OPTIONS)
         for binding in bindings:
             binding.register(binding.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["users", "articles", "search", "realtime"]
@@ -107,14 +107,19 @@ class Settings(BaseSettings):
     # local CA and localhost certificate generated under state_dir/tls.
     gateway_tls_cert: str = ""
     gateway_tls_key: str = ""
+    # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
+    # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
-        "http://localhost:3000", "http://localhost:4200", "http://localhost:5173",
-        "http://localhost:8080", "http://127.0.0.1:3000", "http://127.0.0.1:5173",
-    ])
+        f"http://{host}:{port}" for host in ("localhost", "127.0.0.1")
+        for port in (3000, 4100, 4173, 4200, 5173, 8080)])
 
     jwt_issuer: str = "conduit-mesh"
     jwt_audience: str = "conduit"
+    # SDK and OAuth2 access tokens: short, renewed with a refresh token.
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    # Tokens of RealWorld's register and login (and of the user responses a browser stores): a
+    # browser session, since RealWorld frontends never refresh; revocable (docs/decisions/0012).
+    browser_session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     # Key-encryption key for signing keys at rest; generated into state_dir when empty.
     key_encryption_key: SecretStr = SecretStr("")
@@ -149,6 +154,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
 
+    # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
+    metrics_enabled: bool = False
+    users_metrics_port: int = 9464
+    articles_metrics_port: int = 9465
+    search_metrics_port: int = 9466
+    realtime_metrics_port: int = 9467
+    # Traces (OpenTelemetry; exporter and sampler from the standard OTEL_* variables), off unless asked.
+    tracing: bool = False
+    # Where Envoy sends its spans (OTLP/gRPC); the services' exporters read the same variable.
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4317", validation_alias=AliasChoices(
+        "otlp_endpoint", "CONDUIT_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # Share of requests Envoy starts a sampled trace for; the services follow its decision.
+    trace_sample_percent: float = Field(default=100.0, ge=0, le=100)
+
     def as_environment(self) -> dict[str, str]:
         """Every setting as the `CONDUIT_*` variable that would recreate it (for child processes)."""
         environment: dict[str, str] = {}
@@ -176,6 +195,11 @@ class Settings(BaseSettings):
     def endpoints_of(self, service: ServiceName) -> list[tuple[str, int]]:
         """`target_of(service)` as `(host, port)` pairs (a name stays a name: resolved by the caller)."""
         return [split_address(part) for part in self.target_of(service).split(",") if part.strip()]
+    def metrics_port_of(self, service: ServiceName) -> int:
+        ports: dict[ServiceName, int] = {"users": self.users_metrics_port, "articles": self.articles_metrics_port,
+                                         "search": self.search_metrics_port,
+                                         "realtime": self.realtime_metrics_port}
+        return ports[service]
 
     def address_of(self, service: ServiceName) -> str:
         """The local address a service binds (`host:port`)."""

@@ -15,7 +15,7 @@ claims
     iss        `Settings.jwt_issuer`
     aud        `Settings.jwt_audience`
     sub        "user:<id>" for a user, "sa:<client_id>" for a service account
-    exp, iat   integer seconds since the epoch; nbf is checked when present
+    exp, iat   integer seconds since the epoch; nbf is checked when present; iat_ms: iat in ms (revocations)
     jti        random token id (room for a deny-list)
     token_use  "access" — anything else (a refresh token, an ID token) is rejected
     uid        integer user id; present exactly when sub is "user:<id>"
@@ -69,12 +69,13 @@ def service_subject(client_id: str) -> str:
     return f"{SERVICE_SUBJECT_PREFIX}{client_id}"
 
 
-def access_token_claims(*, subject: str, user_id: int | None, username: str | None,
+def access_token_claims(*, subject: str, user_id: int | None, username: str | None, issued_at_ms: int | None = None,
                         roles: Iterable[str], scopes: Iterable[str], issuer: str, audience: str,
                         issued_at: int, expires_at: int, token_id: str) -> dict[str, Any]:
     """The claim set of an access token; the signer uses this so layout lives in one module."""
     claims: dict[str, Any] = {
         "iss": issuer, "aud": audience, "sub": subject, "iat": issued_at, "nbf": issued_at,
+        "iat_ms": issued_at * 1000 if issued_at_ms is None else issued_at_ms,
         "exp": expires_at, "jti": token_id, "token_use": TOKEN_USE_ACCESS,
         "roles": sorted(set(roles)), "scope": " ".join(sorted(set(scopes))),
     }
@@ -97,6 +98,7 @@ class Principal:
     kind: Literal["user", "service"]
     token_id: str
     expires_at: datetime
+    issued_at_ms: int = 0  # the `iat_ms` claim (`iat` * 1000 for tokens without it)
 
     @property
     def is_service(self) -> bool:
@@ -256,7 +258,7 @@ class AccessTokenVerifier:
 
     def __init__(self, keys: JwksCache, issuer: str, audience: str, *, leeway_seconds: float = 30.0,
                  max_lifetime_seconds: int = 86400, clock: Callable[[], float] = time.time,
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096, revoked: Callable[[Principal], Awaitable[bool]] | None = None) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
@@ -267,9 +269,16 @@ class AccessTokenVerifier:
         # so the signature check (the costly part) runs once per token, not once per request.
         self._verified: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
         self._cache_size = cache_size
+        self._revoked = revoked  # asked on every call, after the cache: a revocation voids at once
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid access token; `Unauthenticated` for anything else."""
+        """The principal of a valid, unrevoked access token; `Unauthenticated` for anything else."""
+        principal = await self._verified_principal(token)
+        if self._revoked is not None and await self._revoked(principal):
+            raise _reject("access token has been revoked", "TOKEN_REVOKED")
+        return principal
+
+    async def _verified_principal(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None:
             principal, kid = known
@@ -366,9 +375,10 @@ class AccessTokenVerifier:
         if username is not None and not isinstance(username, str):
             raise _reject("access token name is malformed")
         expires_at = _int_claim(claims, "exp")
+        issued_at_ms = _int_claim(claims, "iat_ms") if "iat_ms" in claims else _int_claim(claims, "iat") * 1000
         return Principal(subject=subject, user_id=uid if kind == "user" else None, username=username,
-                         roles=frozenset(roles), scopes=frozenset(scope.split()), kind=kind,
-                         token_id=token_id, expires_at=datetime.fromtimestamp(expires_at, UTC))
+                         roles=frozenset(roles), scopes=frozenset(scope.split()), kind=kind, token_id=token_id,
+                         expires_at=datetime.fromtimestamp(expires_at, UTC), issued_at_ms=issued_at_ms)
 
 
 def parse_authorization_header(value: str | None) -> str | None:

@@ -153,6 +153,11 @@ class AuthApi(users_pb2_grpc.AuthServiceServicer):
         await self._sessions.revoke(request.refresh_token)
         return users_pb2.RevokeSessionResponse()
 
+    async def RevokeAllSessions(self, request: users_pb2.RevokeAllSessionsRequest, context: Any
+                                ) -> users_pb2.RevokeAllSessionsResponse:
+        await self._sessions.revoke_all(_user_id())
+        return users_pb2.RevokeAllSessionsResponse()
+
     async def CreateOAuthToken(self, request: users_pb2.CreateOAuthTokenRequest, context: Any
                                ) -> users_pb2.CreateOAuthTokenResponse:
         form = request.form if request.HasField("form") else None

@@ -12,6 +12,7 @@ from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.resources import Resources
+from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tasks import BackgroundTasks
@@ -38,16 +39,25 @@ from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def signer_for(settings: Settings, database: Database, *, clock: Clock = utc_now) -> Signer:
+def signer_for(settings: Settings, database: Database, *, clock: Clock = utc_now,
+               revocations: Revocations | None = None) -> Signer:
     """The key ring of `database`'s schema, its keys encrypted under the settings' KEK."""
-    policy = TokenPolicy(settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds)
+    policy = TokenPolicy(settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_seconds,
+                         browser_ttl_seconds=settings.browser_session_ttl_seconds)
     kek = derive_kek(settings.key_encryption_key.get_secret_value())
-    return Signer(database, KeyRepository(), kek, policy, clock=clock)
+    return Signer(database, KeyRepository(), kek, policy, clock=clock,
+                  revoked=revocations.is_revoked if revocations is not None else None)
 
 
-def admin_for(database: Database) -> tuple[Roles, ServiceAccounts]:
+def revocations_for(settings: Settings, redis: aioredis.Redis, schema: str) -> Revocations:
+    """Where the users service on `schema` records revocations, kept as long as the longest token."""
+    return Revocations(redis, prefix=revocations_prefix(schema),
+                       ttl_seconds=max(settings.browser_session_ttl_seconds, settings.access_token_ttl_seconds) + 60)
+
+
+def admin_for(database: Database, revocations: Revocations | None = None) -> tuple[Roles, ServiceAccounts]:
     """The administration parts alone (the operator CLI needs nothing else)."""
-    return (Roles(database, UserRepository(), EventRepository()),
+    return (Roles(database, UserRepository(), EventRepository(), revocations=revocations),
             ServiceAccounts(database, ServiceAccountRepository()))
 
 
@@ -61,7 +71,8 @@ class UsersApp:
         self.settings = settings
         self.database = database
         self.redis = redis
-        self.signer = signer_for(settings, database, clock=clock)
+        self.revocations = revocations_for(settings, redis, database.schema)
+        self.signer = signer_for(settings, database, clock=clock, revocations=self.revocations)
         self.hasher = hasher or PasswordHasher()
         # Keys carry the schema, so two services (or test apps) can share one Redis.
         prefix = f"conduit:{database.schema}"
@@ -70,13 +81,13 @@ class UsersApp:
         users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
         self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
                                  hasher=self.hasher, signer=self.signer, limiter=self.limiter,
-                                 cache=self.cache, limits=rate_limits, clock=clock)
+                                 cache=self.cache, limits=rate_limits, clock=clock, revocations=self.revocations)
         self.profiles = Profiles(database, users, events, self.cache)
         self.directory = Directory(database, users, self.cache)
         self.sessions = Sessions(database, self.accounts, users, refresh_tokens,
                                  refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
         self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
-        self.roles, self.service_accounts = admin_for(database)
+        self.roles, self.service_accounts = admin_for(database, self.revocations)
         self.relay = outbox.OutboxRelay.from_settings(settings, database, redis,
                                                       stream or outbox.stream_name("users"))
         self._key_reload_seconds = key_reload_seconds

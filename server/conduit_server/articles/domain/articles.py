@@ -17,6 +17,7 @@ from conduit_server.articles import events
 from conduit_server.articles.domain import normalise, slugs
 from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
 from conduit_server.articles.domain.authors import Authors
+from conduit_server.articles.domain.pages import ARTICLES_PAGE, page_size
 from conduit_server.articles.domain.records import (
     ArticleFilter,
     ArticlePage,
@@ -32,7 +33,6 @@ from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import AlreadyExists, FieldViolation, NotFound
 from conduit_server.users.client.calls import UsersClient
 
-DEFAULT_LIMIT = 20
 # Tries of a slug before giving up: the plain slug, then random suffixes (a clash is ~1 in 2·10⁹).
 SLUG_ATTEMPTS = 8
 
@@ -70,7 +70,7 @@ class Articles:
     async def list_articles(self, caller: Caller, *, tag: str = "", author: str = "", favorited: str = "",
                    limit: int = 0, offset: int = 0) -> ArticlePage:
         """RealWorld's global list: filters by tag, author and favoriting user; newest first."""
-        limit = limit or DEFAULT_LIMIT
+        limit = page_size(limit, ARTICLES_PAGE)
         names = [name for name in (author, favorited) if name]
         ids = await self._users.resolve(names, caller.deadline) if names else {}
         if any(name not in ids for name in names):
@@ -87,7 +87,8 @@ class Articles:
         if not followees:
             return ArticlePage([], 0)
         followed = frozenset(followees)
-        return await self._page(caller, ArticleFilter(author_ids=tuple(sorted(followed))), limit or DEFAULT_LIMIT,
+        return await self._page(caller, ArticleFilter(author_ids=tuple(sorted(followed))),
+                                page_size(limit, ARTICLES_PAGE),
                                 offset, followed=followed)
 
     async def _page(self, caller: Caller, where: ArticleFilter, limit: int, offset: int, *,

@@ -43,7 +43,8 @@ class Authors:
         self._users = users
         self._directory = directory
         self.directory_hits = 0
-        self.profiles: ExpiringCache[Author] = ExpiringCache(ttl_seconds=ttl_seconds, max_entries=max_entries)
+        self.profiles: ExpiringCache[Author] = ExpiringCache(ttl_seconds=ttl_seconds, max_entries=max_entries,
+                                                                  name="articles.author_profiles")
 
     async def get(self, author_ids: Iterable[int], caller: Caller, *,
                   followed: Collection[int] | None = None) -> dict[int, Author]:

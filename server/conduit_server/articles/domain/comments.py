@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conduit_server.articles import events
 from conduit_server.articles.domain.access import require_author_or_moderator, require_user
+from conduit_server.articles.domain.pages import COMMENTS_PAGE, page_size
 from conduit_server.articles.domain.records import Caller, CommentView
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.repository import CommentRepository
@@ -21,10 +22,12 @@ class Comments:
         self._comments = comments
         self._views = views
 
-    async def list_comments(self, caller: Caller, slug: str) -> list[CommentView]:
-        """The article's comments, oldest first."""
+    async def list_comments(self, caller: Caller, slug: str, *, limit: int = 0, offset: int = 0
+                            ) -> list[CommentView]:
+        """One page of the article's comments, newest first (the newest page by default)."""
         async with self._database.read() as session:
-            comments = await self._comments.for_article(session, slug)
+            comments = await self._comments.for_article(session, slug, limit=page_size(limit, COMMENTS_PAGE),
+                                                        offset=offset)
         if comments is None:
             raise _article_not_found(slug)
         return await self._views.comments(comments, caller)

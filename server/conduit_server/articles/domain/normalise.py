@@ -22,13 +22,10 @@ _WORD = re.compile(r"\w+")
 
 
 def normalise_tags(tags: Iterable[str]) -> list[str]:
-    """Trimmed, lower-cased, without empties and duplicates, in first-seen order."""
-    seen: dict[str, None] = {}
-    for tag in tags:
-        name = _SPACES.sub(" ", tag.strip().lower())[:MAX_TAG_LENGTH].rstrip()
-        if name:
-            seen.setdefault(name, None)
-    return list(seen)
+    """Trimmed, lower-cased, without empties and duplicates, in alphabetical order (what every
+    article response shows: RealWorld clients compare `tagList` as sent back sorted)."""
+    names = {_SPACES.sub(" ", tag.strip().lower())[:MAX_TAG_LENGTH].rstrip() for tag in tags}
+    return sorted(name for name in names if name)
 
 
 def plain_text(markdown: str) -> str:

@@ -14,7 +14,7 @@ class Tags:
         self._cache = cache
 
     async def list(self) -> list[str]:
-        """Every tag in use, most used first."""
+        """The most used tags (at most POPULAR_TAGS), most used first."""
         async def load() -> list[str]:
             async with self._database.read() as session:
                 return await self._repository.names_by_use(session)

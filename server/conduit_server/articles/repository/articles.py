@@ -33,7 +33,8 @@ def is_slug_conflict(error: IntegrityError) -> bool:
 
 def _tags_of(alias: str) -> str:
     """The article's tag names in author order, as one array (NULL when it has none)."""
-    return (f"(SELECT array_agg(t.name ORDER BY at.position) FROM article_tags AS at "
+    # Alphabetical, whatever order older rows were linked in (new ones are linked sorted).
+    return (f"(SELECT array_agg(t.name ORDER BY t.name) FROM article_tags AS at "
             f"JOIN tags AS t ON t.id = at.tag_id WHERE at.article_id = {alias}.id) AS tags")
 
 

@@ -9,11 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit_server.articles.domain.records import StoredComment
 
-# The article's id and its comments, oldest first: no row when there is no such article, one row
-# without a comment when it has none.
+# The article's id and one page of its comments, newest first: no row when there is no such
+# article, one row without a comment when the page is empty.
 _FOR_ARTICLE = text(
     "SELECT c.id, a.id AS article_id, a.slug AS article_slug, c.author_id, c.body, c.created_at, c.updated_at "
-    "FROM articles AS a LEFT JOIN comments AS c ON c.article_id = a.id WHERE a.slug = :slug ORDER BY c.id")
+    "FROM articles AS a LEFT JOIN LATERAL (SELECT * FROM comments WHERE article_id = a.id "
+    "ORDER BY id DESC LIMIT :limit OFFSET :offset) AS c ON true WHERE a.slug = :slug ORDER BY c.id DESC")
 # KEY SHARE keeps the article from being deleted until the transaction ends.
 _ADD = text(
     "WITH target AS (SELECT id, slug FROM articles WHERE slug = :slug FOR KEY SHARE) "
@@ -34,9 +35,11 @@ def _stored(row: Any) -> StoredComment:
 
 
 class CommentRepository:
-    async def for_article(self, session: AsyncSession, slug: str) -> list[StoredComment] | None:
-        """The comments of the article with `slug`, oldest first; None when there is no such article."""
-        rows = (await session.execute(_FOR_ARTICLE, {"slug": slug})).all()
+    async def for_article(self, session: AsyncSession, slug: str, *, limit: int, offset: int
+                          ) -> list[StoredComment] | None:
+        """One page of the comments of the article with `slug`, newest first; None when there is no
+        such article."""
+        rows = (await session.execute(_FOR_ARTICLE, {"slug": slug, "limit": limit, "offset": offset})).all()
         if not rows:
             return None
         return [_stored(row) for row in rows if row[0] is not None]

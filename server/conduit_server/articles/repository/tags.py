@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# The most used tags: a bounded list, whatever the number of tags (docs/decisions/0011).
+POPULAR_TAGS = 1000
 _BY_USE = text("SELECT t.name FROM tags AS t JOIN article_tags AS at ON at.tag_id = t.id "
-               "GROUP BY t.name ORDER BY count(at.article_id) DESC, t.name")
+               "GROUP BY t.name ORDER BY count(at.article_id) DESC, t.name LIMIT :limit")
 _ENSURE = text("INSERT INTO tags (name) SELECT unnest(CAST(:names AS varchar[])) ON CONFLICT (name) DO NOTHING")
 _IDS = text("SELECT name, id FROM tags WHERE name = ANY(CAST(:names AS varchar[]))")
 _ATTACH = text("INSERT INTO article_tags (article_id, tag_id, position) SELECT * FROM unnest("
@@ -17,8 +19,8 @@ _ATTACH = text("INSERT INTO article_tags (article_id, tag_id, position) SELECT *
 
 class TagRepository:
     async def names_by_use(self, session: AsyncSession) -> list[str]:
-        """Every tag attached to at least one article, most used first, then by name."""
-        return list((await session.execute(_BY_USE)).scalars())
+        """The POPULAR_TAGS tags attached to the most articles, most used first, then by name."""
+        return list((await session.execute(_BY_USE, {"limit": POPULAR_TAGS})).scalars())
 
     async def ensure(self, session: AsyncSession, names: Sequence[str]) -> dict[str, int]:
         """Ids of the named tags, creating the missing ones (safe under concurrent writers)."""

@@ -51,12 +51,14 @@ class Entry:
     event_id: str
     type: str
     payload: bytes
+    # The writer's W3C trace context, when the relay carried one (decision 0018).
+    traceparent: str = ""
 
     @classmethod
     def decode(cls, raw_id: bytes | str, fields: Mapping[bytes, bytes]) -> Entry:
         """KeyError/ValueError when the entry is not the relay's layout."""
         return cls(StreamId.parse(raw_id), fields[b"event_id"].decode(), fields.get(b"type", b"").decode(),
-                   fields[b"payload"])
+                   fields[b"payload"], fields.get(b"traceparent", b"").decode())
 
 
 class Prepared:

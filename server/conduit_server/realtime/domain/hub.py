@@ -22,12 +22,13 @@ import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 
 from conduit.users.v1 import events_pb2 as user_events_pb2
-from conduit_server.realtime.domain.enrich import Prepared, Preparer
+from conduit_server.realtime.domain.enrich import Entry, Prepared, Preparer
 from conduit_server.realtime.domain.follows import FollowGraph
 from conduit_server.realtime.domain.ids import ORIGIN, StreamId
 from conduit_server.realtime.domain.watchers import ArticleSelector, Offer, Watcher
 from conduit_server.realtime.events import RawEntry, RecentIds, decode_entries, drop_duplicates, xrevrange
 from conduit_server.realtime.repository.profiles import ProfileCache
+from conduit_server.runtime import telemetry
 from conduit_server.runtime.errors import ConduitError, ResourceExhausted
 from conduit_server.runtime.settings import RealtimeSettings
 from conduit_server.runtime.tasks import cancel_until_done
@@ -233,10 +234,18 @@ class Hub:
     async def _articles_changed(self, raw: Sequence[RawEntry]) -> None:
         entries, last, malformed = decode_entries(raw)
         fresh, duplicates = drop_duplicates(entries, self._recent)
-        prepared = await self.preparer.prepare(fresh)  # raises: the batch is retried whole
-        self.counters.events_read += len(fresh)
+        # One span per delivered batch, linked to the traces of the writes (decision 0018).
+        with telemetry.consumer_span("realtime deliver", [entry.traceparent for entry in fresh],
+                                     stream=self.config.articles_stream, events=len(fresh)):
+            await self._deliver(fresh)
         self.counters.duplicates_dropped += duplicates
         self.counters.malformed_entries += malformed
+        if last is not None:
+            self._advance(last)
+
+    async def _deliver(self, fresh: Sequence[Entry]) -> None:
+        prepared = await self.preparer.prepare(fresh)  # raises: the batch is retried whole
+        self.counters.events_read += len(fresh)
         for entry in fresh:
             self._recent.add(entry.event_id)
         for n, event in enumerate(prepared, start=1):
@@ -248,8 +257,6 @@ class Hub:
                 # from the next event on.
                 self._advance(event.id)
                 await asyncio.sleep(0)
-        if last is not None:
-            self._advance(last)
 
     def _users_changed(self, raw: Sequence[RawEntry]) -> None:
         for raw_id, fields in raw:

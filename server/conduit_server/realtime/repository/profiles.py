@@ -89,7 +89,7 @@ class ProfileCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._directory = directory
         self._entries: ExpiringCache[users_pb2.Profile] = ExpiringCache(
-            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock)
+            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock, name="realtime.profiles")
 
     @property
     def hits(self) -> int:

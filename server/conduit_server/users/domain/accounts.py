@@ -18,6 +18,7 @@ from conduit_server.runtime.errors import (
     NotFound,
     Unauthenticated,
 )
+from conduit_server.runtime.revocations import Revocations
 from conduit_server.users.client.cache import DirectoryCache
 from conduit_server.users.domain.passwords import PasswordHasher
 from conduit_server.users.domain.signer import Clock, Signer, utc_now
@@ -121,7 +122,7 @@ class Accounts:
     def __init__(self, database: Database, *, users: UserRepository, events: EventRepository,
                  refresh_tokens: RefreshTokenRepository, hasher: PasswordHasher, signer: Signer,
                  limiter: RateLimiter, cache: DirectoryCache, limits: RateLimits | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, revocations: Revocations | None = None) -> None:
         self._database = database
         self._users = users
         self._events = events
@@ -132,11 +133,21 @@ class Accounts:
         self._cache = cache
         self.limits = limits or RateLimits()
         self._clock = clock
+        self._revocations = revocations
 
-    def sign_in(self, account: Account) -> SignedIn:
-        """A fresh access token carrying the account's current roles."""
-        token, expires_at = self._signer.mint_for_user(account.id, account.username, account.roles)
+    def sign_in(self, account: Account, *, browser: bool = True) -> SignedIn:
+        """A fresh access token carrying the account's current roles: a browser session's (what
+        RealWorld's user responses carry), or a short one (`browser=False`: SDK sessions)."""
+        token, expires_at = self._signer.mint_for_user(account.id, account.username, account.roles,
+                                                       browser=browser)
         return SignedIn(account, token, expires_at)
+
+    async def sign_out_everywhere(self, user_id: int) -> None:
+        """End every session of the user: refresh tokens revoked, access tokens void everywhere."""
+        async with self._database.transaction() as session:
+            await self._refresh_tokens.revoke_user(session, user_id, self._clock())
+        if self._revocations is not None:
+            await self._revocations.revoke_all(user_id)
 
     async def register(self, *, username: str, email: str, password: str, client_ip: str) -> SignedIn:
         await self._limiter.acquire([(self.limits.registration_per_ip, client_ip)],
@@ -225,6 +236,9 @@ class Accounts:
         except Taken as error:
             raise taken(error.fields) from None
         await self._cache.invalidate(profiles=[user_id])
+        if changes.password is not None and self._revocations is not None:
+            # A new password ends every session: older access tokens are void; the one returned is not.
+            await self._revocations.revoke_all(user_id)
         return self.sign_in(account)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from conduit_server.runtime.revocations import Revocations
 from conduit_server.users.domain import refresh
 from conduit_server.users.domain.accounts import IMPLICIT_ROLE, roles_of
 from conduit_server.users.domain.oauth import SCOPE_TOKEN
@@ -29,12 +30,15 @@ def _check_role(role: str) -> None:
 
 
 class Roles:
-    """Roles beyond the implicit `user`; changes reach a user with their next token."""
+    """Roles beyond the implicit `user`: a grant reaches a user with their next token; a revocation
+    voids the user's tokens at once (with `revocations`; the operator CLI has none)."""
 
-    def __init__(self, database: Database, users: UserRepository, events: EventRepository) -> None:
+    def __init__(self, database: Database, users: UserRepository, events: EventRepository, *,
+                 revocations: Revocations | None = None) -> None:
         self._database = database
         self._users = users
         self._events = events
+        self._revocations = revocations
 
     async def held(self, username: str) -> tuple[str, ...]:
         async with self._database.read() as session:
@@ -73,6 +77,9 @@ class Roles:
             roles = roles_of(await self._users.roles(session, user.id))
             if changed:
                 await self._events.roles_changed(session, user.id, roles)
+        if changed and self._revocations is not None:
+            # Tokens carry roles: the ones that still name this role are void (the user signs in again).
+            await self._revocations.revoke_all(user.id)
         return roles
 
 

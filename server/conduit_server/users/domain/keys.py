@@ -234,10 +234,12 @@ def mint_access_token(keyring: KeyRing, *, subject: str, user_id: int | None, us
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
     key = keyring.current(now)
-    issued_at = int(now.timestamp())
+    issued_at_ms = int(now.timestamp() * 1000)
+    issued_at = issued_at_ms // 1000
     expires_at = issued_at + ttl_seconds
     claims = access_token_claims(subject=subject, user_id=user_id, username=username, roles=roles,
                                  scopes=scopes, issuer=issuer, audience=audience, issued_at=issued_at,
+                                 issued_at_ms=issued_at_ms,
                                  expires_at=expires_at, token_id=secrets.token_urlsafe(16))
     token = jwt.encode(claims, key.private_key, algorithm=SIGNING_ALGORITHM,
                        headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE})

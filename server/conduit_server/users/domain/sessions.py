@@ -59,7 +59,7 @@ class Sessions:
         async with self._database.transaction() as session:
             await self._tokens.add(session, token_hash=token_hash, family_id=family_id, user_id=account.id,
                                    parent_id=None, expires_at=expires_at)
-        return Session(self._accounts.sign_in(account), token, expires_at)
+        return Session(self._accounts.sign_in(account, browser=False), token, expires_at)
 
     async def refresh(self, presented: str) -> Session:
         """Spend a refresh token for a new pair; reuse of a spent token revokes its family."""
@@ -95,7 +95,7 @@ class Sessions:
         # Raised after the commit: a reuse must leave its family revoked.
         if account is None:
             raise _rejected(outcome)
-        return Session(self._accounts.sign_in(account), token, expires_at)
+        return Session(self._accounts.sign_in(account, browser=False), token, expires_at)
 
     async def revoke(self, presented: str) -> None:
         """Log out: revoke the token's family. Unknown tokens are not an error (RFC 7009 §2.2)."""
@@ -105,6 +105,10 @@ class Sessions:
             row = await self._tokens.by_hash_for_update(session, refresh.hash_refresh_token(presented))
             if row is not None:
                 await self._tokens.revoke_family(session, row.family_id, self._clock())
+
+    async def revoke_all(self, user_id: int) -> None:
+        """Sign out everywhere: every session of the user, browser sessions included."""
+        await self._accounts.sign_out_everywhere(user_id)
 
 
 def _rejected(outcome: _Outcome) -> Unauthenticated:

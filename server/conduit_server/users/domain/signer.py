@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.tokens import AccessTokenVerifier, JwksCache, service_subject, user_subject
+from conduit_server.runtime.tokens import (
+    AccessTokenVerifier,
+    JwksCache,
+    Principal,
+    service_subject,
+    user_subject,
+)
 from conduit_server.users.domain import keys
 from conduit_server.users.repository import KeyRepository, lock
 from conduit_server.users.repository.models import SigningKeyRow
@@ -39,15 +45,22 @@ class TokenPolicy:
     issuer: str
     audience: str
     access_ttl_seconds: int
+    # Browser sessions (RealWorld register, login, user responses); 0: as access_ttl_seconds.
+    browser_ttl_seconds: int = 0
     # Verifiers' leeway plus margin: how long after a switch the previous key keeps verifying.
     clock_skew_seconds: int = 60
+
+    @property
+    def longest_ttl_seconds(self) -> int:
+        """The lifetime of the longest token minted: how long a retired key must keep verifying."""
+        return max(self.access_ttl_seconds, self.browser_ttl_seconds)
 
 
 class Signer:
     """The key ring of this process, its JWKS, its verifier and the minting of access tokens."""
 
     def __init__(self, database: Database, repository: KeyRepository, kek: bytes, policy: TokenPolicy,
-                 *, clock: Clock = utc_now) -> None:
+                 *, clock: Clock = utc_now, revoked: Callable[[Principal], Awaitable[bool]] | None = None) -> None:
         self._database = database
         self._repository = repository
         self._kek = kek
@@ -57,10 +70,11 @@ class Signer:
         # The fetch is in memory: refresh on every unknown kid, re-read at least every few seconds.
         self.jwks_cache = JwksCache(self._fetch_jwks, min_refresh_interval_seconds=0.0, max_age_seconds=5.0)
         self.verifier = AccessTokenVerifier(self.jwks_cache, policy.issuer, policy.audience,
-                                            clock=lambda: self._clock().timestamp())
+                                            clock=lambda: self._clock().timestamp(),
+                                            max_lifetime_seconds=policy.longest_ttl_seconds, revoked=revoked)
 
     def _new_ring(self, signing_keys: Sequence[keys.SigningKey]) -> keys.KeyRing:
-        return keys.KeyRing(signing_keys, access_token_ttl_seconds=self.policy.access_ttl_seconds,
+        return keys.KeyRing(signing_keys, access_token_ttl_seconds=self.policy.longest_ttl_seconds,
                             clock_skew_seconds=self.policy.clock_skew_seconds)
 
     async def _fetch_jwks(self) -> Mapping[str, Any]:
@@ -141,11 +155,15 @@ class Signer:
         """Every published key: the current one, older ones not yet retired, newer ones ahead of use."""
         return self._ring.jwks(self._clock())
 
-    def mint_for_user(self, user_id: int, username: str, roles: Sequence[str]) -> tuple[str, datetime]:
+    def mint_for_user(self, user_id: int, username: str, roles: Sequence[str], *, browser: bool = False
+                      ) -> tuple[str, datetime]:
+        """A user's access token: short (SDK sessions, with refresh), or a browser session's."""
+        ttl = self.policy.browser_ttl_seconds if browser and self.policy.browser_ttl_seconds else \
+            self.policy.access_ttl_seconds
         return keys.mint_access_token(
             self._ring, subject=user_subject(user_id), user_id=user_id, username=username, roles=roles,
-            scopes=(), issuer=self.policy.issuer, audience=self.policy.audience,
-            ttl_seconds=self.policy.access_ttl_seconds, now=self._clock())
+            scopes=(), issuer=self.policy.issuer, audience=self.policy.audience, ttl_seconds=ttl,
+            now=self._clock())
 
     def mint_for_service(self, client_id: str, scopes: Sequence[str]) -> tuple[str, datetime]:
         return keys.mint_access_token(

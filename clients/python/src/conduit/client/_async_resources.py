@@ -209,9 +209,11 @@ class AsyncComments:
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
 
-    async def list(self, slug: str, *, timeout: float | None = None) -> builtins.list[a.Comment]:
-        """Lists the comments of an article, oldest first."""
-        request = a.ListCommentsRequest(slug=slug)
+    async def list(self, slug: str, *, limit: int = 0, offset: int = 0,
+                   timeout: float | None = None) -> builtins.list[a.Comment]:
+        """One page of an article's comments, newest first: the newest page by default (the
+        service serves at most 10 per page; `offset` counts from the newest)."""
+        request = a.ListCommentsRequest(slug=slug, limit=limit, offset=offset)
         return list((await self._t.unary(m.LIST_COMMENTS, request, timeout=timeout)).comments)
 
     async def add(self, slug: str, *, body: str, timeout: float | None = None) -> a.Comment:
@@ -283,6 +285,10 @@ class AsyncAuth:
         """Logs out: revokes the refresh token and every token of its family."""
         request = u.RevokeSessionRequest(refresh_token=refresh_token)
         await self._t.unary(m.REVOKE_SESSION, request, timeout=timeout)
+
+    async def revoke_all_sessions(self, *, timeout: float | None = None) -> None:
+        """Signs the caller out everywhere: every refresh and access token issued so far stops working."""
+        await self._t.unary(m.REVOKE_ALL_SESSIONS, u.RevokeAllSessionsRequest(), timeout=timeout)
 
     async def create_oauth_token(self, *, client_id: str, client_secret: str, scopes: Sequence[str] = (),
                                  timeout: float | None = None) -> u.CreateOAuthTokenResponse:

@@ -76,6 +76,8 @@ REFRESH_SESSION = _m(_AUTH, "RefreshSession", u.RefreshSessionRequest, u.Refresh
                      idempotent=False)
 REVOKE_SESSION = _m(_AUTH, "RevokeSession", u.RevokeSessionRequest, u.RevokeSessionResponse,
                     idempotent=False)
+REVOKE_ALL_SESSIONS = _m(_AUTH, "RevokeAllSessions", u.RevokeAllSessionsRequest, u.RevokeAllSessionsResponse,
+                         idempotent=False)
 CREATE_OAUTH_TOKEN = _m(_AUTH, "CreateOAuthToken", u.CreateOAuthTokenRequest, u.CreateOAuthTokenResponse,
                         idempotent=False)
 GET_JWKS = _m(_AUTH, "GetJwks", u.GetJwksRequest, u.GetJwksResponse, idempotent=True)
@@ -145,7 +147,7 @@ METHODS: dict[str, Method[Any, Any]] = {
     method.path: method for method in (
         CREATE_USER, LOGIN, GET_CURRENT_USER, UPDATE_CURRENT_USER,
         GET_PROFILE, FOLLOW_PROFILE, UNFOLLOW_PROFILE,
-        CREATE_SESSION, REFRESH_SESSION, REVOKE_SESSION, CREATE_OAUTH_TOKEN, GET_JWKS,
+        CREATE_SESSION, REFRESH_SESSION, REVOKE_SESSION, REVOKE_ALL_SESSIONS, CREATE_OAUTH_TOKEN, GET_JWKS,
         LIST_USER_ROLES, GRANT_ROLE, REVOKE_ROLE, CREATE_SERVICE_ACCOUNT, LIST_SERVICE_ACCOUNTS,
         REVOKE_SERVICE_ACCOUNT,
         BATCH_GET_PROFILES, RESOLVE_USERNAMES, LIST_FOLLOWEE_IDS,

@@ -1,7 +1,8 @@
 """Pagers over limit/offset lists: items lazily across pages, or whole pages with `.pages()`.
 
-A pager fetches nothing until iterated, then one page at a time. It stops at a
-short page or once the offset reaches the total the server reports. Each
+A pager fetches nothing until iterated, then one page at a time. It stops at an
+empty page or once the offset reaches the total the server reports; a short page
+does not end it (the services serve at most their maximum page, whatever was asked). Each
 iteration starts again from the first page. Offsets are positions, so rows
 inserted or deleted while paging can shift items between pages (a duplicate
 or a miss at the boundary): re-list, or watch for changes, when that matters.
@@ -15,7 +16,7 @@ from typing import Generic, TypeVar
 P = TypeVar("P")
 T = TypeVar("T")
 
-#: The largest page the services serve.
+#: The largest page a pager asks for (the services may serve fewer: article lists serve 20).
 MAX_PAGE_SIZE = 100
 
 
@@ -42,7 +43,7 @@ class _Paging(Generic[P, T]):
         count = len(self._items(page))
         self.total = self._total_of(page)
         offset += count
-        if count < self.page_size or offset >= self.total:
+        if count == 0 or offset >= self.total:
             return None
         return offset
 

@@ -194,10 +194,12 @@ class Comments:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def list(self, slug: str, *, timeout: float | None = None) -> builtins.list[a.Comment]:
-        """Lists the comments of an article, oldest first."""
-        request = a.ListCommentsRequest(slug=slug)
-        return list(self._t.unary(m.LIST_COMMENTS, request, timeout=timeout).comments)
+    def list(self, slug: str, *, limit: int = 0, offset: int = 0,
+                   timeout: float | None = None) -> builtins.list[a.Comment]:
+        """One page of an article's comments, newest first: the newest page by default (the
+        service serves at most 10 per page; `offset` counts from the newest)."""
+        request = a.ListCommentsRequest(slug=slug, limit=limit, offset=offset)
+        return list((self._t.unary(m.LIST_COMMENTS, request, timeout=timeout)).comments)
 
     def add(self, slug: str, *, body: str, timeout: float | None = None) -> a.Comment:
         """Adds a comment by the caller to an article."""
@@ -266,6 +268,10 @@ class Auth:
     def revoke_session(self, refresh_token: str, *, timeout: float | None = None) -> None:
         """Logs out: revokes the refresh token and every token of its family."""
         self._t.unary(m.REVOKE_SESSION, u.RevokeSessionRequest(refresh_token=refresh_token), timeout=timeout)
+
+    def revoke_all_sessions(self, *, timeout: float | None = None) -> None:
+        """Signs the caller out everywhere: every refresh and access token issued so far stops working."""
+        self._t.unary(m.REVOKE_ALL_SESSIONS, u.RevokeAllSessionsRequest(), timeout=timeout)
 
     def create_oauth_token(self, *, client_id: str, client_secret: str, scopes: Sequence[str] = (),
                            timeout: float | None = None) -> u.CreateOAuthTokenResponse:

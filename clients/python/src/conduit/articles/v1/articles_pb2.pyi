@@ -280,7 +280,10 @@ class ListArticlesRequest(_message.Message):
     favorited: _builtins.str
     """Only articles favorited by this username."""
     limit: _builtins.int
-    """Page size, 1 to 100; 20 when zero or absent."""
+    """Page size, at least 1; 20 when zero or absent. Above the maximum (20, so
+    that a page of the largest articles fits every transport limit) it counts
+    as the maximum.
+    """
     offset: _builtins.int
     """How many matching articles to skip."""
     def __init__(
@@ -337,7 +340,7 @@ class ListFeedArticlesRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Page size, 1 to 100; 20 when zero or absent."""
+    """Page size, at least 1; 20 when zero or absent; above 20 it counts as 20."""
     offset: _builtins.int
     """How many matching articles to skip."""
     def __init__(
@@ -872,16 +875,26 @@ class ListCommentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SLUG_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     slug: _builtins.str
     """The slug of the article."""
+    limit: _builtins.int
+    """Page size, at least 1; 10 when zero or absent; above 10 it counts as 10 (a
+    page of the largest comments stays well inside every transport limit).
+    """
+    offset: _builtins.int
+    """How many comments to skip, counted from the newest."""
     def __init__(
         self,
         *,
         slug: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["slug", b"slug"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "slug", b"slug"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -896,7 +909,7 @@ class ListCommentsResponse(_message.Message):
     COMMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Comment]:
-        """The comments, oldest first."""
+        """One page of comments, newest first: without limit and offset, the newest."""
 
     def __init__(
         self,

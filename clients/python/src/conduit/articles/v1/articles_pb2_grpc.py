@@ -486,7 +486,7 @@ class CommentsServiceServicer:
     """
 
     def ListComments(self, request, context):
-        """Lists the comments of an article, oldest first.
+        """Lists the comments of an article, newest first, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

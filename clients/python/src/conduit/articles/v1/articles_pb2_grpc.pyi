@@ -169,7 +169,7 @@ class CommentsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CommentsServiceAsyncStub: ...
     ListComments: _grpc.UnaryUnaryMultiCallable[_articles_pb2.ListCommentsRequest, _articles_pb2.ListCommentsResponse]
-    """Lists the comments of an article, oldest first."""
+    """Lists the comments of an article, newest first, one page at a time."""
     CreateComment: _grpc.UnaryUnaryMultiCallable[_articles_pb2.CreateCommentRequest, _articles_pb2.CreateCommentResponse]
     """Adds a comment by the caller to an article."""
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_articles_pb2.DeleteCommentRequest, _articles_pb2.DeleteCommentResponse]
@@ -181,7 +181,7 @@ class CommentsServiceAsyncStub(CommentsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListComments: _aio.UnaryUnaryMultiCallable[_articles_pb2.ListCommentsRequest, _articles_pb2.ListCommentsResponse]  # type: ignore[assignment]
-    """Lists the comments of an article, oldest first."""
+    """Lists the comments of an article, newest first, one page at a time."""
     CreateComment: _aio.UnaryUnaryMultiCallable[_articles_pb2.CreateCommentRequest, _articles_pb2.CreateCommentResponse]  # type: ignore[assignment]
     """Adds a comment by the caller to an article."""
     DeleteComment: _aio.UnaryUnaryMultiCallable[_articles_pb2.DeleteCommentRequest, _articles_pb2.DeleteCommentResponse]  # type: ignore[assignment]
@@ -196,7 +196,7 @@ class CommentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _articles_pb2.ListCommentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_articles_pb2.ListCommentsResponse, _abc.Awaitable[_articles_pb2.ListCommentsResponse]]:
-        """Lists the comments of an article, oldest first."""
+        """Lists the comments of an article, newest first, one page at a time."""
 
     @_abc_1.abstractmethod
     def CreateComment(

@@ -688,6 +688,40 @@ class RevokeSessionResponse(_message.Message):
 Global___RevokeSessionResponse: _TypeAlias = RevokeSessionResponse  # noqa: Y015
 
 @_typing.final
+class RevokeAllSessionsRequest(_message.Message):
+    """Request of RevokeAllSessions: the caller is the one signed out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAllSessionsRequest: _TypeAlias = RevokeAllSessionsRequest  # noqa: Y015
+
+@_typing.final
+class RevokeAllSessionsResponse(_message.Message):
+    """Response of RevokeAllSessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAllSessionsResponse: _TypeAlias = RevokeAllSessionsResponse  # noqa: Y015
+
+@_typing.final
 class CreateOAuthTokenRequest(_message.Message):
     """Request of CreateOAuthToken. REST callers send the RFC 6749 form, which the
     gateway passes raw in `form`; credentials may also come as HTTP Basic.

@@ -426,6 +426,11 @@ class AuthServiceStub:
                 request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionRequest.SerializeToString,
                 response_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionResponse.FromString,
                 _registered_method=True)
+        self.RevokeAllSessions = channel.unary_unary(
+                '/conduit.users.v1.AuthService/RevokeAllSessions',
+                request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsRequest.SerializeToString,
+                response_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsResponse.FromString,
+                _registered_method=True)
         self.CreateOAuthToken = channel.unary_unary(
                 '/conduit.users.v1.AuthService/CreateOAuthToken',
                 request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.CreateOAuthTokenRequest.SerializeToString,
@@ -465,6 +470,15 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeAllSessions(self, request, context):
+        """Signs the caller out of every session: every refresh token is revoked and
+        every access token issued so far (browser sessions included) stops working
+        in every service at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateOAuthToken(self, request, context):
         """OAuth2 token endpoint (RFC 6749 §4.4, client credentials grant). REST
         callers post `application/x-www-form-urlencoded`; gRPC callers set fields.
@@ -497,6 +511,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeSession,
                     request_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionRequest.FromString,
                     response_serializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionResponse.SerializeToString,
+            ),
+            'RevokeAllSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAllSessions,
+                    request_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsRequest.FromString,
+                    response_serializer=conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsResponse.SerializeToString,
             ),
             'CreateOAuthToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateOAuthToken,
@@ -592,6 +611,33 @@ class AuthService:
             '/conduit.users.v1.AuthService/RevokeSession',
             conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionRequest.SerializeToString,
             conduit_dot_users_dot_v1_dot_users__pb2.RevokeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAllSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conduit.users.v1.AuthService/RevokeAllSessions',
+            conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsRequest.SerializeToString,
+            conduit_dot_users_dot_v1_dot_users__pb2.RevokeAllSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -182,6 +182,11 @@ class AuthServiceStub:
     """
     RevokeSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.RevokeSessionRequest, _users_pb2.RevokeSessionResponse]
     """Logs out: revokes the refresh token and every token of its family."""
+    RevokeAllSessions: _grpc.UnaryUnaryMultiCallable[_users_pb2.RevokeAllSessionsRequest, _users_pb2.RevokeAllSessionsResponse]
+    """Signs the caller out of every session: every refresh token is revoked and
+    every access token issued so far (browser sessions included) stops working
+    in every service at once.
+    """
     CreateOAuthToken: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateOAuthTokenRequest, _users_pb2.CreateOAuthTokenResponse]
     """OAuth2 token endpoint (RFC 6749 §4.4, client credentials grant). REST
     callers post `application/x-www-form-urlencoded`; gRPC callers set fields.
@@ -204,6 +209,11 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     RevokeSession: _aio.UnaryUnaryMultiCallable[_users_pb2.RevokeSessionRequest, _users_pb2.RevokeSessionResponse]  # type: ignore[assignment]
     """Logs out: revokes the refresh token and every token of its family."""
+    RevokeAllSessions: _aio.UnaryUnaryMultiCallable[_users_pb2.RevokeAllSessionsRequest, _users_pb2.RevokeAllSessionsResponse]  # type: ignore[assignment]
+    """Signs the caller out of every session: every refresh token is revoked and
+    every access token issued so far (browser sessions included) stops working
+    in every service at once.
+    """
     CreateOAuthToken: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateOAuthTokenRequest, _users_pb2.CreateOAuthTokenResponse]  # type: ignore[assignment]
     """OAuth2 token endpoint (RFC 6749 §4.4, client credentials grant). REST
     callers post `application/x-www-form-urlencoded`; gRPC callers set fields.
@@ -241,6 +251,17 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.RevokeSessionResponse, _abc.Awaitable[_users_pb2.RevokeSessionResponse]]:
         """Logs out: revokes the refresh token and every token of its family."""
+
+    @_abc_1.abstractmethod
+    def RevokeAllSessions(
+        self,
+        request: _users_pb2.RevokeAllSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.RevokeAllSessionsResponse, _abc.Awaitable[_users_pb2.RevokeAllSessionsResponse]]:
+        """Signs the caller out of every session: every refresh token is revoked and
+        every access token issued so far (browser sessions included) stops working
+        in every service at once.
+        """
 
     @_abc_1.abstractmethod
     def CreateOAuthToken(

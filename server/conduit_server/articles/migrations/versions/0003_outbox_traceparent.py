@@ -1,0 +1,21 @@
+"""outbox rows carry the producer's trace context
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('outbox', sa.Column('traceparent', sa.String(length=55), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column('outbox', 'traceparent')
