@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
         observe-test rules-test prometheus-package bench-observe conformance \
-        settings-reference check-settings search-node search-node-fetch
+        settings-reference check-settings search-node search-node-fetch \
+        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,7 +60,7 @@ observe: observe-tools ## `make run` with tracing + metrics on, beside a real Pr
 observe-test: observe-tools $(if $(wildcard search_node/pom.xml),search-node-fetch) ## the heavy observability tests: Envoy → Jaeger traces, Prometheus queries, ECS logs
 	$(BIN)/pytest tests/observability -m observe $(PYTEST_ARGS)
 
-check: lint typecheck buf-lint buf-format buf-breaking check-generated check-settings ## ruff, mypy, buf lint/format/breaking, generated-code and settings-reference drift
+check: lint typecheck buf-lint buf-format buf-breaking check-generated check-settings deploy-lint ## ruff, mypy, buf lint/format/breaking, generated-code and settings-reference drift, hadolint/actionlint
 
 lint: $(STAMP) ## ruff on every hand-written file
 	$(BIN)/ruff check .
@@ -69,7 +70,7 @@ format: $(STAMP) ## apply ruff's fixes and buf format
 	$(BIN)/buf format -w proto
 
 typecheck: $(STAMP) ## mypy --strict on hand-written code (generated code excluded)
-	$(BIN)/mypy server gateway/conduit_gateway bench tests search_node
+	$(BIN)/mypy server gateway/conduit_gateway bench tests search_node deploy
 
 buf-lint: $(STAMP) ## buf lint on the contract
 	$(BIN)/buf lint gateway/conduit.binpb --path conduit
@@ -84,9 +85,12 @@ buf-breaking: $(STAMP) ## no breaking change against main's contract
 	  status=$$?; rm -rf $$tmp; exit $$status; \
 	else echo "buf-breaking: main has no contract yet; nothing to compare"; fi
 
-generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set and the OpenAPI document
+KUBE_GATEWAY := deploy/kubernetes/base/config.env deploy/kubernetes/base/gateway/envoy.yaml
+
+generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set, the OpenAPI document, the Kubernetes gateway config
 	$(PY) proto/generate.py
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
+	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY)
 
 openapi: $(STAMP) ## regenerate gateway/openapi.yaml from the descriptor set
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
@@ -98,6 +102,7 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
+	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
 
 $(NEWMAN):
@@ -134,6 +139,50 @@ bench-observe: bench-tools observe-tools ## req/s of bench rows with tracing (10
 
 profile: bench-tools ## flame graph of one service under load (SERVICE=articles|users) into bench/results/
 	$(PY) -m bench.profile $(or $(SERVICE),articles)
+
+TOOLS := $(HOME)/.cache/conduit-mesh/bin
+ACTIONLINT_VERSION := v1.7.7
+
+# actionlint has no binary wheel: built once with Go from its module (cached).
+$(TOOLS)/actionlint-$(ACTIONLINT_VERSION):
+	@command -v go >/dev/null || { echo "actionlint is built with Go: install Go"; exit 1; }
+	GOBIN=$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	@touch $@
+
+deploy-lint: $(STAMP) $(TOOLS)/actionlint-$(ACTIONLINT_VERSION) ## hadolint on every Containerfile, actionlint on the workflows
+	$(BIN)/hadolint --failure-threshold info deploy/Containerfile deploy/images/*/Containerfile
+	$(TOOLS)/actionlint -shellcheck= .github/workflows/*.yml
+
+# ---- containers and Kubernetes (Podman with runc: deploy/podman/podman) ----
+PODMAN := deploy/podman/podman
+
+container-tools: ## install podman, runc and debootstrap with apt when missing
+	@command -v podman >/dev/null && test -x /usr/sbin/runc && command -v debootstrap >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "needs podman, runc and debootstrap"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; }
+
+image: $(STAMP) container-tools ## build localhost/conduit-mesh:dev (debootstrap base, host-built wheels, no network)
+	PYTHON=$(PY) bash deploy/podman/image.sh base
+
+images: $(STAMP) container-tools ## the image above plus the PostgreSQL image (Compose, kube-smoke)
+	PYTHON=$(PY) bash deploy/podman/image.sh all
+
+kube-render: ## print the rendered Kubernetes overlay (OVERLAY=dev|prod)
+	@command -v kubectl >/dev/null || { echo "kube-render needs kubectl (with kustomize)"; exit 1; }
+	kubectl kustomize deploy/kubernetes/overlays/$(or $(OVERLAY),dev)
+
+kube-smoke: images ## play the dev overlay with podman kube play (2 replicas each), REST through Envoy, pod loss
+	$(PY) -m deploy.kube_smoke
+
+$(VENV)/.compose: $(STAMP)
+	$(PY) -m pip install --quiet 'podman-compose==1.6.0'
+	@touch $@
+
+compose-up: images $(VENV)/.compose ## start deploy/compose.yaml with podman-compose, then the smoke test through Envoy's TLS port
+	$(PY) -m deploy.compose up
+
+compose-down: $(VENV)/.compose ## stop and remove everything compose-up created
+	$(PY) -m deploy.compose down
 
 clean: ## remove caches (keeps .venv and .state)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist

@@ -1,7 +1,9 @@
 """Upstream clusters of the gateway, and the loopback JWKS listener.
 
 One cluster per service process (services sharing an address share it): HTTP/2, gRPC health
-checks, no panic routing, circuit breakers with a retry budget, outlier detection.
+checks, no panic routing, circuit breakers with a retry budget, outlier detection. Endpoints
+resolve by DNS (STRICT_DNS: every address of a name, e.g. the pods of a headless Service, is a
+host) and a cluster may list several endpoints (replicas); requests balance over the healthy ones.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def upstream_cluster(name: str, address: Address, limits: EdgeLimits) -> Config:
-    host, port = address
+def upstream_cluster(name: str, address: Address, limits: EdgeLimits,
+                     endpoints: Sequence[Address] = ()) -> Config:
+    """The cluster of the process(es) at `address`, or at each of `endpoints` when given."""
     interval = seconds(limits.health_check_interval_seconds)
     return {
         "name": name,
@@ -69,7 +72,7 @@ def upstream_cluster(name: str, address: Address, limits: EdgeLimits) -> Config:
                 "connection_keepalive": {"interval": "30s", "timeout": "5s"}}},
         )},
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": socket_address(host, port)}}]}]},
+            {"endpoint": {"address": socket_address(host, port)}} for host, port in (endpoints or [address])]}]},
         "health_checks": [{
             "timeout": "1s",
             "interval": interval,
@@ -80,7 +83,8 @@ def upstream_cluster(name: str, address: Address, limits: EdgeLimits) -> Config:
             # The server's overall health (service name "").
             "grpc_health_check": {},
         }],
-        # One host per cluster: panic routing would keep sending to it; answer 503 at once.
+        # Never route to a host known unhealthy (panic routing would): with one host, answer 503 at
+        # once; with replicas, a draining one gets no new request.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "circuit_breakers": {"thresholds": [{
             "priority": "DEFAULT",
@@ -132,7 +136,8 @@ def jwks_listener(descriptor_path: Path, method: MethodInfo, port: int, limits: 
     }
 
 
-def jwks_clusters(listener_port: int, upstream: Address, limits: EdgeLimits) -> list[Config]:
+def jwks_clusters(listener_port: int, upstream: Address, limits: EdgeLimits,
+                  endpoints: Sequence[Address] = ()) -> list[Config]:
     """The cluster jwt_authn fetches from (the JWKS listener) and the one behind it.
 
     The latter has no health checks: the fetch at start-up must not wait for the first round
@@ -145,7 +150,7 @@ def jwks_clusters(listener_port: int, upstream: Address, limits: EdgeLimits) -> 
         "load_assignment": {"cluster_name": JWKS_CLUSTER, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": socket_address("127.0.0.1", listener_port)}}]}]},
     }
-    behind = upstream_cluster(JWKS_UPSTREAM_CLUSTER, upstream, limits)
+    behind = upstream_cluster(JWKS_UPSTREAM_CLUSTER, upstream, limits, endpoints)
     for key in ("health_checks", "outlier_detection", "common_lb_config"):
         del behind[key]
     return [to_listener, behind]

@@ -75,7 +75,9 @@ class GatewaySpec:
     listener; the admin interface and the JWKS listener (`jwks_port`) always listen on
     127.0.0.1 only. `jwks_upstream` is where the JWKS RPC is served (default: the upstream of
     its service); `local_jwks`, a JWKS JSON document, replaces the remote fetch and the JWKS
-    listener (tests).
+    listener (tests). `replicas` lists every endpoint behind an upstream address when there are
+    several (the cluster of that address balances over them); a DNS name needs no entry: each of
+    its addresses is a host.
     """
 
     descriptor_path: Path
@@ -91,6 +93,7 @@ class GatewaySpec:
     cors_origins: Sequence[str] = ()
     jwks_upstream: tuple[str, int] | None = None
     local_jwks: str | None = None
+    replicas: Mapping[tuple[str, int], Sequence[tuple[str, int]]] = field(default_factory=dict)
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     # None: no tracing. Else Envoy starts traces and exports its spans (conduit_gateway.tracing).
     tracing: TracingSpec | None = None
@@ -115,7 +118,8 @@ def build_config(spec: GatewaySpec) -> Config:
     if spec.http_port:
         listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes,
                                    bindings=bindings, tls=False))
-    cluster_configs = [upstream_cluster(name, address, spec.limits) for address, name in clusters.items()]
+    cluster_configs = [upstream_cluster(name, address, spec.limits, spec.replicas.get(address, ()))
+                       for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
     if spec.tracing is not None:
         cluster_configs.append(collector_cluster(spec.tracing))
@@ -134,7 +138,7 @@ def build_config(spec: GatewaySpec) -> Config:
         method = _jwks_method(public)
         target = address_key(spec.jwks_upstream or spec.upstreams[method.service])
         listeners.append(jwks_listener(spec.descriptor_path, method, spec.jwks_port, spec.limits))
-        cluster_configs += jwks_clusters(spec.jwks_port, target, spec.limits)
+        cluster_configs += jwks_clusters(spec.jwks_port, target, spec.limits, spec.replicas.get(target, ()))
     return config
 
 

@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     reference = commands.add_parser("settings", help="print every CONDUIT_* setting (the README's reference)")
     reference.add_argument("--write", metavar="FILE", help="replace the reference between the markers in FILE")
     reference.add_argument("--check", metavar="FILE", help="fail when the reference in FILE is not current")
+    commands.add_parser("gateway", help="run Envoy in the foreground, routing to each service's target")
+    commands.add_parser("migrate", help="apply every service's schema migrations, then exit")
     # Each service adds its own operator commands (users: admins, keys, accounts; articles: import;
     # realtime: history).
     from conduit_server import backups
@@ -72,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         configure_logging("mesh", settings.log_level)
         supervisor.run(settings)
+    elif args.command in ("gateway", "migrate"):
+        from conduit_server import deploy
+
+        configure_logging(args.command, settings.log_level)
+        (deploy.run_gateway if args.command == "gateway" else deploy.run_migrate)(settings)
     elif args.command == "observe":
         from conduit_server import observe
 

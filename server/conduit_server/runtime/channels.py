@@ -17,6 +17,8 @@ CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     # Retries on UNAVAILABLE are declared per call site by idempotency, not globally.
     ("grpc.enable_retries", 1),
+    # A target naming several replicas (a headless Service, an address list): spread calls over all.
+    ("grpc.lb_policy_name", "round_robin"),
 )
 
 

@@ -97,14 +97,20 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
 
-    # Interface and ports of the service processes (gRPC, plaintext on the internal network).
+    # Address a service binds (0.0.0.0 in a container); with the ports below, also where the
+    # others reach it unless a target is set.
     host: str = "127.0.0.1"
     users_port: int = 50051
     articles_port: int = 50052
     search_port: int = 50053
     realtime_port: int = 50054
-    # Address other services use to reach users (empty = host:users_port).
+    # Where Envoy and the other services reach a service, when not at host:port: `name:port`, a
+    # DNS name resolving to every replica (a headless Service), or a comma-separated list of
+    # `host:port` (Envoy and the gRPC clients balance over every address either way).
     users_target: str = ""
+    articles_target: str = ""
+    search_target: str = ""
+    realtime_target: str = ""
 
     # Envoy: interface and TLS listener (REST and gRPC).
     gateway_host: str = "127.0.0.1"
@@ -115,6 +121,10 @@ class Settings(BaseSettings):
     gateway_admin_port: int = 9901
     # Loopback-only listener from which Envoy's jwt_authn fetches the users JWKS.
     gateway_jwks_port: int = 9902
+    # The gateway's TLS certificate chain and key (PEM files, e.g. a mounted Secret); empty = a
+    # local CA and localhost certificate generated under state_dir/tls.
+    gateway_tls_cert: str = ""
+    gateway_tls_key: str = ""
     # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
     # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
@@ -207,6 +217,15 @@ class Settings(BaseSettings):
                                          "search": self.search_port, "realtime": self.realtime_port}
         return ports[service]
 
+    def target_of(self, service: ServiceName) -> str:
+        """Where a service is reached: its `*_target`, else host:port."""
+        targets: dict[ServiceName, str] = {"users": self.users_target, "articles": self.articles_target,
+                                           "search": self.search_target, "realtime": self.realtime_target}
+        return targets[service] or self.address_of(service)
+
+    def endpoints_of(self, service: ServiceName) -> list[tuple[str, int]]:
+        """`target_of(service)` as `(host, port)` pairs (a name stays a name: resolved by the caller)."""
+        return [split_address(part) for part in self.target_of(service).split(",") if part.strip()]
     def metrics_port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_metrics_port, "articles": self.articles_metrics_port,
                                          "search": self.search_metrics_port,
@@ -214,10 +233,24 @@ class Settings(BaseSettings):
         return ports[service]
 
     def address_of(self, service: ServiceName) -> str:
+        """The local address a service binds (`host:port`)."""
         return f"{self.host}:{self.port_of(service)}"
 
     def users_address(self) -> str:
-        return self.users_target or self.address_of("users")
+        """A gRPC target for the users service, balanced over every address when there are several."""
+        endpoints = self.endpoints_of("users")
+        if len(endpoints) == 1:
+            host, port = endpoints[0]
+            return f"{host}:{port}"
+        return "ipv4:" + ",".join(f"{host}:{port}" for host, port in endpoints)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as a pair; ValueError when the port is missing or not a number."""
+    host, separator, port = address.strip().rpartition(":")
+    if not separator or not host or not port.isdigit():
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host.strip("[]"), int(port)
 
 
 def _comments(model: type[BaseModel]) -> dict[str, str]:

@@ -1,0 +1,208 @@
+"""The Kubernetes overlays render with kubectl's kustomize and every object validates: core kinds
+against the Kubernetes 1.32 schemas (kubernetes-validate, strict: unknown fields fail), the
+CloudNativePG and Prometheus Operator kinds against their published CRD schemas kept in
+deploy/kubernetes/schemas (made strict the same way). Then what the overlays promise is checked
+object by object."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+SCHEMAS = KUBERNETES / "schemas"
+KUBERNETES_VERSION = "1.32.0"
+SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054}
+Object = dict[str, Any]
+
+
+@cache
+def render(overlay: str) -> tuple[Object, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl (with kustomize) is needed to render deploy/kubernetes; it comes with the project's "
+                    "machines")
+    output = subprocess.run([kubectl, "kustomize", str(KUBERNETES / "overlays" / overlay)],
+                            capture_output=True, text=True, check=True).stdout
+    return tuple(document for document in yaml.safe_load_all(output) if document)
+
+
+def strict(schema: Any) -> Any:
+    """Refuse properties a schema does not name (as kubeconform's strict mode does for CRDs)."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema \
+                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(value) for value in schema]
+    return schema
+
+
+@cache
+def crd_schema(api_version: str, kind: str) -> Object | None:
+    group, _, version = api_version.rpartition("/")
+    path = SCHEMAS / f"{group}_{kind.lower()}_{version}.json"
+    if not path.exists():
+        return None
+    schema: Object = strict(json.loads(path.read_text(encoding="utf-8")))
+    # apiVersion/kind/metadata are validated by the API server, not the CRD schema.
+    schema["properties"].setdefault("metadata", {"type": "object"})
+    return schema
+
+
+def by_kind(objects: tuple[Object, ...], kind: str) -> dict[str, Object]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def validation_errors(obj: Object) -> list[str]:
+    schema = crd_schema(obj["apiVersion"], obj["kind"])
+    if schema is not None:
+        validator = jsonschema.Draft7Validator(schema)
+        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+    try:
+        kubernetes_validate.validate(copy.deepcopy(obj), KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{'/'.join(map(str, error.path))}: {error.message}"]
+    return []
+
+
+OVERLAYS = ("dev", "prod")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates(overlay: str) -> None:
+    objects = render(overlay)
+    assert len(objects) > 30
+    failures = {f"{o['kind']}/{o['metadata']['name']}": errors for o in objects
+                if (errors := validation_errors(o))}
+    assert failures == {}
+
+
+def test_an_unknown_field_fails_validation() -> None:
+    """The validation above can fail: a misspelt field in a core kind and in a CRD kind."""
+    deployment = copy.deepcopy(by_kind(render("dev"), "Deployment")["users"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    assert validation_errors(deployment)
+    cluster = copy.deepcopy(by_kind(render("prod"), "Cluster")["conduit-db"])
+    cluster["spec"]["instance"] = 3
+    assert validation_errors(cluster)
+
+
+def containers(objects: tuple[Object, ...]) -> Iterator[tuple[str, Object, Object]]:
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job"):
+            pod = obj["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                yield obj["metadata"]["name"], pod, container
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_locked_down(overlay: str) -> None:
+    for name, pod, container in containers(render(overlay)):
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert security["allowPrivilegeEscalation"] is False, name
+        assert security["capabilities"]["drop"] == ["ALL"], name
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), name
+        assert "memory" in container["resources"]["limits"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_are_probed_by_grpc_scaled_and_budgeted(overlay: str) -> None:
+    objects = render(overlay)
+    deployments, services = by_kind(objects, "Deployment"), by_kind(objects, "Service")
+    autoscalers, budgets = by_kind(objects, "HorizontalPodAutoscaler"), by_kind(objects, "PodDisruptionBudget")
+    for name, port in SERVICES.items():
+        pod = deployments[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert container[probe]["grpc"] == {"port": port}, (name, probe)
+        assert container["args"] == ["serve", name]
+        assert deployments[name]["spec"]["replicas"] >= 2
+        assert deployments[name]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+            "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        # Headless: Envoy and the gRPC clients see every pod.
+        assert services[name]["spec"]["clusterIP"] == "None"
+        assert services[name]["spec"]["ports"][0]["port"] == port
+        assert autoscalers[name]["spec"]["minReplicas"] >= 2
+        assert budgets[name]["spec"]["maxUnavailable"] == 1
+    assert "gateway" in autoscalers
+    assert "gateway" in budgets
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_deny_by_default(overlay: str) -> None:
+    policies = by_kind(render(overlay), "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    services = policies["services"]["spec"]
+    senders = [peer["podSelector"]["matchLabels"] for peer in services["ingress"][0]["from"]]
+    assert senders == [{"conduit.dev/role": "gateway"}, {"conduit.dev/role": "service"}]
+    assert "conduit-db" in policies
+
+
+def test_gateway_config_map_routes_to_the_headless_services() -> None:
+    objects = render("dev")
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(
+        "conduit-gateway"))
+    envoy = yaml.safe_load(config_map["data"]["envoy.yaml"])
+    endpoints = {}
+    for cluster in envoy["static_resources"]["clusters"]:
+        for group in cluster["load_assignment"]["endpoints"]:
+            for endpoint in group["lb_endpoints"]:
+                address = endpoint["endpoint"]["address"]["socket_address"]
+                endpoints[cluster["name"]] = (cluster["type"], address["address"], address["port_value"])
+    for name, port in SERVICES.items():
+        if name in endpoints:
+            assert endpoints[name] == ("STRICT_DNS", name, port)
+    assert {"users", "articles"} <= endpoints.keys()
+    deployment = by_kind(objects, "Deployment")["gateway"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+
+
+def test_gateway_config_map_is_current() -> None:
+    """gateway/envoy.yaml is what `make generate` renders from the descriptor set and config.env."""
+    base = KUBERNETES / "base"
+    subprocess.run([sys.executable, "-m", "conduit_server.deploy", str(base / "config.env"),
+                    str(base / "gateway" / "envoy.yaml"), "--check"], check=True)
+
+
+def test_postgres_is_cloudnative_pg() -> None:
+    dev, prod = by_kind(render("dev"), "Cluster")["conduit-db"], by_kind(render("prod"), "Cluster")["conduit-db"]
+    assert dev["spec"]["instances"] == 1
+    assert prod["spec"]["instances"] == 3
+    assert prod["spec"]["postgresql"]["synchronous"]["number"] >= 1
+    assert prod["spec"]["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
+    schedules = by_kind(render("prod"), "ScheduledBackup")
+    assert [s["spec"]["cluster"]["name"] for s in schedules.values()] == ["conduit-db"]
+    poolers = by_kind(render("prod"), "Pooler")
+    assert poolers["conduit-db-pooler-rw"]["spec"]["pgbouncer"]["poolMode"] == "session"
+    users = by_kind(render("prod"), "Deployment")["users"]["spec"]["template"]["spec"]["containers"][0]
+    url = next(e["value"] for e in users["env"] if e["name"] == "CONDUIT_DATABASE_URL")
+    assert "@conduit-db-pooler-rw:5432/" in url
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_object_is_rendered(overlay: str) -> None:
+    """Secrets are created in the cluster (or by operators), never kept in the repository."""
+    assert [o["metadata"]["name"] for o in render(overlay) if o["kind"] == "Secret"] == []
