@@ -88,10 +88,13 @@ def test_a_request_id_sent_by_a_client_is_in_the_log_lines_of_articles_and_of_us
     _wait_for(lambda: all(_log_lines(managed, service, request_id) for service in ("articles", "users")),
               f"no log line with {request_id} in: " + " ".join(
                   f"{service}: {(logs / f'{service}.log').read_text()[-600:]}" for service in ("articles", "users")))
-    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "articles", request_id)] == [
-        ("rpc", "/conduit.articles.v1.ArticlesService/ListArticles")]
-    assert [(line["msg"], line["method"]) for line in _log_lines(managed, "users", request_id)] == [
-        ("rpc", "/conduit.users.v1.UserDirectoryService/ResolveUsernames")]
+    # ECS lines: the message, the call's own fields under `conduit`, the id as `request_id` (decision 0018).
+    def calls(service: str) -> list[tuple[str, str, str]]:
+        return [(line["message"], line["conduit"]["method"], line["request_id"])
+                for line in _log_lines(managed, service, request_id)]
+
+    assert calls("articles") == [("rpc", "/conduit.articles.v1.ArticlesService/ListArticles", request_id)]
+    assert calls("users") == [("rpc", "/conduit.users.v1.UserDirectoryService/ResolveUsernames", request_id)]
 
 
 def _access_log_barrier(mesh: Mesh, rest: httpx.Client) -> None:
