@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from conduit_server.runtime import backup
-from conduit_server.runtime.embedded import EmbeddedPostgres
+from conduit_server.runtime.embedded import database_url
 from conduit_server.runtime.settings import SERVICES, Settings
-
-
-@asynccontextmanager
-async def database_url(settings: Settings) -> AsyncIterator[str]:
-    """The configured database, or the embedded one under the state directory (started for the command)."""
-    if settings.database_url:
-        yield settings.database_url
-        return
-    embedded = EmbeddedPostgres(Path(settings.state_dir) / "postgres")
-    url = await asyncio.to_thread(embedded.start)
-    try:
-        yield url
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(embedded.stop)
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> None:

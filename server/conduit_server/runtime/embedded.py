@@ -6,12 +6,17 @@ state directory so a second run sees the first run's data.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from conduit_server.runtime.settings import Settings
 
 log = logging.getLogger("conduit.embedded")
 DATABASE = "conduit"
@@ -93,3 +98,19 @@ class EmbeddedRedis:
         except psutil.TimeoutExpired:
             log.warning("redis did not stop in time; killing pid %s", pid)
             psutil.Process(pid).kill()
+
+
+@asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """The configured database, or the embedded one under the state directory, started for the block
+    (operator commands run without the mesh)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(Path(settings.state_dir) / "postgres")
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):  # the server is ours and going away either way
+            await asyncio.to_thread(embedded.stop)

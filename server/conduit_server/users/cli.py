@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.embedded import EmbeddedPostgres
+from conduit_server.runtime.embedded import database_url
 from conduit_server.runtime.errors import ConduitError, NotFound
 from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.settings import Settings
@@ -61,20 +59,13 @@ class _Refused(Exception):
 @asynccontextmanager
 async def users_database(settings: Settings) -> AsyncIterator[Database]:
     """The users schema, migrated; the embedded PostgreSQL when no URL is configured."""
-    embedded: EmbeddedPostgres | None = None
-    url = settings.database_url
-    if not url:
-        embedded = EmbeddedPostgres(Path(settings.state_dir) / "postgres")
-        url = await asyncio.to_thread(embedded.start)
-    database = Database(url, models.SCHEMA, pool_size=1, max_overflow=1)
-    try:
-        await migrations.upgrade(database, MIGRATIONS, models.Base.metadata)
-        yield database
-    finally:
-        await database.close()
-        if embedded is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(embedded.stop)
+    async with database_url(settings) as url:
+        database = Database(url, models.SCHEMA, pool_size=1, max_overflow=1)
+        try:
+            await migrations.upgrade(database, MIGRATIONS, models.Base.metadata)
+            yield database
+        finally:
+            await database.close()
 
 
 def run(command: Command, args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> None:
