@@ -207,6 +207,21 @@ async def test_health_reports_serving_then_not_serving_while_in_flight_calls_fin
         assert failure.value.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
+async def test_health_watch_streams_through_the_interceptor_chain_and_sees_not_serving(
+        verifier: AccessTokenVerifier) -> None:
+    """grpc_health's Watch is a coroutine that writes with context.write(), not an async generator: the
+    chain adapts it, so Watch answers (it failed with INTERNAL before) and follows a status change."""
+    async with serving(StaticApp(_bindings(Tags())), verifier, drain_seconds=0.4) as (server, channel):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await asyncio.wait_for(watch.read(), 5)
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.ensure_future(server.stop())
+        changed = await asyncio.wait_for(watch.read(), 5)
+        assert changed.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+        await stopping
+
+
 async def test_health_checks_are_not_logged_at_info_but_calls_are(verifier: AccessTokenVerifier,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     async with serving(StaticApp(_bindings(Tags())), verifier) as (_, channel):

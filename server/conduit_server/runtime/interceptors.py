@@ -11,11 +11,12 @@ what authorization and validation raise, and logging must see the final code.
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import protovalidate
@@ -58,6 +59,20 @@ class _Stage:
         return deserializer
 
 
+def _generating(behavior: Any) -> StreamBehavior:
+    """A streaming behaviour as an async generator. grpc also accepts a coroutine that sends with
+    `context.write()` (grpc_health's Watch is one); the stages iterate, so such a one is adapted once."""
+    if inspect.isasyncgenfunction(behavior) or not inspect.iscoroutinefunction(behavior):
+        return cast("StreamBehavior", behavior)
+
+    async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
+        await behavior(request, context)
+        return
+        yield  # an async generator that yields nothing: the coroutine wrote its messages itself
+
+    return generate
+
+
 def _rebuild(handler: Any, method: str, stage: _Stage) -> Any:
     kwargs = {"request_deserializer": stage.wrap_deserializer(method, handler.request_deserializer),
               "response_serializer": handler.response_serializer}
@@ -66,9 +81,10 @@ def _rebuild(handler: Any, method: str, stage: _Stage) -> Any:
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(stage.wrap_unary(method, handler.stream_unary), **kwargs)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stage.wrap_stream(method, handler.unary_stream),
+        return grpc.unary_stream_rpc_method_handler(stage.wrap_stream(method, _generating(handler.unary_stream)),
                                                     **kwargs)
-    return grpc.stream_stream_rpc_method_handler(stage.wrap_stream(method, handler.stream_stream), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stage.wrap_stream(method, _generating(handler.stream_stream)),
+                                                 **kwargs)
 
 
 class StageInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
