@@ -155,6 +155,14 @@ async def test_refusals_name_the_problem(source: str, tmp_path: Path) -> None:
         await backup.restore(source, tmp_path / "dump", ["articles"])
     with pytest.raises(backup.BackupError, match="none of the schemas"):
         await backup.backup(source, tmp_path / "none", ["nothing_here"])
+    # A manifest is a file anyone may have edited: its schema names never reach SQL unchecked.
+    for hostile in ('{"format_version": 1, "schemas": ["users\\" CASCADE; DROP SCHEMA articles"]}',
+                    '{"format_version": 1, "schemas": ["users\\u0000"]}', '{"format_version": 1, "schemas": "users"}',
+                    "[1, 2]", "not json \udcff".encode("utf-8", "surrogateescape").decode("latin-1")):
+        (tmp_path / "forged").mkdir(exist_ok=True)
+        (tmp_path / "forged" / "backup.json").write_text(hostile)
+        with pytest.raises(backup.BackupError, match=r"backup\.json"):
+            await backup.restore(source, tmp_path / "forged")
     with pytest.raises(backup.BackupError, match="not a PostgreSQL URL"):
         backup.libpq_url("mysql://x/y")
     assert backup.libpq_url("postgresql+asyncpg://u@h/db?x=1") == "postgresql://u@h/db?x=1"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,7 @@ import asyncpg
 
 log = logging.getLogger("conduit.backup")
 MANIFEST = "backup.json"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 FORMAT_VERSION = 1
 
 
@@ -52,11 +54,21 @@ class Manifest:
         path = folder / MANIFEST
         if not path.is_file():
             raise BackupError(f"{folder} is not a backup: {MANIFEST} is missing")
-        document = json.loads(path.read_text())
+        try:
+            document = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BackupError(f"{path} is not a backup manifest: {error}") from None
+        if not isinstance(document, dict):
+            raise BackupError(f"{path} is not a backup manifest: not a JSON object")
         if document.get("format_version") != FORMAT_VERSION:
             raise BackupError(f"{path}: format version {document.get('format_version')} is not "
                               f"{FORMAT_VERSION}")
-        return cls(tuple(document["schemas"]), document["taken_at"], document["server_version"])
+        schemas = document.get("schemas")
+        # Schema names end up in SQL (DROP SCHEMA) and file names: only plain identifiers are accepted.
+        if not isinstance(schemas, list) or not all(isinstance(name, str) and _IDENTIFIER.fullmatch(name)
+                                                    for name in schemas):
+            raise BackupError(f"{path}: schemas must be a list of plain identifiers, not {schemas!r}")
+        return cls(tuple(schemas), str(document.get("taken_at", "")), str(document.get("server_version", "")))
 
 
 def libpq_url(url: str) -> str:
