@@ -87,8 +87,9 @@ buf-breaking: $(STAMP) ## no breaking change against main's contract
 
 KUBE_GATEWAY := deploy/kubernetes/base/config.env deploy/kubernetes/base/gateway/envoy.yaml
 
-generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set, the OpenAPI document, the Kubernetes gateway config
+generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set, the GraphQL types, the OpenAPI document, the Kubernetes gateway config
 	$(PY) proto/generate.py
+	$(PY) proto/graphql_types.py
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY)
 
@@ -101,6 +102,7 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	diff -r -x __pycache__ $$tmp/src/conduit clients/python/src/conduit -x client -x py.typed -x '__init__.py' >/dev/null && \
 	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
+	$(PY) proto/graphql_types.py --image $$tmp/conduit.binpb --check && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }

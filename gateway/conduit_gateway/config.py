@@ -44,6 +44,7 @@ from conduit_gateway.clusters import (
     upstream_cluster,
 )
 from conduit_gateway.descriptors import Contract, MethodInfo, ServiceInfo, services_from_descriptors
+from conduit_gateway.graphql import graphql_cluster, graphql_routes, upgrade_configs
 from conduit_gateway.http_filters import (
     BUFFER_FILTER,
     CORS_FILTER,
@@ -97,6 +98,8 @@ class GatewaySpec:
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     # None: no tracing. Else Envoy starts traces and exports its spans (conduit_gateway.tracing).
     tracing: TracingSpec | None = None
+    # The graphql service, routed at /graphql (conduit_gateway.graphql); None: no such route.
+    graphql_upstream: tuple[str, int] | None = None
 
 
 def build_config(spec: GatewaySpec) -> Config:
@@ -110,17 +113,18 @@ def build_config(spec: GatewaySpec) -> Config:
     if missing:
         raise ValueError(f"no upstream for public services: {', '.join(missing)}")
     clusters = cluster_names(spec.upstreams, public)
-    routes = _route_config(spec, public, clusters)
     bindings = rest_bindings(Contract.load(spec.descriptor_path), {s.name for s in public})
 
-    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, bindings=bindings,
-                           tls=True)]
+    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, _route_config(spec, public, clusters, tls=True),
+                           bindings=bindings, tls=True)]
     if spec.http_port:
-        listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes,
-                                   bindings=bindings, tls=False))
+        listeners.append(_listener("conduit_http", spec, spec.http_port, public,
+                                   _route_config(spec, public, clusters, tls=False), bindings=bindings, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits, spec.replicas.get(address, ()))
                        for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
+    if spec.graphql_upstream is not None:
+        cluster_configs.append(graphql_cluster(address_key(spec.graphql_upstream), spec.limits))
     if spec.tracing is not None:
         cluster_configs.append(collector_cluster(spec.tracing))
     config: Config = {
@@ -200,6 +204,8 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
     )
     if spec.tracing is not None:
         manager["tracing"] = http_tracing(spec.tracing)
+    if spec.graphql_upstream is not None:
+        manager["upgrade_configs"] = upgrade_configs()
     chain: Config = {"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                   "typed_config": manager}]}
     if tls:
@@ -221,9 +227,10 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
 
 
 def _route_config(spec: GatewaySpec, public: Sequence[ServiceInfo],
-                  clusters: Mapping[Address, str]) -> Config:
-    routes = [_method_route(m, clusters[address_key(spec.upstreams[s.name])], spec.limits)
-              for s in public for m in s.public_methods]
+                  clusters: Mapping[Address, str], *, tls: bool) -> Config:
+    routes = graphql_routes(spec.limits, tls=tls) if spec.graphql_upstream is not None else []
+    routes += [_method_route(m, clusters[address_key(spec.upstreams[s.name])], spec.limits)
+               for s in public for m in s.public_methods]
     routes += [
         # Any other gRPC path, internal RPCs included: 404 (UNIMPLEMENTED to a gRPC client).
         {"match": {"prefix": "/", "headers": [

@@ -26,6 +26,10 @@ class EdgeLimits:
     route_timeout_seconds: float = 15
     upstream_connect_timeout_seconds: float = 1
     health_check_interval_seconds: float = 2
+    # The graphql route (decision 0031): open connections to the service (one per WebSocket), and how long
+    # a request or WebSocket may stay silent.
+    max_graphql_connections: int = 5_000
+    graphql_idle_timeout_seconds: float = 300
     # Retries of GET-mapped RPCs on UNAVAILABLE, connect failures and refused streams.
     idempotent_retries: int = 2
 

@@ -76,6 +76,26 @@ class CacheSettings(BaseModel):
     profile_entries: int = Field(default=20_000, ge=1)
 
 
+class GraphqlSettings(BaseModel):
+    """The graphql service (`CONDUIT_GRAPHQL__<NAME>`): its port and the limits on what one document may ask
+    (docs/decisions/0031-graphql-over-the-mesh.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Where it listens (HTTP/1.1 and WebSocket; Envoy routes `/graphql` on the TLS port here).
+    port: int = Field(default=8090, ge=1, le=65535)
+    # Schema introspection and the GraphiQL page: off in production, on for local exploration.
+    introspection: bool = False
+    # Nesting depth, cost (fields x page sizes) and size in bytes of one document.
+    max_depth: int = Field(default=10, ge=1)
+    max_complexity: int = Field(default=5_000, ge=1)
+    max_query_bytes: int = Field(default=16_384, ge=64)
+    # Subscriptions one WebSocket connection may hold at once.
+    max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
+    assets_dir: str = ""
+
+
 class Settings(BaseSettings):
     """Every knob of the mesh, read from `CONDUIT_*` environment variables.
 
@@ -177,6 +197,7 @@ class Settings(BaseSettings):
     signing_key_reload_seconds: float = Field(default=30.0, gt=0)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    graphql: GraphqlSettings = Field(default_factory=GraphqlSettings)
 
     # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
     elasticsearch_url: str = ""
