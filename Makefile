@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
         observe-test rules-test prometheus-package bench-observe conformance \
         settings-reference check-settings search-node search-node-fetch \
-        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint
+        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint \
+        graphql-clients browser-tools
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,7 +35,7 @@ install: $(STAMP) ## create .venv and install the server, the SDK and the dev to
 run: $(STAMP) ## start PostgreSQL, Redis, every service and Envoy (TLS); Ctrl-C stops everything
 	$(BIN)/conduit run
 
-test: check rules-test ## run the checks, the alert-rule unit tests, then the whole test suite
+test: check rules-test graphql-clients browser-tools ## run the checks, the alert-rule unit tests, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Observability tools: Debian's prometheus (promtool too) and a Jaeger build cached outside the tree.
@@ -106,6 +107,21 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+# Third-party GraphQL clients (graphql-ws + ws for Node, playwright-core for Chromium) and GraphiQL's files the
+# graphql service serves: `npm ci` of clients/graphql into a cache shared by clones, redone when the lock changes.
+GRAPHQL_CLIENTS_DIR := $(HOME)/.cache/conduit/graphql-clients
+export CONDUIT_GRAPHQL_CLIENTS_DIR := $(GRAPHQL_CLIENTS_DIR)
+
+graphql-clients: ## npm ci the GraphQL clients and GraphiQL's files into ~/.cache/conduit/graphql-clients (when the lock changed)
+	@cmp -s clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/.installed-lock || { \
+	  mkdir -p $(GRAPHQL_CLIENTS_DIR) && \
+	  cp clients/graphql/package.json clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/ && \
+	  npm ci --prefix $(GRAPHQL_CLIENTS_DIR) --no-audit --no-fund --loglevel=error --ignore-scripts && \
+	  cp clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/.installed-lock; }
+
+browser-tools: ## Debian's Chromium for the headless browser tests (apt, when missing)
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 $(NEWMAN):
 	npm install --prefix $(NEWMAN_DIR) --no-audit --no-fund --loglevel=error newman@$(NEWMAN_VERSION)

@@ -23,6 +23,8 @@ from typing import Any
 
 import psutil
 
+from bench.graphql import graphql_rows
+from bench.graphql import markdown as graphql_markdown
 from bench.load import LoadResult, run_async, run_wrk, wrk_available
 from bench.seed import PASSWORD, Seeded, SeedSize, seed
 from conduit.client import AsyncConduit, AsyncPager
@@ -144,6 +146,7 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     await bench.grpc("profiles.get(username)",
                      lambda c, n: c.profiles.get(some_users[n % len(some_users)]))
     extra["search"] = await search_rows(bench)
+    extra["graphql"] = await graphql_rows(bench.base, Path(bench.ca), token, seconds=bench.seconds)
     for row in bench.rows:
         ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
         row.ratio = row.result.rps / ceiling if ceiling else 0.0
@@ -271,6 +274,8 @@ def markdown(rows: list[Row], extra: dict[str, Any], seconds: float) -> str:
         lines.append(f"Search: {extra['search']}")
     if "streams" in extra:
         lines.append(f"Streams: {extra['streams']}")
+    if "graphql" in extra:
+        lines += ["", graphql_markdown(extra["graphql"])]
     return "\n".join(lines)
 
 
@@ -286,7 +291,7 @@ def main() -> None:
     # One load generator on loopback is one client IP: lift the per-IP limits for the run.
     settings = Settings(state_dir=args.state_dir, log_level="WARNING",
                         registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000)
-    mesh = Mesh(settings, log_dir=args.state_dir / "logs")
+    mesh = Mesh(settings, with_graphql=True, log_dir=args.state_dir / "logs")
     mesh.start()
     try:
         size = SeedSize(users=60, articles=600, favorites=200, comments=200) if args.small else SeedSize()

@@ -83,7 +83,8 @@ def graphql_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphqlMe
     log_path = state / "services.log"
     env = {"CONDUIT_GRAPHQL__INTROSPECTION": "true", "CONDUIT_GRAPHQL__MAX_DEPTH": "3",
            "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "100000"}
-    with conduit_run(state, mesh_ports(), extra_env=env, log_path=log_path) as mesh:
+    # A loaded machine (other suites in parallel) may need minutes to start a mesh.
+    with conduit_run(state, mesh_ports(), timeout_seconds=300, extra_env=env, log_path=log_path) as mesh:
         yield GraphqlMesh(mesh, log_path)
 
 

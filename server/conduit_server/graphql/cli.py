@@ -49,7 +49,7 @@ async def serve(settings: Settings) -> None:
     app = GraphqlApp(mesh, build_verifier(settings, resources), settings.graphql)
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.graphql.port, log_level="warning", access_log=False,
-        lifespan="on", ws="websockets", http="httptools", ws_max_size=settings.graphql.max_query_bytes * 4,
+        lifespan="on", http="httptools", ws="websockets-sansio", ws_max_size=settings.graphql.max_query_bytes * 4,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds)))
     try:
         await server.serve()

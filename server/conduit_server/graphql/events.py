@@ -1,9 +1,10 @@
 """Subscriptions: the realtime service's watch streams as GraphQL subscriptions (graphql-transport-ws).
 
-Each subscription opens one watch stream with the caller's metadata and yields its events (heartbeats
-are the stream's own keep-alive and are not passed on). Every event carries its `eventId`: a client
-that reconnects subscribes again with `after: <last eventId>` and gets every event after it, with no
-gap (the realtime service replays from its stream; an id too old to replay is an OUT_OF_RANGE error).
+Each subscription opens one watch stream with the caller's metadata and yields its events, heartbeats
+included: the first HEARTBEAT says the stream has joined (every change after it is delivered), and a
+heartbeat's `eventId` is the stream's position. Every event carries its `eventId`: a client that
+reconnects subscribes again with `after: <last eventId>` and gets every event after it, with no gap
+(the realtime service replays from its stream; an id too old to replay is an OUT_OF_RANGE error).
 The stream ends when the client unsubscribes or disconnects (the generator is closed, which cancels
 the call).
 """
@@ -27,8 +28,7 @@ async def _events(call: Any) -> AsyncGenerator[types.Event, None]:
     try:
         async for answer in call:
             for event in (answer.event, *answer.events) if answer.HasField("event") else answer.events:
-                if event.type != realtime_pb2.EVENT_TYPE_HEARTBEAT:
-                    yield types.Event.from_pb(event)
+                yield types.Event.from_pb(event)
     except grpc.aio.AioRpcError as error:
         raise graphql_error(failure_of(error)) from None
     finally:
