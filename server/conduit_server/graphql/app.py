@@ -77,9 +77,8 @@ def build_schema(config: GraphqlSettings) -> strawberry.Schema:
         rules.append(NoSchemaIntrospectionCustomRule)
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
         query_size_limit(config.max_query_bytes),
-        # Instances, as Strawberry documents them (its annotation admits classes and factories only).
-        QueryDepthLimiter(max_depth=config.max_depth),  # type: ignore[list-item]
-        AddValidationRules(rules)])  # type: ignore[list-item]
+        # Factories: Strawberry makes a fresh extension per request.
+        lambda: QueryDepthLimiter(max_depth=config.max_depth), lambda: AddValidationRules(rules)])
 
 
 class ConduitGraphQL(GraphQL[Context, None]):
