@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -196,6 +197,12 @@ async def _small_run(mesh: Mesh, ca: Path, seconds: float) -> dict[str, Any]:
     return await graphql_rows(base, ca, tokens[0], seconds=seconds)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -209,7 +216,13 @@ def main() -> None:
         raise SystemExit("wrk is required (Debian: apt-get install wrk); `make bench` installs it")
     shutil.rmtree(args.state_dir, ignore_errors=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run still stops its mesh
-    settings = Settings(state_dir=args.state_dir, log_level="WARNING", registrations_per_ip_per_hour=1_000_000)
+    # Free ports: other meshes on this machine may hold the defaults.
+    names = ("users_port", "articles_port", "search_port", "realtime_port", "gateway_tls_port", "gateway_http_port",
+             "gateway_admin_port", "gateway_jwks_port")
+    ports: dict[str, Any] = {name: _free_port() for name in names}
+    settings = Settings.model_validate({"state_dir": args.state_dir, "log_level": "WARNING",
+                                        "registrations_per_ip_per_hour": 1_000_000, **ports,
+                                        "graphql": {"port": _free_port()}})
     mesh = Mesh(settings, with_graphql=True, log_dir=args.state_dir / "logs")
     mesh.start()
     try:

@@ -42,5 +42,8 @@ def test_graphql_routes_upgrade_websockets_and_skip_the_rest_filters(spec: Gatew
     cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == GRAPHQL_CLUSTER)
     assert cluster["health_checks"][0]["http_health_check"] == {"path": "/healthz"}
     assert "typed_extension_protocol_options" not in cluster  # HTTP/1.1: WebSocket upgrades need it
+    limit = cluster["circuit_breakers"]["thresholds"][0]["max_connections"]
+    assert limit == with_graphql.limits.max_graphql_connections  # one per open WebSocket
+    assert exact["route"]["idle_timeout"] == f"{with_graphql.limits.graphql_idle_timeout_seconds:g}s"
     result = validate_config(write_config(with_graphql, tmp_path / "envoy.yaml"))
     assert result.returncode == 0, result.stderr
