@@ -97,22 +97,24 @@ class FanOut:
             self._settle(joined=False)
             raise
         counted = False
-        async for raw in connection:
-            message = json.loads(raw)
-            if message["type"] == "ping":
-                await connection.send(json.dumps({"type": "pong"}))
-                continue
-            if message["type"] != "next":
-                if not counted:
-                    self._settle(joined=False)
-                break
-            event = message["payload"]["data"]["articleEvents"]
-            if event["type"] == "HEARTBEAT" and not counted:
-                counted = True
-                self._settle(joined=True)
-            elif event["type"] == "ARTICLE_CREATED" and event["article"]["slug"] == self.slug:
-                self.arrivals.append(time.perf_counter())
-                break
+        try:
+            async for raw in connection:
+                message = json.loads(raw)
+                if message["type"] == "ping":
+                    await connection.send(json.dumps({"type": "pong"}))
+                    continue
+                if message["type"] != "next":
+                    break
+                event = message["payload"]["data"]["articleEvents"]
+                if event["type"] == "HEARTBEAT" and not counted:
+                    counted = True
+                    self._settle(joined=True)
+                elif event["type"] == "ARTICLE_CREATED" and event["article"]["slug"] == self.slug:
+                    self.arrivals.append(time.perf_counter())
+                    break
+        finally:
+            if not counted:  # closed, refused or failed before it joined
+                self._settle(joined=False)
         return connection
 
 

@@ -62,8 +62,10 @@ def graphql_cluster(address: Address, limits: EdgeLimits) -> Config:
         "per_connection_buffer_limit_bytes": limits.connection_buffer_bytes,
         "load_assignment": {"cluster_name": GRAPHQL_CLUSTER, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": socket_address(host, port)}}]}]},
-        "health_checks": [{"timeout": "1s", "interval": interval, "no_traffic_interval": interval,
-                           "unhealthy_threshold": 2, "healthy_threshold": 1,
+        # A Python HTTP server on a busy machine may take seconds to answer; a few slow answers must not
+        # take the only host out (503 UH was seen with a 1 s timeout while 1,000 WebSockets connected).
+        "health_checks": [{"timeout": "5s", "interval": interval, "no_traffic_interval": interval,
+                           "unhealthy_threshold": 3, "healthy_threshold": 1,
                            "http_health_check": {"path": "/healthz"}}],
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         # Each WebSocket holds one upstream connection: this caps open subscriptions' connections
