@@ -91,14 +91,16 @@ class FanOut:
                                                       subprotocols=[PROTOCOL],  # type: ignore[list-item]
                                                       open_timeout=120, max_queue=None)
                 await connection.send(json.dumps({"type": "connection_init", "payload": {}}))
-                await connection.recv()
+                await asyncio.wait_for(connection.recv(), 120)  # connection_ack
                 await connection.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": WATCH}}))
         except (OSError, TimeoutError, websockets.WebSocketException):
             self._settle(joined=False)
             raise
         counted = False
         try:
-            async for raw in connection:
+            while True:
+                # Bounded: a subscriber that hears nothing for this long counts as failed.
+                raw = await asyncio.wait_for(connection.recv(), 300)
                 message = json.loads(raw)
                 if message["type"] == "ping":
                     await connection.send(json.dumps({"type": "pong"}))
@@ -112,6 +114,8 @@ class FanOut:
                 elif event["type"] == "ARTICLE_CREATED" and event["article"]["slug"] == self.slug:
                     self.arrivals.append(time.perf_counter())
                     break
+        except (TimeoutError, websockets.WebSocketException):
+            pass  # counted below: the row reports how many of the opened subscribers joined
         finally:
             if not counted:  # closed, refused or failed before it joined
                 self._settle(joined=False)

@@ -59,7 +59,7 @@ def mesh_ports() -> dict[str, int]:
 
 
 @contextmanager
-def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120,
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 300,
                 extra_env: Mapping[str, str] | None = None, log_path: Path | None = None) -> Iterator[RunningMesh]:
     """Start `conduit run` (with `extra_env` on top; the services' JSON logs to `log_path`, else dropped), wait
     for its banner, and Ctrl-C it (SIGINT) on exit."""
