@@ -53,6 +53,7 @@ class Webhooks:
     mesh: Mesh
     channel: grpc.aio.Channel
     clock: Clock
+    address: str = ""
     stub: webhooks_pb2_grpc.WebhooksServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,12 +92,13 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-async def start_webhooks(postgres_url: str, redis_url: str, users_server: UsersServer,
+async def start_webhooks(postgres_url: str, redis_url: str, users_server: UsersServer, *, fresh: bool = True,
                          **webhooks: Any) -> tuple[WebhooksApp, GrpcServer, Clock, grpc.aio.Channel]:
     settings = settings_for(postgres_url, redis_url, internal_call_timeout_seconds=5.0,
                             webhooks=TEST_WEBHOOKS | webhooks)
     database = Database(postgres_url, SCHEMA)
-    await reset(database)
+    if fresh:
+        await reset(database)
     users_channel = channels.internal_channel(users_server.address, INTERNAL_TOKEN)
     redis = aioredis.Redis.from_url(redis_url)
     verifier = build_verifier(settings, Resources(settings, postgres_url, redis, users_channel))
@@ -114,7 +116,7 @@ async def webhooks(mesh: Mesh, postgres_url: str, redis_url: str,  # noqa: F811
                    users_server: UsersServer) -> AsyncIterator[Webhooks]:
     app, server, clock, channel = await start_webhooks(postgres_url, redis_url, users_server)
     await asyncio.wait_for(app.events.reading.wait(), 10)
-    yield Webhooks(app, mesh, channel, clock)
+    yield Webhooks(app, mesh, channel, clock, address=f"127.0.0.1:{server.port}")
     await channel.close(None)
     await server.stop()
     await server.users_channel.close(None)  # type: ignore[attr-defined]
