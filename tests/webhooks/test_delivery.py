@@ -7,6 +7,7 @@ import threading
 
 import grpc
 import pytest
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conduit.webhooks.v1 import webhooks_pb2
@@ -45,6 +46,10 @@ async def test_every_delivery_is_signed_the_standard_webhooks_way(webhooks: Webh
     assert attempt.response_status == 204
     assert attempt.attempt_number == 1
     assert attempt.message_id == delivery.headers["webhook-id"]
+    async with webhooks.app.store.database.read() as session:
+        stored = (await session.execute(text("SELECT secret FROM endpoints WHERE id = :id"),
+                                        {"id": created.endpoint.id})).scalar_one()
+    assert created.secret.removeprefix("whsec_") not in stored  # sealed at rest
     # The secret is shown once: never in a read.
     got = await webhooks.stub.GetEndpoint(webhooks_pb2.GetEndpointRequest(endpoint_id=created.endpoint.id),
                                           metadata=author.auth)

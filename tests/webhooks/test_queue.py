@@ -31,8 +31,8 @@ async def queue_store(postgres_url: str) -> WebhookStore:
 async def fill(store: WebhookStore) -> list[str]:
     endpoints = []
     for number in range(ENDPOINTS):
-        created = await store.create(f"user:{number}", f"https://example.com/{number}", ["article.created"],
-                                     description="", secret="whsec_AAAA", limit=5)
+        created = await store.create(f"ep_{number}", f"user:{number}", f"https://example.com/{number}",
+                                     ["article.created"], description="", secret="v1:AAAA", limit=5)
         assert created is not None
         endpoints.append(created.id)
     await store.enqueue([Queued(f"event-{n}", "article.created", b"{}", (1_000 + n, 0)) for n in range(EVENTS)])

@@ -7,6 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given
@@ -21,6 +22,7 @@ from conduit_server.runtime.settings import WebhooksSettings
 from conduit_server.webhooks.app import MIGRATIONS
 from conduit_server.webhooks.domain import signing
 from conduit_server.webhooks.domain.schedule import RetrySchedule
+from conduit_server.webhooks.domain.sealing import SealedSecretError, Sealer
 from conduit_server.webhooks.events import ARTICLE_TYPES, queued_of
 from conduit_server.webhooks.repository import models
 
@@ -46,6 +48,17 @@ def test_signed_headers_carry_one_signature_per_secret() -> None:
     headers = signing.headers([first, second], "msg_1", int(datetime.now(UTC).timestamp()), b'{"a":1}')
     for secret in (first, second):
         assert Webhook(secret).verify(b'{"a":1}', headers) == {"a": 1}
+
+
+def test_a_sealed_secret_opens_only_with_its_key_and_for_its_endpoint() -> None:
+    secret = signing.new_secret()
+    sealed = Sealer("key-encryption-secret").seal(secret, "ep_1")
+    assert secret not in sealed
+    assert Sealer("key-encryption-secret").open(sealed, "ep_1") == secret
+    with pytest.raises(SealedSecretError):
+        Sealer("key-encryption-secret").open(sealed, "ep_2")
+    with pytest.raises(SealedSecretError):
+        Sealer("another-secret").open(sealed, "ep_1")
 
 
 def test_the_schedule_backs_off_with_bounded_jitter_then_gives_up() -> None:

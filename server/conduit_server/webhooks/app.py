@@ -20,6 +20,7 @@ from conduit_server.webhooks.domain.delivery import Dispatcher
 from conduit_server.webhooks.domain.endpoints import Endpoints
 from conduit_server.webhooks.domain.ports import Claimed, Outcome
 from conduit_server.webhooks.domain.schedule import RetrySchedule
+from conduit_server.webhooks.domain.sealing import Sealer
 from conduit_server.webhooks.domain.targets import Resolver, TargetPolicy
 from conduit_server.webhooks.events import EventQueue
 from conduit_server.webhooks.repository import models
@@ -48,14 +49,16 @@ class WebhooksApp:
         self.sender = HttpSender(max_response_bytes=config.max_response_bytes,
                                  timeout_seconds=config.timeout_seconds, verify=verify_tls)
         worker = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        sealer = Sealer(settings.key_encryption_key.get_secret_value())
         self.dispatcher = Dispatcher(self.store, self.sender, policy, resolver,
-                                     RetrySchedule(tuple(config.retry_schedule_seconds), config.retry_jitter),
+                                     schedule=RetrySchedule(tuple(config.retry_schedule_seconds),
+                                                            config.retry_jitter), sealer=sealer,
                                      worker=worker, max_concurrent=config.max_concurrent_deliveries,
                                      timeout_seconds=config.timeout_seconds, poll_seconds=config.poll_seconds,
                                      claim_batch=config.claim_batch,
                                      **({"clock": clock} if clock is not None else {}))
         self.dispatcher.counters.observers.append(self._observe)
-        self.endpoints = Endpoints(self.store, policy, resolver, grace_seconds=config.secret_grace_seconds,
+        self.endpoints = Endpoints(self.store, policy, resolver, sealer, grace_seconds=config.secret_grace_seconds,
                                    max_per_owner=config.max_endpoints_per_owner)
         self.events = EventQueue(redis, self.store, articles_stream=settings.realtime.articles_stream,
                                  users_stream=settings.realtime.users_stream, on_queued=self.dispatcher.wake,

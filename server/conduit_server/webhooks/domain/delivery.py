@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from conduit_server.webhooks.domain import signing
 from conduit_server.webhooks.domain.ports import Claimed, DeliveryQueue, Outcome, Sender
 from conduit_server.webhooks.domain.schedule import RetrySchedule
+from conduit_server.webhooks.domain.sealing import SealedSecretError, Sealer
 from conduit_server.webhooks.domain.targets import Resolver, TargetPolicy, TargetRefused
 
 log = logging.getLogger("conduit.webhooks.delivery")
@@ -39,13 +40,14 @@ class Dispatcher:
     """One worker; run one per process (any number of processes share the queue safely)."""
 
     def __init__(self, queue: DeliveryQueue, sender: Sender, policy: TargetPolicy, resolve: Resolver,
-                 schedule: RetrySchedule, *, worker: str, max_concurrent: int, timeout_seconds: float,
+                 *, schedule: RetrySchedule, sealer: Sealer, worker: str, max_concurrent: int, timeout_seconds: float,
                  poll_seconds: float, claim_batch: int, clock: Callable[[], float] = time.time) -> None:
         self._queue = queue
         self._sender = sender
         self._policy = policy
         self._resolve = resolve
         self._schedule = schedule
+        self._sealer = sealer
         self.worker = worker
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_concurrent = max_concurrent
@@ -87,9 +89,10 @@ class Dispatcher:
     def secrets_of(self, message: Claimed) -> list[str]:
         """The current secret, and the previous one while its grace period lasts."""
         expires = message.previous_secret_expires_at
+        current = self._sealer.open(message.secret, message.endpoint_id)
         if message.previous_secret and expires is not None and expires.timestamp() > self.clock():
-            return [message.secret, message.previous_secret]
-        return [message.secret]
+            return [current, self._sealer.open(message.previous_secret, message.endpoint_id)]
+        return [current]
 
     async def attempt(self, message: Claimed) -> Outcome:
         """One signed request; a refused target or any transport failure is a failed outcome."""
@@ -98,7 +101,11 @@ class Dispatcher:
             target = await self._policy.check(message.url, self._resolve)
         except TargetRefused as refused:
             return Outcome(0, f"refused: {refused}", int((time.perf_counter() - started) * 1000))
-        headers = signing.headers(self.secrets_of(message), message.message_id, int(time.time()), message.body)
+        try:
+            signing_secrets = self.secrets_of(message)
+        except SealedSecretError as error:
+            return Outcome(0, f"cannot sign: {error}", 0)
+        headers = signing.headers(signing_secrets, message.message_id, int(time.time()), message.body)
         headers["content-type"] = "application/json"
         try:
             async with asyncio.timeout(self._timeout):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from conduit_server.webhooks.domain.ports import (
     QueueStatus,
     State,
 )
+from conduit_server.webhooks.domain.sealing import Sealer
 from conduit_server.webhooks.domain.targets import Resolver, TargetPolicy, TargetRefused
 
 # The event types an endpoint can subscribe to (events.py maps the outbox types onto them).
@@ -38,9 +40,10 @@ class Created:
 
 
 class Endpoints:
-    def __init__(self, store: EndpointStore, policy: TargetPolicy, resolve: Resolver, *,
+    def __init__(self, store: EndpointStore, policy: TargetPolicy, resolve: Resolver, sealer: Sealer, *,
                  grace_seconds: float, max_per_owner: int) -> None:
         self._store = store
+        self._sealer = sealer
         self._policy = policy
         self._resolve = resolve
         self._grace_seconds = grace_seconds
@@ -55,9 +58,10 @@ class Endpoints:
             target = await self._policy.check(url, self._resolve)
         except TargetRefused as refused:
             raise InvalidArgument([FieldViolation("url", str(refused))], reason="WEBHOOK_TARGET_REFUSED") from None
-        secret = signing.new_secret()
-        endpoint = await self._store.create(owner, target.url, sorted(set(event_types)),
-                                            description=description, secret=secret, limit=self._max_per_owner)
+        secret, endpoint_id = signing.new_secret(), f"ep_{secrets.token_hex(12)}"
+        endpoint = await self._store.create(endpoint_id, owner, target.url, sorted(set(event_types)),
+                                            description=description, secret=self._sealer.seal(secret, endpoint_id),
+                                            limit=self._max_per_owner)
         if endpoint is None:
             raise ResourceExhausted(f"at most {self._max_per_owner} endpoints per owner",
                                     reason="WEBHOOK_ENDPOINT_LIMIT")
@@ -78,7 +82,8 @@ class Endpoints:
 
     async def rotate(self, owner: str, endpoint_id: str) -> Created:
         secret = signing.new_secret()
-        endpoint = await self._store.rotate(owner, endpoint_id, secret, self._grace_seconds)
+        endpoint = await self._store.rotate(owner, endpoint_id, self._sealer.seal(secret, endpoint_id),
+                                            self._grace_seconds)
         if endpoint is None:
             raise NotFound("endpoint not found", reason="WEBHOOK_ENDPOINT_NOT_FOUND")
         return Created(endpoint, secret)

@@ -97,8 +97,8 @@ class QueueStatus:
 
 
 class EndpointStore(Protocol):
-    async def create(self, owner: str, url: str, event_types: Sequence[str], *, description: str,
-                     secret: str, limit: int) -> EndpointRecord | None:
+    async def create(self, endpoint_id: str, owner: str, url: str, event_types: Sequence[str], *,
+                     description: str, secret: str, limit: int) -> EndpointRecord | None:
         """The new endpoint; None when `owner` already has `limit` endpoints."""
 
     async def owned(self, owner: str) -> list[EndpointRecord]: ...

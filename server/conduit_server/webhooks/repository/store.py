@@ -9,7 +9,6 @@ workers never lease one message. Results are recorded only under the lease they 
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -48,8 +47,8 @@ class WebhookStore:
 
     # Endpoints ---------------------------------------------------------------------------------
 
-    async def create(self, owner: str, url: str, event_types: Sequence[str], *, description: str,
-                     secret: str, limit: int) -> EndpointRecord | None:
+    async def create(self, endpoint_id: str, owner: str, url: str, event_types: Sequence[str], *,
+                     description: str, secret: str, limit: int) -> EndpointRecord | None:
         async with self.database.transaction() as session:
             # Serialises one owner's registrations, so the limit holds under concurrency.
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": owner})
@@ -61,7 +60,7 @@ class WebhookStore:
                 "INSERT INTO endpoints (id, owner, url, event_types, description, secret) "
                 "VALUES (:id, :owner, :url, :types, :description, :secret) RETURNING "
                 "id, owner, url, event_types, description, created_at, previous_secret_expires_at"),
-                {"id": f"ep_{secrets.token_hex(12)}", "owner": owner, "url": url, "types": list(event_types),
+                {"id": endpoint_id, "owner": owner, "url": url, "types": list(event_types),
                  "description": description, "secret": secret})).one()
         return _endpoint(row)
 
