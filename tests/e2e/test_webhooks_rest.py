@@ -51,6 +51,11 @@ def test_an_endpoint_registered_with_rest_receives_an_article_created_with_rest(
 
         listed = http.get(f"/api/webhooks/endpoints/{endpoint['id']}/attempts", headers=auth)
         assert listed.status_code == 200, listed.text
+        assert [a["succeeded"] for a in listed.json()["attempts"]] == [True]
+        rotated = http.post(f"/api/webhooks/endpoints/{endpoint['id']}/secret:rotate", headers=auth, json={})
+        assert rotated.status_code == 200, rotated.text
+        assert rotated.json()["secret"].startswith("whsec_")
+        assert rotated.json()["secret"] != secret
         gone = http.delete(f"/api/webhooks/endpoints/{endpoint['id']}", headers=auth)
         assert gone.status_code == 204, gone.text
 
