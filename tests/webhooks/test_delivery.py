@@ -210,3 +210,17 @@ async def test_follow_events_reach_endpoints_subscribed_to_them(webhooks: Webhoo
     assert delivery.verified_with == [0]
     assert delivery.payload["data"]["followeeId"] == str(followee.user_id)
     assert delivery.payload["data"]["following"]
+
+
+async def test_a_receiver_that_never_answers_fails_the_attempt_at_the_deadline(webhooks: Webhooks,
+                                                                               receiver: Receiver) -> None:
+    author = await webhooks.mesh.person("silent")
+    created = await webhooks.register(author, receiver.url("/silent"))
+    receiver.behaviours["/silent"] = Behaviour(secrets=[created.secret], hold=threading.Event())  # never set here
+
+    await webhooks.mesh.create(author, "Into the void")
+    await eventually(lambda: webhooks.app.dispatcher.counters.failed_attempts >= 1, seconds=15)
+    [attempt, *_] = await webhooks.attempts(author, created.endpoint.id)
+    assert attempt.error == "no answer within 2s"
+    assert attempt.response_status == 0
+    assert attempt.duration_ms >= 2000
