@@ -93,7 +93,7 @@ def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes],
     raise TimeoutError("envoy not ready")
 
 
-def wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 60.0) -> None:
+def wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 120.0) -> None:
     """Block until `url` answers 200 (an HTTP child's health), failing when the child exits."""
     import urllib.request
 
