@@ -55,7 +55,15 @@ class RunningMesh:
 
 
 def mesh_ports() -> dict[str, int]:
-    return {name: free_port() for name in PORT_SETTINGS}
+    """A distinct free port per setting (two probes in a row may be handed the same port: seen as Envoy
+    refusing two listeners on one address)."""
+    ports: dict[str, int] = {}
+    for name in PORT_SETTINGS:
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[name] = port
+    return ports
 
 
 @contextmanager
