@@ -17,7 +17,7 @@ import grpc.aio
 from google.protobuf import timestamp_pb2
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client._async_resources import (
     AsyncArticles,
     AsyncAuth,
@@ -29,12 +29,15 @@ from conduit.client._async_resources import (
 )
 from conduit.client._auth import AsyncSessionAuth, AsyncStaticToken, AsyncTokenSource, Credentials
 from conduit.client._channel import ChannelOptions, async_channel
+from conduit.client._configure import Configurable
+from conduit.client._methods import Method
+from conduit.client._policy import DEFAULT_TIMEOUT, MethodTable
 from conduit.client._retry import RetryPolicy
-from conduit.client._sync import DEFAULT_TIMEOUT, Clock
+from conduit.client._sync import Clock
 from conduit.client._transport import AsyncTransport
 
 
-class AsyncConduit:
+class AsyncConduit(Configurable):
     """An `asyncio` Conduit client: `await AsyncConduit.connect(...)`, then `async with` it.
 
     ```python
@@ -51,6 +54,7 @@ class AsyncConduit:
     tags: AsyncTags
     search: AsyncSearch
     auth: AsyncAuth
+    _transport: AsyncTransport
 
     def __init__(self, transport: AsyncTransport, *, owns_channel: bool,
                  session: AsyncSessionAuth | None = None) -> None:
@@ -71,15 +75,19 @@ class AsyncConduit:
                       token: str | None = None, credentials: Credentials | None = None,
                       timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[Any] = (),
                       retry: RetryPolicy | None = None, options: ChannelOptions = (),
+                      methods: MethodTable | None = None,
+                      client_cert_file: str | os.PathLike[str] | None = None,
+                      client_key_file: str | os.PathLike[str] | None = None,
                       clock: Clock = time.time) -> Self:
         """Open a channel to `target` (`host:port`); the arguments are those of `Conduit.connect`.
 
         `interceptors` are `grpc.aio` client interceptors.
         """
-        channel = async_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
+        channel = async_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors,
+                          client_cert_file=client_cert_file, client_key_file=client_key_file)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True, clock=clock)
+                               owns_channel=True, clock=clock, methods=methods)
             if client._session is not None:
                 await client._session.token()
         except BaseException:
@@ -90,18 +98,21 @@ class AsyncConduit:
     @classmethod
     def from_channel(cls, channel: grpc.aio.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     retry: RetryPolicy | None = None, clock: Clock = time.time) -> Self:
+                     retry: RetryPolicy | None = None, clock: Clock = time.time,
+                     methods: MethodTable | None = None) -> Self:
         """A client over a `grpc.aio` channel you made; `close()` leaves it open.
 
         Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False, clock=clock)
+                         owns_channel=False, clock=clock, methods=methods)
 
     @classmethod
     def _make(cls, channel: grpc.aio.Channel, *, token: str | None, credentials: Credentials | None,
-              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock) -> Self:
-        base = AsyncTransport(channel, timeout=timeout, retry=retry or RetryPolicy())
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock,
+              methods: MethodTable | None = None) -> Self:
+        table = methods if methods is not None else MethodTable.from_contract(timeout=timeout, retry=retry)
+        base = AsyncTransport(channel, table=table)
         auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
@@ -121,6 +132,9 @@ class AsyncConduit:
     async def ping(self, *, timeout: float | None = None) -> timestamp_pb2.Timestamp:
         """The cheapest call through the whole path; returns the server's clock."""
         return (await self._transport.unary(m.PING, a.PingRequest(), timeout=timeout)).server_time
+
+    def _with_transport(self, transport: AsyncTransport) -> Self:
+        return type(self)(transport, owns_channel=False, session=self._session)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -155,7 +169,7 @@ def _auth_for(transport: AsyncTransport, *, token: str | None,
     if token is not None and credentials is not None:
         raise ValueError("pass token or credentials, not both")
     if credentials is not None:
-        async def call(method: m.Method[Any, Any], request: Any) -> Any:
+        async def call(method: Method[Any, Any], request: Any) -> Any:
             return await transport.unary(method, request, authenticate=False)
 
         session = AsyncSessionAuth(credentials, call, clock=clock)

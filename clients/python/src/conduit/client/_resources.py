@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 import grpc
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client import _requests as build
 from conduit.client._errors import from_rpc_error
 from conduit.client._pagers import Pager, check_page
+from conduit.client._retry import Budget
 from conduit.client._transport import Transport
-from conduit.client._watch import MAX_RECONNECTS, Watch
+from conduit.client._watch import MAX_RECONNECTS, ReconnectHook, Watch, watch_options
 from conduit.realtime.v1 import realtime_pb2 as r
 from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
@@ -96,24 +97,24 @@ class Articles:
         """
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> a.ListArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> a.ListArticlesResponse:
             request = build.list_articles(tag=tag, author=author, favorited=favorited, limit=limit, offset=at)
-            return self._t.unary(m.LIST_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.LIST_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def feed(self, *, page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
              timeout: float | None = None) -> Pager[a.ListFeedArticlesResponse, a.ArticleSummary]:
         """Lists articles by the authors the caller follows, newest first (a pager)."""
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> a.ListFeedArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> a.ListFeedArticlesResponse:
             request = a.ListFeedArticlesRequest(limit=limit, offset=at)
-            return self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def get(self, slug: str, *, timeout: float | None = None) -> a.Article:
         """Returns one article by slug."""
@@ -155,38 +156,44 @@ class Articles:
         return self._t.client_stream(m.IMPORT_ARTICLES, requests, timeout=timeout)
 
     def watch(self, slug: str, *, resume_token: str | None = None, include_heartbeats: bool = False,
-              max_reconnects: int = MAX_RECONNECTS) -> Watch:
+              max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """One article's edits, deletion, comments and favorite count, as they happen.
 
         Starts with new events, or after `resume_token`. Reconnects by itself;
         raises `StreamExpired` when the token is too old. Close it to stop.
         """
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticleResponse]:
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchArticleResponse]:
             request = build.watch_article(slug, resume_token=token)
-            return self._t.server_stream(m.WATCH_ARTICLE, request)
+            return self._t.server_stream(m.WATCH_ARTICLE, request, budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_ARTICLE, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
     def watch_all(self, *, tag: str | None = None, author: str | None = None, resume_token: str | None = None,
                   include_heartbeats: bool = False,
-                  max_reconnects: int = MAX_RECONNECTS) -> Watch:
+                  max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """The public stream of new articles, optionally filtered by tag or author."""
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticlesResponse]:
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchArticlesResponse]:
             request = build.watch_articles(tag=tag, author=author, resume_token=token)
-            return self._t.server_stream(m.WATCH_ARTICLES, request)
+            return self._t.server_stream(m.WATCH_ARTICLES, request, budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_ARTICLES, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
     def watch_feed(self, *, resume_token: str | None = None, include_heartbeats: bool = False,
-                   max_reconnects: int = MAX_RECONNECTS) -> Watch:
+                   max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """New articles by the authors the caller follows (needs a signed-in client)."""
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchFeedResponse]:
-            return self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token))
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchFeedResponse]:
+            return self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token), budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_FEED, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
 
 class Comments:
@@ -241,12 +248,12 @@ class Search:
         """
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> s.SearchArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> s.SearchArticlesResponse:
             request = build.search_articles(query, tag=tag, author=author, limit=limit, offset=at)
-            return self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.hits, lambda page: page.hits_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def reindex(self, progress: Callable[[s.WatchReindexArticlesResponse], None] | None = None) -> int:
         """Rebuilds the index (admins only), calling `progress` with each update; returns how many

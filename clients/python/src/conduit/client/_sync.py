@@ -12,22 +12,25 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client._auth import Credentials, SessionAuth, StaticToken, SyncTokenSource
 from conduit.client._channel import ChannelOptions, sync_channel
+from conduit.client._configure import Configurable
+
+#: The deadline of a call when neither the client nor the call sets one, in seconds.
+from conduit.client._policy import (
+    DEFAULT_TIMEOUT,
+    MethodTable,
+)
 from conduit.client._resources import Articles, Auth, Comments, Profiles, Search, Tags, Users
 from conduit.client._retry import RetryPolicy
 from conduit.client._transport import Transport
-
-#: The deadline of a call when neither the client nor the call sets one, in seconds.
-DEFAULT_TIMEOUT = 10.0
-
 
 # Seconds since the epoch: when tokens expire is judged by it (tests pass a clock they move).
 Clock = Callable[[], float]
 
 
-class Conduit:
+class Conduit(Configurable):
     """A blocking Conduit client. Make one with `Conduit.connect` (or `from_channel`); close it when done.
 
     ```python
@@ -46,6 +49,7 @@ class Conduit:
     tags: Tags
     search: Search
     auth: Auth
+    _transport: Transport
 
     def __init__(self, transport: Transport, *, owns_channel: bool,
                  session: SessionAuth | None = None) -> None:
@@ -66,6 +70,8 @@ class Conduit:
                 token: str | None = None, credentials: Credentials | None = None,
                 timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[grpc.Interceptor] = (),
                 retry: RetryPolicy | None = None, options: ChannelOptions = (),
+                methods: MethodTable | None = None, client_cert_file: str | os.PathLike[str] | None = None,
+                client_key_file: str | os.PathLike[str] | None = None,
                 clock: Clock = time.time) -> Self:
         """Open a channel to `target` (`host:port`, e.g. Envoy's `localhost:8443`).
 
@@ -80,10 +86,11 @@ class Conduit:
         - `options`: extra `grpc` channel options.
         - `clock`: seconds since the epoch, by which tokens are renewed before expiry.
         """
-        channel = sync_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
+        channel = sync_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors,
+                          client_cert_file=client_cert_file, client_key_file=client_key_file)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True, clock=clock)
+                               owns_channel=True, clock=clock, methods=methods)
             if client._session is not None:
                 client._session.token()
         except BaseException:
@@ -94,18 +101,21 @@ class Conduit:
     @classmethod
     def from_channel(cls, channel: grpc.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     retry: RetryPolicy | None = None, clock: Clock = time.time) -> Self:
+                     retry: RetryPolicy | None = None, clock: Clock = time.time,
+                     methods: MethodTable | None = None) -> Self:
         """A client over a channel you made (an in-process server's, or one with custom credentials).
 
         The channel stays yours: `close()` leaves it open. Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False, clock=clock)
+                         owns_channel=False, clock=clock, methods=methods)
 
     @classmethod
     def _make(cls, channel: grpc.Channel, *, token: str | None, credentials: Credentials | None,
-              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock) -> Self:
-        base = Transport(channel, timeout=timeout, retry=retry or RetryPolicy())
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock,
+              methods: MethodTable | None = None) -> Self:
+        table = methods if methods is not None else MethodTable.from_contract(timeout=timeout, retry=retry)
+        base = Transport(channel, table=table)
         auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
@@ -124,6 +134,9 @@ class Conduit:
     def ping(self, *, timeout: float | None = None) -> timestamp_pb2.Timestamp:
         """The cheapest call through the whole path; returns the server's clock."""
         return self._transport.unary(m.PING, a.PingRequest(), timeout=timeout).server_time
+
+    def _with_transport(self, transport: Transport) -> Self:
+        return type(self)(transport, owns_channel=False, session=self._session)
 
     @property
     def channel(self) -> grpc.Channel:

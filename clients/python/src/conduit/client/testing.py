@@ -45,8 +45,9 @@ import grpc
 from conduit.client._async import AsyncConduit
 from conduit.client._auth import Credentials
 from conduit.client._channel import CA_FILE_ENV
+from conduit.client._policy import DEFAULT_TIMEOUT
 from conduit.client._retry import RetryPolicy
-from conduit.client._sync import DEFAULT_TIMEOUT, Conduit
+from conduit.client._sync import Conduit
 
 #: The address of the mesh to use (`host:port`); `localhost:8443` (Envoy of `make run`) when unset.
 TARGET_ENV = "CONDUIT_TARGET"
