@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,6 +18,7 @@ from google.protobuf import timestamp_pb2
 
 from conduit.articles.v1 import articles_pb2 as a
 from conduit.client import _contract as m
+from conduit.client import _telemetry
 from conduit.client._async_resources import (
     AsyncArticles,
     AsyncAuth,
@@ -27,7 +28,13 @@ from conduit.client._async_resources import (
     AsyncTags,
     AsyncUsers,
 )
-from conduit.client._auth import AsyncSessionAuth, AsyncStaticToken, AsyncTokenSource, Credentials
+from conduit.client._auth import (
+    AsyncCallableToken,
+    AsyncSessionAuth,
+    AsyncStaticToken,
+    AsyncTokenSource,
+    Credentials,
+)
 from conduit.client._channel import ChannelOptions, async_channel
 from conduit.client._configure import Configurable
 from conduit.client._methods import Method
@@ -35,6 +42,9 @@ from conduit.client._policy import DEFAULT_TIMEOUT, MethodTable
 from conduit.client._retry import RetryPolicy
 from conduit.client._sync import Clock
 from conduit.client._transport import AsyncTransport
+
+#: A function (or coroutine function) that returns the access token to send, asked before every call.
+TokenProvider = Callable[[], str | Awaitable[str | None] | None]
 
 
 class AsyncConduit(Configurable):
@@ -73,6 +83,7 @@ class AsyncConduit(Configurable):
     @classmethod
     async def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
                       token: str | None = None, credentials: Credentials | None = None,
+                      token_provider: TokenProvider | None = None,
                       timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[Any] = (),
                       retry: RetryPolicy | None = None, options: ChannelOptions = (),
                       methods: MethodTable | None = None,
@@ -87,7 +98,7 @@ class AsyncConduit(Configurable):
                           client_cert_file=client_cert_file, client_key_file=client_key_file)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True, clock=clock, methods=methods)
+                               owns_channel=True, clock=clock, methods=methods, token_provider=token_provider)
             if client._session is not None:
                 await client._session.token()
         except BaseException:
@@ -99,21 +110,23 @@ class AsyncConduit(Configurable):
     def from_channel(cls, channel: grpc.aio.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
                      retry: RetryPolicy | None = None, clock: Clock = time.time,
-                     methods: MethodTable | None = None) -> Self:
+                     methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
         """A client over a `grpc.aio` channel you made; `close()` leaves it open.
 
         Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False, clock=clock, methods=methods)
+                         owns_channel=False, clock=clock, methods=methods, token_provider=token_provider)
 
     @classmethod
     def _make(cls, channel: grpc.aio.Channel, *, token: str | None, credentials: Credentials | None,
               timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock,
-              methods: MethodTable | None = None) -> Self:
+              methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
+        _telemetry.configure_logging()
         table = methods if methods is not None else MethodTable.from_contract(timeout=timeout, retry=retry)
         base = AsyncTransport(channel, table=table)
-        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
+        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock,
+                                  token_provider=token_provider)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
     async def with_auth(self, *, token: str | None = None,
@@ -164,10 +177,12 @@ class AsyncConduit(Configurable):
 
 
 def _auth_for(transport: AsyncTransport, *, token: str | None,
-              credentials: Credentials | None, clock: Clock = time.time
-              ) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
-    if token is not None and credentials is not None:
-        raise ValueError("pass token or credentials, not both")
+              credentials: Credentials | None, clock: Clock = time.time,
+              token_provider: TokenProvider | None = None) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
+    if sum(x is not None for x in (token, credentials, token_provider)) > 1:
+        raise ValueError("pass one of token, credentials and token_provider")
+    if token_provider is not None:
+        return AsyncCallableToken(token_provider), None
     if credentials is not None:
         async def call(method: Method[Any, Any], request: Any) -> Any:
             return await transport.unary(method, request, authenticate=False)

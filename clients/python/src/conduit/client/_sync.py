@@ -13,7 +13,8 @@ from google.protobuf import timestamp_pb2
 
 from conduit.articles.v1 import articles_pb2 as a
 from conduit.client import _contract as m
-from conduit.client._auth import Credentials, SessionAuth, StaticToken, SyncTokenSource
+from conduit.client import _telemetry
+from conduit.client._auth import CallableToken, Credentials, SessionAuth, StaticToken, SyncTokenSource
 from conduit.client._channel import ChannelOptions, sync_channel
 from conduit.client._configure import Configurable
 
@@ -28,6 +29,8 @@ from conduit.client._transport import Transport
 
 # Seconds since the epoch: when tokens expire is judged by it (tests pass a clock they move).
 Clock = Callable[[], float]
+#: A function that returns the access token to send (asked before every call).
+TokenProvider = Callable[[], str | None]
 
 
 class Conduit(Configurable):
@@ -68,6 +71,7 @@ class Conduit(Configurable):
     @classmethod
     def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
                 token: str | None = None, credentials: Credentials | None = None,
+                token_provider: TokenProvider | None = None,
                 timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[grpc.Interceptor] = (),
                 retry: RetryPolicy | None = None, options: ChannelOptions = (),
                 methods: MethodTable | None = None, client_cert_file: str | os.PathLike[str] | None = None,
@@ -79,7 +83,11 @@ class Conduit(Configurable):
           trust, e.g. the local CA that `make run` prints; `tls=False` is plaintext.
         - `token`: a fixed access token; `credentials`: `PasswordCredentials` or
           `ClientCredentials`, signed in now (bad credentials raise here) and
-          renewed before expiry.
+          renewed before expiry (and once more after an UNAUTHENTICATED answer,
+          which is then replayed); `token_provider`: your function returning the
+          token, asked before every call and again after UNAUTHENTICATED.
+        - `client_cert_file`, `client_key_file`: a client certificate (PEM) for mTLS.
+        - `methods`: the per-method policy table (default: `MethodTable.from_contract`).
         - `timeout`: the default deadline of each call, in seconds.
         - `interceptors`: `grpc` client interceptors, outermost first.
         - `retry`: the backoff of idempotent calls and of watch reconnects.
@@ -90,7 +98,7 @@ class Conduit(Configurable):
                           client_cert_file=client_cert_file, client_key_file=client_key_file)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True, clock=clock, methods=methods)
+                               owns_channel=True, clock=clock, methods=methods, token_provider=token_provider)
             if client._session is not None:
                 client._session.token()
         except BaseException:
@@ -102,21 +110,23 @@ class Conduit(Configurable):
     def from_channel(cls, channel: grpc.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
                      retry: RetryPolicy | None = None, clock: Clock = time.time,
-                     methods: MethodTable | None = None) -> Self:
+                     methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
         """A client over a channel you made (an in-process server's, or one with custom credentials).
 
         The channel stays yours: `close()` leaves it open. Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False, clock=clock, methods=methods)
+                         owns_channel=False, clock=clock, methods=methods, token_provider=token_provider)
 
     @classmethod
     def _make(cls, channel: grpc.Channel, *, token: str | None, credentials: Credentials | None,
               timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock,
-              methods: MethodTable | None = None) -> Self:
+              methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
+        _telemetry.configure_logging()
         table = methods if methods is not None else MethodTable.from_contract(timeout=timeout, retry=retry)
         base = Transport(channel, table=table)
-        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
+        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock,
+                                  token_provider=token_provider)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
     def with_auth(self, *, token: str | None = None, credentials: Credentials | None = None) -> Conduit:
@@ -166,10 +176,12 @@ class Conduit(Configurable):
 
 
 def _auth_for(transport: Transport, *, token: str | None,
-              credentials: Credentials | None, clock: Clock = time.time
-              ) -> tuple[SyncTokenSource | None, SessionAuth | None]:
-    if token is not None and credentials is not None:
-        raise ValueError("pass token or credentials, not both")
+              credentials: Credentials | None, clock: Clock = time.time,
+              token_provider: TokenProvider | None = None) -> tuple[SyncTokenSource | None, SessionAuth | None]:
+    if sum(x is not None for x in (token, credentials, token_provider)) > 1:
+        raise ValueError("pass one of token, credentials and token_provider")
+    if token_provider is not None:
+        return CallableToken(token_provider), None
     if credentials is not None:
         session = SessionAuth(credentials, lambda method, request: transport.unary(
             method, request, authenticate=False), clock=clock)

@@ -212,7 +212,8 @@ class _Watchdog:
         self._state = state
         self._expire = expire
         self._seen = time.monotonic()
-        self._stop = threading.Event()
+        self._stopped = False
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def touch(self) -> None:
@@ -221,17 +222,23 @@ class _Watchdog:
             self._thread = threading.Thread(target=self._run, name="conduit-watchdog", daemon=True)
             self._thread.start()
 
+    def poke(self) -> None:
+        """The gap changed (the server announced its interval): measure again."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopped:
             left = self._seen + self._state.gap - time.monotonic()
             if left <= 0:
                 self._seen = time.monotonic()
                 self._expire()
                 continue
-            self._stop.wait(left)
+            self._wake.wait(left)
+            self._wake.clear()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopped = True
+        self._wake.set()
 
 
 class Watch:
@@ -302,6 +309,7 @@ class Watch:
                 self._watchdog.touch()
                 if not self._state.received and self._call is not None:
                     self._state.announced(self._call.initial_metadata())
+                    self._watchdog.poke()
             except StopIteration:
                 self.close()
                 raise
