@@ -10,7 +10,7 @@ import pytest
 
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
-pytest_plugins = ["tests.fixtures.users"]
+pytest_plugins = ["tests.fixtures.users", "pytester"]
 
 
 def free_port() -> int:

@@ -29,9 +29,10 @@ from conduit.client import (
     RetryPolicy,
     Unavailable,
 )
-from conduit.client.errors import UsersDeadlineError
+from conduit.client.errors import LastAdminError, UsersDeadlineError
 from conduit.client.testing import FakeServer, Fault, Stream
 from conduit.realtime.v1 import realtime_pb2 as r
+from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
 
 T = TypeVar("T")
@@ -371,3 +372,53 @@ def test_conduit_log_debug_logs_retries_without_secrets(fake: FakeServer, monkey
     assert logging.getLogger("conduit.client").level == logging.DEBUG
     assert any("ListTags: retrying" in record.getMessage() for record in caplog.records)
     assert not any("secret-token-value" in record.getMessage() for record in caplog.records)
+
+
+# -- the whole surface ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_admin_rpcs_and_reindex_are_wrapped_with_retries_keys_and_typed_errors(kind: str, fake: FakeServer) -> None:
+    account = u.ServiceAccount(client_id="svc-1", name="importer", scopes=["articles.import"])
+    fake.script("ListUserRoles", Fault.unavailable(), u.ListUserRolesResponse(roles=["user", "admin"]))
+    fake.reply("GrantRole", u.GrantRoleResponse(roles=["user", "moderator"]))
+    fake.script("RevokeRole", Fault.status(grpc.StatusCode.FAILED_PRECONDITION, "the last admin",
+                                           reason="LAST_ADMIN"))
+    fake.reply("CreateServiceAccount", u.CreateServiceAccountResponse(service_account=account, client_secret="s"))
+    fake.reply("ListServiceAccounts", u.ListServiceAccountsResponse(service_accounts=[account]))
+    fake.reply("RevokeServiceAccount", u.RevokeServiceAccountResponse())
+    fake.script("ReindexArticles", Fault.lose_answer(s.ReindexArticlesResponse(indexed_count=3)),
+                s.ReindexArticlesResponse(indexed_count=3))
+
+    async def scenario(client: Any) -> None:
+        assert await ready(client.admin.roles("jake")) == ["user", "admin"]
+        assert await ready(client.admin.grant_role("jake", "moderator")) == ["user", "moderator"]
+        with pytest.raises(LastAdminError):
+            await ready(client.admin.revoke_role("root", "admin"))
+        created = await ready(client.admin.create_service_account("importer", ["articles.import"]))
+        assert created.client_secret == "s"
+        assert [a.client_id for a in await ready(client.admin.service_accounts())] == ["svc-1"]
+        await ready(client.admin.revoke_service_account("svc-1"))
+        assert await ready(client.search.reindex_articles()) == 3
+
+    run(kind, fake.target, scenario, retry=FAST)
+    assert len(fake.calls("ListUserRoles")) == 2  # a read: retried
+    assert len(fake.calls("RevokeRole")) == 1  # LAST_ADMIN is final
+    first, second = fake.calls("ReindexArticles")
+    assert first.idempotency_key == second.idempotency_key  # never a second rebuild
+    assert first.deadline is not None
+    assert first.deadline > 100  # the contract's 120 s default, not the client's 10 s
+    assert [c.request.client_id for c in fake.calls("RevokeServiceAccount")] == ["svc-1"]
+
+
+def test_the_pytest_plugin_fixtures_serve_and_connect(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+        from conduit.articles.v1 import articles_pb2
+        from conduit.client.testing import Fault
+
+        def test_uses_the_fixtures(conduit_fake_server, conduit_fake_client):
+            conduit_fake_server.script("ListTags", Fault.unavailable(), articles_pb2.ListTagsResponse(tags=["x"]))
+            assert conduit_fake_client.tags.list() == ["x"]
+            assert len(conduit_fake_server.calls("ListTags")) == 2
+    ''')
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

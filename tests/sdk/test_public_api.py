@@ -60,6 +60,13 @@ def api_snapshot() -> str:
         lines.append(f"# {module_name}")
         for name in sorted(module.__all__):
             lines.extend(_describe(name, getattr(module, name)))
+    for client in (conduit.client.Conduit, conduit.client.AsyncConduit):
+        lines.append(f"# {client.__name__} resources")
+        module = sys.modules[client.__module__]
+        for attribute, kind in sorted(client.__annotations__.items()):
+            if not attribute.startswith("_"):
+                lines.append(f"{attribute}:")
+                lines.extend(_describe(kind, getattr(module, kind)))
     return "\n".join(lines) + "\n"
 
 

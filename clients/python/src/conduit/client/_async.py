@@ -20,6 +20,7 @@ from conduit.articles.v1 import articles_pb2 as a
 from conduit.client import _contract as m
 from conduit.client import _telemetry
 from conduit.client._async_resources import (
+    AsyncAdmin,
     AsyncArticles,
     AsyncAuth,
     AsyncComments,
@@ -64,6 +65,7 @@ class AsyncConduit(Configurable):
     tags: AsyncTags
     search: AsyncSearch
     auth: AsyncAuth
+    admin: AsyncAdmin
     _transport: AsyncTransport
 
     def __init__(self, transport: AsyncTransport, *, owns_channel: bool,
@@ -79,6 +81,7 @@ class AsyncConduit(Configurable):
         self.tags = AsyncTags(transport)
         self.search = AsyncSearch(transport)
         self.auth = AsyncAuth(transport)
+        self.admin = AsyncAdmin(transport)
 
     @classmethod
     async def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,

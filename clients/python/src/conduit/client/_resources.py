@@ -268,6 +268,12 @@ class Search:
             raise from_rpc_error(exc) from exc
         return last.indexed_count
 
+    def reindex_articles(self, *, timeout: float | None = None) -> int:
+        """Rebuilds the index in one call (admins only; 120 s default deadline from the contract);
+        returns how many articles the new index holds. A retry after a lost answer reuses the
+        idempotency key, so it never starts a second rebuild."""
+        return self._t.unary(m.REINDEX_ARTICLES, s.ReindexArticlesRequest(), timeout=timeout).indexed_count
+
     def status(self, *, timeout: float | None = None) -> s.GetIndexStatusResponse:
         """The index's size, backend and indexing lag (admins only)."""
         return self._t.unary(m.GET_INDEX_STATUS, s.GetIndexStatusRequest(), timeout=timeout)
@@ -310,3 +316,41 @@ class Auth:
     def jwks(self, *, timeout: float | None = None) -> list[u.Jwk]:
         """The public keys that verify access tokens (a JSON Web Key Set)."""
         return list(self._t.unary(m.GET_JWKS, u.GetJwksRequest(), timeout=timeout).keys)
+
+
+class Admin:
+    """Roles and service accounts (`AdminService`, admins only); lists return everything in one call."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def roles(self, username: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """The roles of a user (`user` is implicit and always listed)."""
+        return list(self._t.unary(m.LIST_USER_ROLES, u.ListUserRolesRequest(username=username),
+                                  timeout=timeout).roles)
+
+    def grant_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Grants `role` (`moderator`, `admin`); effective from the user's next token. Returns the roles."""
+        request = u.GrantRoleRequest(username=username, role=role)
+        return list(self._t.unary(m.GRANT_ROLE, request, timeout=timeout).roles)
+
+    def revoke_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Revokes `role`; the last admin cannot lose `admin` (`LastAdminError`). Returns the roles."""
+        request = u.RevokeRoleRequest(username=username, role=role)
+        return list(self._t.unary(m.REVOKE_ROLE, request, timeout=timeout).roles)
+
+    def create_service_account(self, name: str, scopes: Sequence[str], *,
+                               timeout: float | None = None) -> u.CreateServiceAccountResponse:
+        """Creates a service account; `client_secret` of the answer is shown this once."""
+        request = u.CreateServiceAccountRequest(name=name, scopes=list(scopes))
+        return self._t.unary(m.CREATE_SERVICE_ACCOUNT, request, timeout=timeout)
+
+    def service_accounts(self, *, timeout: float | None = None) -> builtins.list[u.ServiceAccount]:
+        """Every service account (never their secrets)."""
+        return list(self._t.unary(m.LIST_SERVICE_ACCOUNTS, u.ListServiceAccountsRequest(),
+                                  timeout=timeout).service_accounts)
+
+    def revoke_service_account(self, client_id: str, *, timeout: float | None = None) -> None:
+        """Revokes a service account: its secret stops working at once."""
+        request = u.RevokeServiceAccountRequest(client_id=client_id)
+        self._t.unary(m.REVOKE_SERVICE_ACCOUNT, request, timeout=timeout)

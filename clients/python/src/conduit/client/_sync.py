@@ -23,7 +23,7 @@ from conduit.client._policy import (
     DEFAULT_TIMEOUT,
     MethodTable,
 )
-from conduit.client._resources import Articles, Auth, Comments, Profiles, Search, Tags, Users
+from conduit.client._resources import Admin, Articles, Auth, Comments, Profiles, Search, Tags, Users
 from conduit.client._retry import RetryPolicy
 from conduit.client._transport import Transport
 
@@ -52,6 +52,7 @@ class Conduit(Configurable):
     tags: Tags
     search: Search
     auth: Auth
+    admin: Admin
     _transport: Transport
 
     def __init__(self, transport: Transport, *, owns_channel: bool,
@@ -67,6 +68,7 @@ class Conduit(Configurable):
         self.tags = Tags(transport)
         self.search = Search(transport)
         self.auth = Auth(transport)
+        self.admin = Admin(transport)
 
     @classmethod
     def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
