@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -75,7 +75,7 @@ def run(kind: str, target: str, scenario: Scenario[T], **connect: Any) -> T:
 
 
 @pytest.fixture
-def fake() -> Any:
+def fake() -> Iterator[FakeServer]:
     with FakeServer() as server:
         yield server
 

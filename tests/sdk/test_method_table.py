@@ -85,6 +85,9 @@ def test_every_error_reason_the_services_raise_is_in_the_contract() -> None:
     assert used <= declared, used - declared
     assert REASON_CLASSES["USERS_DEADLINE"] is UsersDeadlineError
     assert UsersDeadlineError.do_not_retry
+    # Docs come from the contract: the class docstring is the enum value's comment.
+    assert UsersDeadlineError.__doc__ == ("No time was left to reach the users service: retrying cannot help. "
+                                          "(ErrorInfo reason `USERS_DEADLINE`.)")
     assert not REASON_CLASSES["SLOW_CONSUMER"].do_not_retry
 
 
