@@ -202,7 +202,7 @@ def test_with_auth_shares_the_channel_and_from_channel_signs_in_lazily(serve: Se
 
 
 def test_token_and_credentials_together_are_refused() -> None:
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="pass one of token, credentials and token_provider"):
         Conduit.from_channel(grpc.insecure_channel("127.0.0.1:1"), token="t", credentials=GOOD)
 
 

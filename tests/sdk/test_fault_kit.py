@@ -19,6 +19,7 @@ from google.rpc import error_details_pb2
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from conduit.articles.v1 import articles_pb2 as a
+from conduit.articles.v1 import articles_pb2_grpc
 from conduit.client import (
     AsyncConduit,
     Conduit,
@@ -30,7 +31,7 @@ from conduit.client import (
     Unavailable,
 )
 from conduit.client.errors import LastAdminError, UsersDeadlineError
-from conduit.client.testing import FakeServer, Fault, Stream
+from conduit.client.testing import AsyncInProcessServer, FakeServer, Fault, Stream
 from conduit.realtime.v1 import realtime_pb2 as r
 from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
@@ -182,7 +183,8 @@ def test_a_pager_whose_first_page_takes_most_of_the_budget_fails_the_third_page_
     async def scenario(client: Any) -> None:
         pager = client.with_options(deadline=2.0).articles.list(page_size=2)
         if isinstance(pager, AsyncIterable):
-            seen.extend([item.slug async for item in pager])  # the pages before the failing one land here
+            async for item in pager:  # one by one: the items before the failing page must land in `seen`
+                seen.append(item.slug)  # noqa: PERF401
         else:
             seen.extend(item.slug for item in pager)
 
@@ -422,3 +424,13 @@ def test_the_pytest_plugin_fixtures_serve_and_connect(pytester: pytest.Pytester)
             assert len(conduit_fake_server.calls("ListTags")) == 2
     ''')
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+async def test_the_async_in_process_server_serves_async_servicers() -> None:
+    class Tags(articles_pb2_grpc.TagsServiceServicer):
+        async def ListTags(self, request: a.ListTagsRequest, context: Any) -> a.ListTagsResponse:
+            return a.ListTagsResponse(tags=["aio"])
+
+    server = AsyncInProcessServer().add(articles_pb2_grpc.add_TagsServiceServicer_to_server, Tags())
+    async with server, await AsyncConduit.connect(server.target, tls=False) as conduit:
+        assert await conduit.tags.list() == ["aio"]

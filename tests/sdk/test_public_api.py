@@ -37,9 +37,10 @@ def _describe(name: str, obj: object) -> list[str]:
     if isinstance(obj, type):
         bases = ", ".join(base.__name__ for base in obj.__bases__)
         lines = [f"class {name}({bases}){_signature(obj)}"]
-        for member, value in sorted(vars(obj).items()):
-            if member.startswith("_"):
+        for member in sorted(dir(obj)):  # inherited members count: they are part of the surface
+            if member.startswith("_") or any(member in vars(base) for base in (object, BaseException)):
                 continue
+            value = inspect.getattr_static(obj, member)
             if isinstance(value, property):
                 lines.append(f"    property {member}")
             elif isinstance(value, (staticmethod, classmethod)):

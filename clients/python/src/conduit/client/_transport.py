@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import grpc.aio
@@ -137,7 +137,39 @@ class _Operation:
         return delay
 
 
-class Transport:
+class _Shared:
+    """What both transports do the same way: copies with other settings, budgets, token refresh."""
+
+    auth: Any
+    options: CallOptions
+
+    def _copy(self, **changes: Any) -> Self:
+        raise NotImplementedError
+
+    def with_auth(self, auth: Any) -> Self:
+        """The same channel and settings with another token source."""
+        return self._copy(auth=auth)
+
+    def with_options(self, options: CallOptions) -> Self:
+        return self._copy(options=options)
+
+    def with_table(self, table: MethodTable) -> Self:
+        return self._copy(table=table)
+
+    def budget(self) -> Budget:
+        """A budget for a multi-call operation (a pager, a watch): the options' deadline, else unbounded."""
+        return Budget(self.options.deadline)
+
+    def _refresh(self) -> bool:
+        """Tell the token source the server refused its token; False when it cannot get another."""
+        invalidate = getattr(self.auth, "invalidate", None)
+        if invalidate is None:
+            return False
+        invalidate()
+        return True
+
+
+class Transport(_Shared):
     """Sync calls over one channel (thread-safe, as the channel is)."""
 
     def __init__(self, channel: grpc.Channel, *, table: MethodTable, auth: SyncTokenSource | None = None,
@@ -150,34 +182,13 @@ class Transport:
         self._sleep = sleep
         self._callables: dict[str, Any] = callables if callables is not None else {}
 
-    def _copy(self, **changes: Any) -> Transport:
+    def _copy(self, **changes: Any) -> Self:
         fields = {"table": self.table, "auth": self.auth, "options": self.options, "sleep": self._sleep, **changes}
-        return Transport(self.channel, callables=self._callables, **fields)
-
-    def with_auth(self, auth: SyncTokenSource | None) -> Transport:
-        """The same channel and settings with another token source."""
-        return self._copy(auth=auth)
-
-    def with_options(self, options: CallOptions) -> Transport:
-        return self._copy(options=options)
-
-    def with_table(self, table: MethodTable) -> Transport:
-        return self._copy(table=table)
-
-    def budget(self) -> Budget:
-        """A budget for a multi-call operation (a pager, a watch): the options' deadline, else unbounded."""
-        return Budget(self.options.deadline)
+        return type(self)(self.channel, callables=self._callables, **fields)
 
     def metadata(self) -> Metadata:
         token = self.auth.token() if self.auth is not None else None
         return bearer(token) if token else ()
-
-    def _refresh(self) -> bool:
-        invalidate = getattr(self.auth, "invalidate", None)
-        if invalidate is None:
-            return False
-        invalidate()
-        return True
 
     def unary(self, method: Method[Req, Resp], request: Req, *, timeout: float | None = None,
               authenticate: bool = True, budget: Budget | None = None) -> Resp:
@@ -237,7 +248,7 @@ class Transport:
         return _callable(self._callables, self.channel, method)
 
 
-class AsyncTransport:
+class AsyncTransport(_Shared):
     """`grpc.aio` calls over one channel; use it from the event loop that created the channel."""
 
     def __init__(self, channel: grpc.aio.Channel, *, table: MethodTable, auth: AsyncTokenSource | None = None,
@@ -248,34 +259,13 @@ class AsyncTransport:
         self.options = options or CallOptions()
         self._callables: dict[str, Any] = callables if callables is not None else {}
 
-    def _copy(self, **changes: Any) -> AsyncTransport:
+    def _copy(self, **changes: Any) -> Self:
         fields = {"table": self.table, "auth": self.auth, "options": self.options, **changes}
-        return AsyncTransport(self.channel, callables=self._callables, **fields)
-
-    def with_auth(self, auth: AsyncTokenSource | None) -> AsyncTransport:
-        """The same channel and settings with another token source."""
-        return self._copy(auth=auth)
-
-    def with_options(self, options: CallOptions) -> AsyncTransport:
-        return self._copy(options=options)
-
-    def with_table(self, table: MethodTable) -> AsyncTransport:
-        return self._copy(table=table)
-
-    def budget(self) -> Budget:
-        """A budget for a multi-call operation (a pager, a watch): the options' deadline, else unbounded."""
-        return Budget(self.options.deadline)
+        return type(self)(self.channel, callables=self._callables, **fields)
 
     async def metadata(self) -> Metadata:
         token = await self.auth.token() if self.auth is not None else None
         return bearer(token) if token else ()
-
-    def _refresh(self) -> bool:
-        invalidate = getattr(self.auth, "invalidate", None)
-        if invalidate is None:
-            return False
-        invalidate()
-        return True
 
     async def unary(self, method: Method[Req, Resp], request: Req, *, timeout: float | None = None,
                     authenticate: bool = True, budget: Budget | None = None) -> Resp:

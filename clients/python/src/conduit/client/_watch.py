@@ -241,7 +241,26 @@ class _Watchdog:
         self._wake.set()
 
 
-class Watch:
+class _Progress:
+    """What both watches report: the resume token, reconnects so far, the silence gap."""
+
+    _state: _Resume
+
+    @property
+    def resume_token(self) -> str:
+        return self._state.token
+
+    @property
+    def reconnects(self) -> int:
+        return self._state.reconnects
+
+    @property
+    def heartbeat_gap(self) -> float:
+        """Seconds without a message after which the watch reconnects."""
+        return self._state.gap
+
+
+class Watch(_Progress):
     """An iterator of `realtime_pb2.Event` that survives drops; close it (or use `with`) to stop.
 
     `resume_token` is the id of the last event handed over (events of a batch
@@ -264,19 +283,6 @@ class Watch:
         self._closed = False
         self._wakeup = threading.Event()
         self._watchdog = _Watchdog(self._state, self._gap_expired)
-
-    @property
-    def resume_token(self) -> str:
-        return self._state.token
-
-    @property
-    def reconnects(self) -> int:
-        return self._state.reconnects
-
-    @property
-    def heartbeat_gap(self) -> float:
-        """Seconds without a message after which the watch reconnects."""
-        return self._state.gap
 
     def _gap_expired(self) -> None:
         call = self._call
@@ -348,7 +354,7 @@ class Watch:
 AsyncOpenStream = Callable[[str, Budget], Awaitable[grpc.aio.UnaryStreamCall[Any, Any]]]
 
 
-class AsyncWatch:
+class AsyncWatch(_Progress):
     """An async iterator of `realtime_pb2.Event` that survives drops; close it (or `async with`) to stop."""
 
     def __init__(self, open_stream: AsyncOpenStream, *, resume_token: str | None,
@@ -365,19 +371,6 @@ class AsyncWatch:
         self._unread: deque[realtime_pb2.Event] = deque()
         self._closed = False
         self._wakeup = asyncio.Event()
-
-    @property
-    def resume_token(self) -> str:
-        return self._state.token
-
-    @property
-    def reconnects(self) -> int:
-        return self._state.reconnects
-
-    @property
-    def heartbeat_gap(self) -> float:
-        """Seconds without a message after which the watch reconnects."""
-        return self._state.gap
 
     def __aiter__(self) -> Self:
         return self
