@@ -40,6 +40,7 @@ from conduit_server.runtime.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    Replayed,
     StatusPayload,
     to_status,
 )
@@ -181,8 +182,7 @@ class IdempotencyGuard:
             raise KeyInUse("a call with this idempotency key is still running; retry later")
         await context.send_initial_metadata((("idempotent-replayed", "true"),))
         if "error" in stored:
-            payload = _stored_error(stored["error"])
-            await context.abort(payload.code, payload.message, trailing_metadata=payload.trailing_metadata)
+            raise Replayed(_stored_error(stored["error"]))
         return _response_class(method).FromString(base64.b64decode(stored["response"]))
 
     async def _settle(self, redis_key: str, fingerprint: str, *, response: bytes | None = None,
