@@ -508,6 +508,34 @@ class IdempotencyKeyReusedError(ConduitError):
     do_not_retry = True
 
 
+class WebhookTargetRefusedError(ConduitError):
+    """A webhook target URL was refused (not https, or a private address). (ErrorInfo reason `WEBHOOK_TARGET_REFUSED`.)"""
+
+    reason_name = "WEBHOOK_TARGET_REFUSED"
+    do_not_retry = True
+
+
+class WebhookEndpointLimitError(ConduitError):
+    """The caller has as many webhook endpoints as allowed. (ErrorInfo reason `WEBHOOK_ENDPOINT_LIMIT`.)"""
+
+    reason_name = "WEBHOOK_ENDPOINT_LIMIT"
+    do_not_retry = True
+
+
+class WebhookEndpointNotFoundError(ConduitError):
+    """No webhook endpoint has this id for the caller. (ErrorInfo reason `WEBHOOK_ENDPOINT_NOT_FOUND`.)"""
+
+    reason_name = "WEBHOOK_ENDPOINT_NOT_FOUND"
+    do_not_retry = True
+
+
+class WebhookMessageNotFoundError(ConduitError):
+    """No webhook message has this id for the caller. (ErrorInfo reason `WEBHOOK_MESSAGE_NOT_FOUND`.)"""
+
+    reason_name = "WEBHOOK_MESSAGE_NOT_FOUND"
+    do_not_retry = True
+
+
 #: The error class of each ErrorInfo reason of the `conduit.dev` domain.
 REASON_CLASSES: dict[str, type[ConduitError]] = {
     "TOKEN_MISSING": TokenMissingError,
@@ -547,4 +575,8 @@ REASON_CLASSES: dict[str, type[ConduitError]] = {
     "USERS_DEADLINE": UsersDeadlineError,
     "IDEMPOTENCY_KEY_IN_USE": IdempotencyKeyInUseError,
     "IDEMPOTENCY_KEY_REUSED": IdempotencyKeyReusedError,
+    "WEBHOOK_TARGET_REFUSED": WebhookTargetRefusedError,
+    "WEBHOOK_ENDPOINT_LIMIT": WebhookEndpointLimitError,
+    "WEBHOOK_ENDPOINT_NOT_FOUND": WebhookEndpointNotFoundError,
+    "WEBHOOK_MESSAGE_NOT_FOUND": WebhookMessageNotFoundError,
 }

@@ -126,6 +126,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A call with the same idempotency key is still running; retry later."""
     ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ErrorReason.ValueType  # 48
     """The idempotency key was used with a different request."""
+    ERROR_REASON_WEBHOOK_TARGET_REFUSED: _ErrorReason.ValueType  # 49
+    """A webhook target URL was refused (not https, or a private address)."""
+    ERROR_REASON_WEBHOOK_ENDPOINT_LIMIT: _ErrorReason.ValueType  # 50
+    """The caller has as many webhook endpoints as allowed."""
+    ERROR_REASON_WEBHOOK_ENDPOINT_NOT_FOUND: _ErrorReason.ValueType  # 51
+    """No webhook endpoint has this id for the caller."""
+    ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: _ErrorReason.ValueType  # 52
+    """No webhook message has this id for the caller."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every ErrorInfo reason of the domain `conduit.dev`."""
@@ -228,6 +236,14 @@ ERROR_REASON_IDEMPOTENCY_KEY_IN_USE: ErrorReason.ValueType  # 47
 """A call with the same idempotency key is still running; retry later."""
 ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason.ValueType  # 48
 """The idempotency key was used with a different request."""
+ERROR_REASON_WEBHOOK_TARGET_REFUSED: ErrorReason.ValueType  # 49
+"""A webhook target URL was refused (not https, or a private address)."""
+ERROR_REASON_WEBHOOK_ENDPOINT_LIMIT: ErrorReason.ValueType  # 50
+"""The caller has as many webhook endpoints as allowed."""
+ERROR_REASON_WEBHOOK_ENDPOINT_NOT_FOUND: ErrorReason.ValueType  # 51
+"""No webhook endpoint has this id for the caller."""
+ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: ErrorReason.ValueType  # 52
+"""No webhook message has this id for the caller."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 DO_NOT_RETRY_FIELD_NUMBER: _builtins.int
