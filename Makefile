@@ -184,6 +184,9 @@ compose-up: images $(VENV)/.compose ## start deploy/compose.yaml with podman-com
 compose-down: $(VENV)/.compose ## stop and remove everything compose-up created
 	$(PY) -m deploy.compose down
 
+browser-tools: ## Debian's Chromium for the headless browser tests (apt, when missing)
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 clean: ## remove caches (keeps .venv and .state)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
