@@ -32,6 +32,11 @@ NODE_TESTS = {
     "a watch receives an article created after it is live",
     "a watch whose connection is cut resumes from its last event: no gap, no duplicate",
     "a watch that goes silent without closing reconnects within the heartbeat gap and misses nothing",
+    # watch.test.ts: the reconnect decisions on scripted streams.
+    "reconnects after UNAVAILABLE, a clean end and a batch, from the last id seen (heartbeats too)",
+    "OUT_OF_RANGE ends the watch with a ConduitError: the caller must refetch",
+    "the server's RetryInfo delay is waited before the reconnect",
+    "aborting the caller's signal ends the iteration without an error",
 }
 BROWSER_TESTS = {
     "the page lists articles through gRPC-Web over TLS, and shows an error's code and reason",
@@ -103,7 +108,7 @@ def run_node_tests(setup: TsMesh, files: list[Path], report: Path, **extra: str)
 
 def test_node_client_lists_creates_and_watches_through_grpc_web(ts_mesh: TsMesh, built: Path,
                                                                  tmp_path: Path) -> None:
-    outcomes = run_node_tests(ts_mesh, [built / "live.test.js"], tmp_path / "node.xml")
+    outcomes = run_node_tests(ts_mesh, [built / "watch.test.js", built / "live.test.js"], tmp_path / "node.xml")
     assert outcomes == dict.fromkeys(NODE_TESTS, "passed")
 
 

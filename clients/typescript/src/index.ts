@@ -14,6 +14,7 @@ export {
 } from "./watch.js";
 export { Code } from "@connectrpc/connect";
 export * as articles from "./gen/conduit/articles/v1/articles_pb.js";
+export { type Event, EventType } from "./gen/conduit/realtime/v1/realtime_pb.js";
 export * as realtime from "./gen/conduit/realtime/v1/realtime_pb.js";
 export * as search from "./gen/conduit/search/v1/search_pb.js";
 export * as users from "./gen/conduit/users/v1/users_pb.js";
