@@ -32,6 +32,7 @@ NODE_TESTS = {
     "a watch receives an article created after it is live",
     "a watch whose connection is cut resumes from its last event: no gap, no duplicate",
     "a watch that goes silent without closing reconnects within the heartbeat gap and misses nothing",
+    "an HTTP/2 connection that goes silent is replaced by keepalive PINGs and its watch resumes",
     # watch.test.ts: the reconnect decisions on scripted streams.
     "reconnects after UNAVAILABLE, a clean end and a batch, from the last id seen (heartbeats too)",
     "OUT_OF_RANGE ends the watch with a ConduitError: the caller must refetch",

@@ -1,7 +1,7 @@
 // Node: gRPC-Web over HTTP/2 (or HTTP/1.1) and TLS to the gateway. The gateway's CA is trusted
 // like any other by Node: NODE_EXTRA_CA_CERTS, or `ca` here to trust that CA only.
 import type { Transport } from "@connectrpc/connect";
-import { createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createGrpcWebTransport, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { type ClientOptions, Conduit, conduitInterceptors } from "./client.js";
 
 export interface NodeClientOptions extends ClientOptions {
@@ -9,7 +9,14 @@ export interface NodeClientOptions extends ClientOptions {
   ca?: string | Buffer;
   /** Default "2": one connection multiplexes every call and watch. */
   httpVersion?: "1.1" | "2";
+  /**
+   * HTTP/2 keepalive: a PING after `pingIntervalMs` without data, the connection closed (and its
+   * watches reconnected) when no answer comes within `pingTimeoutMs`. Defaults 30 s and 10 s.
+   */
+  keepalive?: Http2SessionOptions;
 }
+
+export const DEFAULT_KEEPALIVE: Readonly<Http2SessionOptions> = { pingIntervalMs: 30_000, pingTimeoutMs: 10_000 };
 
 export function createNodeTransport(options: NodeClientOptions): Transport {
   const tls = options.ca === undefined ? {} : { ca: options.ca };
@@ -20,7 +27,7 @@ export function createNodeTransport(options: NodeClientOptions): Transport {
   };
   return options.httpVersion === "1.1"
     ? createGrpcWebTransport({ ...common, httpVersion: "1.1", nodeOptions: tls })
-    : createGrpcWebTransport({ ...common, httpVersion: "2", nodeOptions: tls });
+    : createGrpcWebTransport({ ...common, ...DEFAULT_KEEPALIVE, ...options.keepalive, httpVersion: "2", nodeOptions: tls });
 }
 
 /** A client of the gateway at `options.baseUrl`. */

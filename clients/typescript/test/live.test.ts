@@ -167,6 +167,31 @@ test("a watch that goes silent without closing reconnects within the heartbeat g
   }
 });
 
+test("an HTTP/2 connection that goes silent is replaced by keepalive PINGs and its watch resumes", async () => {
+  const account = await register();
+  const author = client(account.token);
+  const stop = new AbortController();
+  const causes: ReconnectInfo["cause"][] = [];
+  // The heartbeat gap is off: only the transport's PING timeout can notice the silence.
+  const watch = client(undefined, { baseUrl: relay.url, keepalive: { pingIntervalMs: 1_000, pingTimeoutMs: 1_000 } })
+    .watchArticles({ author: account.username },
+      { signal: stop.signal, includeHeartbeats: true, heartbeatGapMs: 0, onReconnect: (info) => causes.push(info.cause) });
+  const events = watch[Symbol.asyncIterator]();
+  const opened = relay.connections;
+  try {
+    await live(events);
+    const first = await publish(author, unique("Before "));
+    assert.equal(slugOf(await nextEvent(events)), first);
+    relay.freeze();
+    const slug = await publish(author, unique("Frozen "));
+    assert.equal(slugOf(await nextEvent(events)), slug);
+    assert.ok(causes.length >= 1 && causes.every((cause) => cause !== "silent"), JSON.stringify(causes));
+    assert.ok(relay.connections >= opened + 2, "the watch did not open a new connection");
+  } finally {
+    stop.abort();
+  }
+});
+
 function slugOf(event: Event): string {
   assert.equal(event.type, EventType.ARTICLE_CREATED);
   return event.resource.case === "article" ? event.resource.value.slug : "";
