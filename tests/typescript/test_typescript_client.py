@@ -38,6 +38,8 @@ NODE_TESTS = {
     "OUT_OF_RANGE ends the watch with a ConduitError: the caller must refetch",
     "the server's RetryInfo delay is waited before the reconnect",
     "aborting the caller's signal ends the iteration without an error",
+    # exports.test.ts
+    "the public exports of ./node and ./web are pinned",
 }
 BROWSER_TESTS = {
     "the page lists articles through gRPC-Web over TLS, and shows an error's code and reason",
@@ -109,7 +111,7 @@ def run_node_tests(setup: TsMesh, files: list[Path], report: Path, **extra: str)
 
 def test_node_client_lists_creates_and_watches_through_grpc_web(ts_mesh: TsMesh, built: Path,
                                                                  tmp_path: Path) -> None:
-    outcomes = run_node_tests(ts_mesh, [built / "watch.test.js", built / "live.test.js"], tmp_path / "node.xml")
+    outcomes = run_node_tests(ts_mesh, [built / "exports.test.js", built / "watch.test.js", built / "live.test.js"], tmp_path / "node.xml")
     assert outcomes == dict.fromkeys(NODE_TESTS, "passed")
 
 
