@@ -42,7 +42,7 @@ NODE_TESTS = {
     "the public exports of ./node and ./web are pinned",
 }
 BROWSER_TESTS = {
-    "the page lists articles through gRPC-Web over TLS, and shows an error's code and reason",
+    "the page lists articles through gRPC-Web over TLS, shows an error's code and reason, and watches new ones",
     "without the local CA in its trust store the browser refuses the gateway",
 }
 

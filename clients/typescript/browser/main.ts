@@ -1,7 +1,8 @@
-// A page built with the client: lists articles through gRPC-Web over TLS. Query parameters:
-// `api` (the gateway, default https://localhost:8443), `tag` (filter), `missing` (a slug to
-// look up, to show how an error arrives: code name and ErrorInfo reason).
-import { ConduitError, connect } from "../src/web.js";
+// A page built with the client: lists articles through gRPC-Web over TLS, then adds new ones as
+// a watch reports them. Query parameters: `api` (the gateway, default https://localhost:8443),
+// `tag` (filter), `missing` (a slug to look up, to show how an error arrives: code name and
+// ErrorInfo reason).
+import { ConduitError, connect, EventType } from "../src/web.js";
 
 const params = new URLSearchParams(location.search);
 const conduit = connect({ baseUrl: params.get("api") ?? "https://localhost:8443" });
@@ -23,6 +24,19 @@ async function probe(slug: string): Promise<string> {
   }
 }
 
+/** New articles, as they are published: the body's `data-live` is set once the stream is open. */
+async function watch(tag: string): Promise<void> {
+  for await (const event of conduit.watchArticles({ tag }, { includeHeartbeats: true })) {
+    document.body.dataset["live"] = "yes";
+    if (event.type === EventType.ARTICLE_CREATED && event.resource.case === "article") {
+      const item = document.createElement("li");
+      item.dataset["slug"] = event.resource.value.slug;
+      item.textContent = `${event.resource.value.title} (new)`;
+      element("articles").prepend(item);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const page = await conduit.articles.listArticles({ limit: 20, tag: params.get("tag") ?? "" });
   const list = element("articles");
@@ -33,6 +47,7 @@ async function main(): Promise<void> {
     list.append(item);
   }
   element("status").textContent = `${page.articlesCount} articles`;
+  void watch(params.get("tag") ?? "");
   const missing = params.get("missing");
   if (missing) {
     element("probe").textContent = await probe(missing);

@@ -65,7 +65,7 @@ after(async () => {
   }
 });
 
-test("the page lists articles through gRPC-Web over TLS, and shows an error's code and reason", async () => {
+test("the page lists articles through gRPC-Web over TLS, shows an error's code and reason, and watches new ones", async () => {
   const account = await register();
   const tag = unique("web");
   const slug = await publish(client(account.token), unique("In the browser "), [tag]);
@@ -88,8 +88,12 @@ test("the page lists articles through gRPC-Web over TLS, and shows an error's co
     assert.equal(await page.textContent("#status"), "1 articles");
     // NOT_FOUND with its ErrorInfo reason: grpc-status-details-bin is readable cross-origin.
     assert.match(await page.textContent("#probe") ?? "", /^NOT_FOUND [A-Z_]+$/);
-    assert.deepEqual(grpcWeb, ["/conduit.articles.v1.ArticlesService/ListArticles",
-      "/conduit.articles.v1.ArticlesService/GetArticle"]);
+    // A server stream in the browser: an article published now appears through the page's watch.
+    await page.waitForSelector("body[data-live]");
+    const later = await publish(client(account.token), unique("Live in the browser "), [tag]);
+    await page.waitForSelector(`#articles li[data-slug="${later}"]`);
+    assert.deepEqual(grpcWeb.sort(), ["/conduit.articles.v1.ArticlesService/GetArticle",
+      "/conduit.articles.v1.ArticlesService/ListArticles", "/conduit.realtime.v1.RealtimeService/WatchArticles"]);
   } finally {
     await browser.close();
   }
