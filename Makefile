@@ -210,5 +210,5 @@ browser-tools: ## Debian's Chromium for the headless browser tests (apt, when mi
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 clean: ## remove caches (keeps .venv and .state)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist $(TS_CLIENT)/dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
