@@ -86,7 +86,8 @@ def ts_mesh(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[T
         patch.setenv("CONDUIT_CORS_ORIGINS", f'["http://127.0.0.1:{page_port}"]')
         patch.setenv("CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR", "1000")
         patch.setenv("CONDUIT_REALTIME__HEARTBEAT_SECONDS", "1")
-        with conduit_run(tmp_path_factory.mktemp("ts-mesh"), mesh_ports()) as mesh:
+        # A longer start-up bound than the shared mesh's: seen over 120 s on a loaded 2-core machine.
+        with conduit_run(tmp_path_factory.mktemp("ts-mesh"), mesh_ports(), timeout_seconds=300) as mesh:
             yield TsMesh(mesh, page_port)
 
 
@@ -111,7 +112,8 @@ def run_node_tests(setup: TsMesh, files: list[Path], report: Path, **extra: str)
 
 def test_node_client_lists_creates_and_watches_through_grpc_web(ts_mesh: TsMesh, built: Path,
                                                                  tmp_path: Path) -> None:
-    outcomes = run_node_tests(ts_mesh, [built / "exports.test.js", built / "watch.test.js", built / "live.test.js"], tmp_path / "node.xml")
+    files = [built / "exports.test.js", built / "watch.test.js", built / "live.test.js"]
+    outcomes = run_node_tests(ts_mesh, files, tmp_path / "node.xml")
     assert outcomes == dict.fromkeys(NODE_TESTS, "passed")
 
 
