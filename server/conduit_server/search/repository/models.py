@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, SmallInteger, Text, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, SmallInteger, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,6 +36,7 @@ class DocumentRow(Base):
         Index("ix_documents_tags", "tags", postgresql_using="gin"),
         Index("ix_documents_author", "generation", "author_id"),
         Index("ix_documents_head", "head", postgresql_using="gin"),
+        Index("ix_documents_recent", "generation", text("created_at DESC"), "article_id"),
     )
 
     generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from conduit_server.runtime.db import Database
 from conduit_server.search.domain.documents import MARK_CLOSE, MARK_OPEN, Change, Document, Tombstone, latest
@@ -22,6 +22,9 @@ from conduit_server.search.domain.ports import IndexStats
 from conduit_server.search.domain.query import FACET_SIZE, BackendHit, BackendPage, SearchQuery
 
 LIVE = "(SELECT live_generation FROM state WHERE id = 1)"
+# Written out wherever it is used (not a CTE): planned per call, the planner folds it into a constant
+# and estimates its selectivity from the column statistics.
+_QUERY = "websearch_to_tsquery('english', CAST(:q AS text))"
 _WORD_CHARS = (3, 32)
 # How many matches a search ranks, counts and facets at most, besides as many title/description/tag
 # matches (docs/decisions/0022).
@@ -72,35 +75,39 @@ _QUERY_WORDS = text("SELECT lexeme FROM unnest(to_tsvector('simple', :q))")
 _HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=35, MinWords=15"
 # ts_headline parses all the text it is given, at a cost that grows with its length and its matches:
 # a snippet comes from the first part of a long body.
-_HEADLINE_SOURCE_CHARS = 1000
+_HEADLINE_SOURCE_CHARS = 500
 _TITLE_HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, HighlightAll=true"
 
 
 def _search_statement(*, tag: bool, author: bool) -> Any:
     """One round trip, bounded work whatever the query matches (docs/decisions/0022).
 
-    `hits`: the first `window` (+1, to tell) matches straight off the GIN bitmap, in no order, so no
-    pass over every match. `head`: up to `window` matches in title, description or tags (their own
-    small GIN index), so a title match is a candidate however many bodies match. The candidates
-    `hits UNION head` are what the answer is about: ranked, counted (the total: every page is reachable)
-    and faceted; all of the matches whenever no more than `window` match. `ts_headline` runs on the
-    page's rows only.
+    `hits`: the newest `window` (+1, to tell) matches. With a planned-per-call statement the planner
+    sees the query's selectivity: a broad query walks the recency index and stops after `window` rows,
+    a selective one takes the GIN bitmap and sorts its few rows. `head`: likewise among matches in
+    title, description or tags (their own small GIN index), so a title match is a candidate however
+    many bodies match. The candidates `hits UNION head` are what the answer is about: ranked (on the
+    capped `ranking` vector), counted (the total: every page is reachable) and faceted; all of the
+    matches whenever no more than `window` match. `ts_headline` runs on the page's rows only.
     """
     filters = "".join([" AND d.tags @> ARRAY[CAST(:tag AS text)]" if tag else "",
                        " AND d.author_id = :author_id" if author else ""])
     return text(f"""
-WITH q AS (SELECT websearch_to_tsquery('english', :q) AS query),
-hits AS MATERIALIZED (
-    SELECT d.article_id, d.tags, d.created_at, ts_rank(d.ranking, q.query) AS score FROM documents AS d, q
-    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.document @@ q.query{filters}
-    LIMIT :window + 1
+WITH hits AS MATERIALIZED (
+    SELECT d.article_id, d.tags, d.created_at, d.ranking FROM documents AS d
+    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.document @@ {_QUERY}{filters}
+    ORDER BY d.created_at DESC, d.article_id LIMIT :window + 1
 ),
 head AS MATERIALIZED (
-    SELECT d.article_id, d.tags, d.created_at, ts_rank(d.ranking, q.query) AS score FROM documents AS d, q
-    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.head @@ q.query{filters}
-    LIMIT :window
+    SELECT d.article_id, d.tags, d.created_at, d.ranking FROM documents AS d
+    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.head @@ {_QUERY}{filters}
+    ORDER BY d.created_at DESC, d.article_id LIMIT :window
 ),
-candidates AS MATERIALIZED (SELECT * FROM hits UNION SELECT * FROM head),
+candidates AS MATERIALIZED (
+    SELECT c.article_id, c.tags, c.created_at, ts_rank(c.ranking, {_QUERY}) AS score
+    FROM (SELECT * FROM hits
+          UNION ALL SELECT * FROM head WHERE article_id NOT IN (SELECT article_id FROM hits)) AS c
+),
 page AS (
     SELECT article_id, score FROM candidates
     ORDER BY score DESC, created_at DESC, article_id LIMIT :limit OFFSET :offset
@@ -110,11 +117,10 @@ SELECT (SELECT count(*) FROM candidates) AS total, (SELECT count(*) FROM hits) A
             SELECT t.tag, count(*) AS n FROM (SELECT unnest(tags) AS tag FROM candidates) AS t
             GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_SIZE}) AS f) AS facets,
        p.score, d.article_id, d.slug, d.title, d.description, d.tags, d.author_id, d.created_at,
-       ts_headline('english', d.title, q.query, '{_TITLE_HEADLINE}') AS title_marked,
+       ts_headline('english', d.title, {_QUERY}, '{_TITLE_HEADLINE}') AS title_marked,
        ts_headline('english', CASE WHEN d.body = '' THEN d.description ELSE left(d.body, {_HEADLINE_SOURCE_CHARS}) END,
-                   q.query,
-                   '{_HEADLINE}') AS snippet_marked
-FROM q CROSS JOIN (SELECT 1) AS one
+                   {_QUERY}, '{_HEADLINE}') AS snippet_marked
+FROM (SELECT 1) AS one
 LEFT JOIN page AS p ON true
 LEFT JOIN documents AS d ON d.generation = {LIVE} AND d.article_id = p.article_id
 ORDER BY p.score DESC NULLS LAST, d.created_at DESC, d.article_id
@@ -123,6 +129,12 @@ ORDER BY p.score DESC NULLS LAST, d.created_at DESC, d.article_id
 
 _SEARCHES = {(tag, author): _search_statement(tag=tag, author=author) for tag in (False, True)
              for author in (False, True)}
+
+
+def _plan_each_statement(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET plan_cache_mode = force_custom_plan")
+    cursor.close()
 
 
 def _row(change: Change) -> dict[str, Any]:
@@ -143,6 +155,10 @@ class PostgresBackend:
         self.database = database
         self._batch_rows = batch_rows
         self._window = window
+        # Every search is planned with its own words: a plan cached for some query (after five
+        # executions PostgreSQL may switch to a generic plan) would take the GIN bitmap and sort every
+        # match of a broad one. Set on each connection the engine opens from now on.
+        event.listen(database.engine.sync_engine, "connect", _plan_each_statement)
 
     async def prepare(self) -> None:
         return None  # the migrations create everything (app.start runs them)

@@ -1,5 +1,5 @@
-"""bounded search: a head vector (title, description, tags) with its own GIN index, and a ranking
-vector keeping at most three positions per lexeme (docs/decisions/0022)
+"""bounded search: a head vector (title, description, tags) with its own GIN index, a ranking vector
+keeping at most three positions per lexeme, and a recency index (docs/decisions/0022)
 
 Revision ID: 0002
 Revises: 0001
@@ -35,9 +35,11 @@ def upgrade() -> None:
                "|| setweight(to_tsvector('english', description || ' ' || array_to_string(tags, ' ')), 'B'), "
                "ranking = capped_positions(document, 3) WHERE NOT deleted")
     op.execute("CREATE INDEX ix_documents_head ON documents USING gin (head)")
+    op.execute("CREATE INDEX ix_documents_recent ON documents (generation, created_at DESC, article_id)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_documents_recent")
     op.execute("DROP INDEX ix_documents_head")
     op.execute("ALTER TABLE documents DROP COLUMN ranking")
     op.execute("ALTER TABLE documents DROP COLUMN head")
