@@ -131,6 +131,11 @@ _SEARCHES = {(tag, author): _search_statement(tag=tag, author=author) for tag in
              for author in (False, True)}
 
 
+def search_sql(*, tag: bool = False, author: bool = False) -> str:
+    """The search statement's text (for `EXPLAIN` in the bench)."""
+    return str(_SEARCHES[(tag, author)])
+
+
 def _plan_each_statement(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("SET plan_cache_mode = force_custom_plan")
