@@ -36,7 +36,8 @@ import psutil
 
 from bench.load import LoadResult, run_wrk
 from bench.seed import PASSWORD, SeedSize, seed
-from conduit.client import AsyncConduit
+from conduit.client import AsyncConduit, AsyncPager
+from conduit.search.v1.search_pb2 import SearchArticlesResponse
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -99,6 +100,12 @@ def _figures(result: LoadResult) -> dict[str, float]:
             "errors": result.errors}
 
 
+async def first_page(pager: AsyncPager[SearchArticlesResponse, Any]) -> SearchArticlesResponse:
+    async for page in pager.pages():
+        return page
+    return SearchArticlesResponse()
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else 0.0
@@ -107,7 +114,6 @@ def _percentile(values: list[float], fraction: float) -> float:
 async def indexing_lag(bench: Bench, token: str) -> dict[str, Any]:
     """p50/p99/max of (found by a search - create acknowledged) while LAG_RATE articles/s are written."""
     run = uuid.uuid4().hex[:8]
-    target = f"localhost:{bench.settings.gateway_tls_port}"
     total = int(LAG_RATE * LAG_SECONDS)
     acknowledged: dict[str, float] = {}
     found: dict[str, float] = {}
@@ -115,17 +121,17 @@ async def indexing_lag(bench: Bench, token: str) -> dict[str, Any]:
     settled = [0] * (total // LAG_RATE + 1)  # writes of each batch answered (acknowledged or failed)
     word_of_batch = [f"lag{run}b{batch}" for batch in range(total // LAG_RATE + 1)]
     batches_started = 0
-    failures = 0
-    async with await AsyncConduit.connect(target, ca_file=bench.ca, token=token, timeout=30) as client:
+    errors = {"writes": 0, "polls": 0}
+    async with await AsyncConduit.connect(f"localhost:{bench.settings.gateway_tls_port}", ca_file=bench.ca,
+                                          token=token, timeout=30) as client:
 
         async def write(k: int) -> None:
-            nonlocal failures
             word = word_of_batch[k // LAG_RATE]
             try:
                 article = await client.articles.create(title=f"Lag probe {run} {k}", description=word,
                                                        body=f"Written by the lag bench: {word}.", tags=["lagprobe"])
             except Exception:  # noqa: BLE001 - a failed write is counted, the run goes on
-                failures += 1
+                errors["writes"] += 1
             else:
                 acknowledged[article.slug] = time.perf_counter()
                 batch_of[article.slug] = k // LAG_RATE
@@ -151,11 +157,15 @@ async def indexing_lag(bench: Bench, token: str) -> dict[str, Any]:
             while time.perf_counter() < deadline:
                 done |= {batch for batch in range(batches_started) if batch not in done and complete(batch)}
                 for batch in sorted(set(range(batches_started)) - done):
-                    async for page in client.search.articles(word_of_batch[batch], page_size=LAG_RATE).pages():
-                        now = time.perf_counter()
-                        for hit in page.hits:
-                            found.setdefault(hit.slug, now)
-                        break
+                    try:
+                        page = await first_page(client.search.articles(word_of_batch[batch],
+                                                                       page_size=LAG_RATE, timeout=10))
+                    except Exception:  # noqa: BLE001 - counted; the next poll asks again
+                        errors["polls"] += 1
+                        continue
+                    now = time.perf_counter()
+                    for hit in page.hits:
+                        found.setdefault(hit.slug, now)
                 if writing.done() and len(found.keys() & acknowledged.keys()) >= len(acknowledged):
                     return
                 await asyncio.sleep(LAG_POLL_SECONDS)
@@ -164,11 +174,17 @@ async def indexing_lag(bench: Bench, token: str) -> dict[str, Any]:
         polling = asyncio.create_task(poller(time.perf_counter() + LAG_SECONDS + 60))
         rate = await writing
         await polling
+    return _lag_figures(acknowledged, found, rate, failures=errors["writes"], poll_errors=errors["polls"])
+
+
+def _lag_figures(acknowledged: dict[str, float], found: dict[str, float], rate: float, *, failures: int,
+                 poll_errors: int) -> dict[str, Any]:
     lags = [max(0.0, found[slug] - at) for slug, at in acknowledged.items() if slug in found]
     return {"written": len(acknowledged), "write_failures": failures, "write_rate_per_s": round(rate, 1),
-            "never_found": len(acknowledged) - len(lags), "p50_s": round(_percentile(lags, 0.5), 3),
-            "p99_s": round(_percentile(lags, 0.99), 3), "max_s": round(max(lags, default=0.0), 3),
-            "poll_interval_s": LAG_POLL_SECONDS, "load_average": load_average()}
+            "never_found": len(acknowledged) - len(lags), "poll_errors": poll_errors,
+            "p50_s": round(_percentile(lags, 0.5), 3), "p99_s": round(_percentile(lags, 0.99), 3),
+            "max_s": round(max(lags, default=0.0), 3), "poll_interval_s": LAG_POLL_SECONDS,
+            "load_average": load_average()}
 
 
 async def reindex(bench: Bench, admin: AsyncConduit) -> dict[str, Any]:
@@ -239,8 +255,12 @@ async def search_rows(bench: Bench) -> dict[str, Any]:
         if backend == "postgresql":
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / "search-explain.txt").write_text(await explain(bench))
-        extra["indexing_lag"] = await indexing_lag(bench, bench.seeded.tokens[-1])
-        extra["reindex"] = await reindex(bench, admin)
+        for name, measure in (("indexing_lag", lambda: indexing_lag(bench, bench.seeded.tokens[-1])),
+                              ("reindex", lambda: reindex(bench, admin))):
+            try:
+                extra[name] = await measure()
+            except Exception as error:  # noqa: BLE001 - reported in the table; the other rows stand
+                extra[name] = {"failed": repr(error)[:300], "load_average": load_average()}
     finally:
         await admin.close()
     return extra
@@ -312,25 +332,36 @@ def markdown(rows: list[Any], backends: list[dict[str, Any]]) -> str:
             lines.append(f"- {backend}: skipped: {figures['skipped']}")
             continue
         lag, full = figures["indexing_lag"], figures["reindex"]
-        lines.append(f"- {backend}: indexing lag at {lag['write_rate_per_s']} articles/s written: p50 "
-                     f"{lag['p50_s']} s, p99 {lag['p99_s']} s, max {lag['max_s']} s ({lag['written']} written, "
-                     f"{lag['never_found']} never found, load {lag['load_average']})")
-        lines.append(f"- {backend}: full reindex of {full['indexed']} articles in {full['seconds']} s; search "
-                     f"RSS {full['rss_mib_before']} → peak {full['rss_mib_peak']} → {full['rss_mib_after']} MiB "
-                     f"({full['samples']} samples, load {full['load_average']})")
+        for name, measured in (("indexing lag", lag), ("reindex", full)):
+            if "failed" in measured:
+                lines.append(f"- {backend}: {name} failed: {measured['failed']} (load {measured['load_average']})")
+        if "failed" not in lag:
+            lines.append(f"- {backend}: indexing lag at {lag['write_rate_per_s']} articles/s written: p50 "
+                         f"{lag['p50_s']} s, p99 {lag['p99_s']} s, max {lag['max_s']} s ({lag['written']} written, "
+                         f"{lag['never_found']} never found, load {lag['load_average']})")
+        if "failed" not in full:
+            lines.append(f"- {backend}: full reindex of {full['indexed']} articles in {full['seconds']} s; search "
+                         f"RSS {full['rss_mib_before']} → peak {full['rss_mib_peak']} → {full['rss_mib_after']} "
+                         f"MiB ({full['samples']} samples, load {full['load_average']})")
     return "\n".join(lines)
 
 
 def main() -> None:
-    """`BENCH_ROWS=search`: the search rows alone, PostgreSQL then Elasticsearch."""
+    """`BENCH_ROWS=search`: the search rows alone, PostgreSQL then Elasticsearch (results written after each)."""
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     rows, postgres = run_mesh(Path(".state-bench-search"), seconds)
+    write_results(rows, [postgres])
     es_rows, elastic = elasticsearch_rows(seconds, Path(".state-bench-search-es"))
-    table = markdown(rows + es_rows, [postgres, elastic])
+    print(write_results(rows + es_rows, [postgres, elastic]))
+
+
+def write_results(rows: list[Any], backends: list[dict[str, Any]]) -> str:
+    table = markdown(rows, backends)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "search.md").write_text(table + "\n")
-    (RESULTS / "search.json").write_text(json.dumps({"postgresql": postgres, "elasticsearch": elastic}, indent=2))
-    print(table)
+    (RESULTS / "search.json").write_text(json.dumps({figures.get("backend", "?"): figures for figures in backends},
+                                                    indent=2))
+    return table
 
 
 if __name__ == "__main__":
