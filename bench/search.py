@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,8 +256,10 @@ async def search_rows(bench: Bench) -> dict[str, Any]:
         if backend == "postgresql":
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / "search-explain.txt").write_text(await explain(bench))
-        for name, measure in (("indexing_lag", lambda: indexing_lag(bench, bench.seeded.tokens[-1])),
-                              ("reindex", lambda: reindex(bench, admin))):
+        measures: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+            ("indexing_lag", lambda: indexing_lag(bench, bench.seeded.tokens[-1])),
+            ("reindex", lambda: reindex(bench, admin))]
+        for name, measure in measures:
             try:
                 extra[name] = await measure()
             except Exception as error:  # noqa: BLE001 - reported in the table; the other rows stand
