@@ -1,6 +1,7 @@
 """The PostgreSQL backend's bounded query path (docs/decisions/0022): with more matches than its
 window, a title match still ranks first, the total says it is a lower bound and counts exactly the
-results the pages reach, each once; below the window everything is exact."""
+results the pages reach, each once; below the window everything is exact; every search is planned
+with its own words."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
+from sqlalchemy import text
 
+from conduit_server.runtime.db import Database
+from conduit_server.search.app import SCHEMA
 from conduit_server.search.domain.documents import Document
 from conduit_server.search.domain.query import SearchQuery
 from conduit_server.search.repository.postgres import PostgresBackend
@@ -24,8 +28,7 @@ def article(article_id: int, title: str, body: str, tags: tuple[str, ...] = ("mi
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def backend(postgres_url: str) -> AsyncIterator[PostgresBackend]:
-    made = await postgres_backend(postgres_url)
-    windowed = PostgresBackend(made.database, window=WINDOW)
+    windowed = await postgres_backend(postgres_url, window=WINDOW)
     # Twelve body-only matches written first (they fill the GIN bitmap's first pages), the title match last.
     await windowed.apply([article(n, f"Walk {n}", "a lighthouse on the way", ("coast",)) for n in range(1, 13)])
     await windowed.apply([article(99, "The lighthouse", "waves and rocks", ("coast", "light"))])
@@ -60,3 +63,16 @@ async def test_within_the_window_totals_and_facets_are_exact(backend: PostgresBa
     assert page.facets == [("coast", 1), ("light", 1)]
     filtered = await backend.search(SearchQuery("lighthouse", tag="light"), fuzzy=False)
     assert ([hit.article_id for hit in filtered.hits], filtered.total, filtered.total_exact) == ([99], 1, True)
+
+
+async def test_every_connection_plans_each_search_with_its_own_words(postgres_url: str,
+                                                                    backend: PostgresBackend) -> None:
+    fresh = PostgresBackend(Database(postgres_url, SCHEMA))  # its connections' first use: a read
+    try:
+        for _ in range(3):
+            async with fresh.database.read() as session:
+                assert (await session.execute(text("SHOW plan_cache_mode"))).scalar() == "force_custom_plan"
+        async with fresh.database.transaction() as session:
+            assert (await session.execute(text("SHOW plan_cache_mode"))).scalar() == "force_custom_plan"
+    finally:
+        await fresh.close()

@@ -140,6 +140,7 @@ def _plan_each_statement(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("SET plan_cache_mode = force_custom_plan")
     cursor.close()
+    dbapi_connection.commit()  # the driver opened a transaction: its rollback would undo the SET
 
 
 def _row(change: Change) -> dict[str, Any]:
