@@ -265,7 +265,7 @@ def main() -> None:
     finally:
         mesh.stop()
     es_rows, extra["search_elasticsearch"] = search.elasticsearch_rows(args.seconds,
-                                                                        Path(f"{args.state_dir}-search-es"))
+                                                                        args.state_dir / "search-elasticsearch")
     bench.rows += es_rows
     table = markdown(bench.rows, extra, args.seconds)
     RESULTS.mkdir(exist_ok=True)

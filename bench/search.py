@@ -352,9 +352,9 @@ def markdown(rows: list[Any], backends: list[dict[str, Any]]) -> str:
 def main() -> None:
     """`BENCH_ROWS=search`: the search rows alone, PostgreSQL then Elasticsearch (results written after each)."""
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
-    rows, postgres = run_mesh(Path(".state-bench-search"), seconds)
+    rows, postgres = run_mesh(Path(".state-bench/search-postgresql"), seconds)
     write_results(rows, [postgres])
-    es_rows, elastic = elasticsearch_rows(seconds, Path(".state-bench-search-es"))
+    es_rows, elastic = elasticsearch_rows(seconds, Path(".state-bench/search-elasticsearch"))
     print(write_results(rows + es_rows, [postgres, elastic]))
 
 
