@@ -116,8 +116,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 async def indexing_lag(bench: Bench, token: str, admin: AsyncConduit) -> dict[str, Any]:
     """p50/p99/max of (found by a search - create acknowledged) while LAG_RATE articles/s are written."""
     total, run = int(LAG_RATE * LAG_SECONDS), uuid.uuid4().hex[:8]
-    acknowledged: dict[str, float] = {}
-    found: dict[str, float] = {}
+    acknowledged, found = dict[str, float](), dict[str, float]()  # slug -> when acknowledged / first found
     batch_of: dict[str, int] = {}
     settled = [0] * (total // LAG_RATE + 1)  # writes of each batch answered (acknowledged or failed)
     word_of_batch = [f"lag{run}b{batch}" for batch in range(total // LAG_RATE + 1)]
@@ -154,20 +153,23 @@ async def indexing_lag(bench: Bench, token: str, admin: AsyncConduit) -> dict[st
             written = min(LAG_RATE, total - batch * LAG_RATE)
             return settled[batch] == written and all(slug in found for slug, b in batch_of.items() if b == batch)
 
+        async def poll(batch: int) -> None:
+            try:
+                page = await first_page(client.search.articles(word_of_batch[batch], page_size=LAG_RATE,
+                                                               timeout=10))
+            except Exception:  # noqa: BLE001 - counted; the next round asks again
+                errors["polls"] += 1
+                return
+            now = time.perf_counter()
+            for hit in page.hits:
+                found.setdefault(hit.slug, now)
+
         async def poller(deadline: float) -> None:
             done: set[int] = set()
             while time.perf_counter() < deadline:
                 done |= {batch for batch in range(batches_started) if batch not in done and complete(batch)}
-                for batch in sorted(set(range(batches_started)) - done):
-                    try:
-                        page = await first_page(client.search.articles(word_of_batch[batch],
-                                                                       page_size=LAG_RATE, timeout=10))
-                    except Exception:  # noqa: BLE001 - counted; the next poll asks again
-                        errors["polls"] += 1
-                        continue
-                    now = time.perf_counter()
-                    for hit in page.hits:
-                        found.setdefault(hit.slug, now)
+                # Every open batch at once: a round lasts one search, however far behind indexing is.
+                await asyncio.gather(*(poll(batch) for batch in set(range(batches_started)) - done))
                 if writing.done() and len(found.keys() & acknowledged.keys()) >= len(acknowledged):
                     return
                 await asyncio.sleep(LAG_POLL_SECONDS)
