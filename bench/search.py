@@ -297,10 +297,8 @@ def run_mesh(state_dir: Path, seconds: float, **settings: Any) -> tuple[list[Any
     from conduit_server.runtime.settings import Settings
     from conduit_server.supervisor import Mesh
 
-    ports: dict[str, Any] = {name: _free_port() for name in (
-        "users_port", "articles_port", "search_port", "realtime_port", "gateway_tls_port", "gateway_http_port",
-        "gateway_admin_port", "gateway_jwks_port", "users_metrics_port", "articles_metrics_port",
-        "search_metrics_port", "realtime_metrics_port")}
+    # Every listener on a free port (other meshes may run on this machine): each `*_port` setting.
+    ports: dict[str, Any] = {name: _free_port() for name in Settings.model_fields if name.endswith("_port")}
     shutil.rmtree(state_dir, ignore_errors=True)
     mesh = Mesh(Settings(state_dir=state_dir, log_level="WARNING", registrations_per_ip_per_hour=1_000_000,
                          logins_per_ip_per_quarter_hour=10_000_000, **ports, **settings),
