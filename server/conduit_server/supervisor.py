@@ -97,6 +97,7 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
     """Envoy's configuration inputs from the mesh settings: upstreams by service, TLS, listeners."""
     from conduit_gateway.config import GatewaySpec
     from conduit_gateway.descriptors import services_from_descriptors
+    from conduit_gateway.http_cache import HttpCachePolicy
     from conduit_gateway.tls import TlsMaterial, ensure_local_tls
     from conduit_gateway.tracing import TracingSpec
 
@@ -117,6 +118,7 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
         http_port=settings.gateway_http_port, admin_port=settings.gateway_admin_port,
         jwks_port=settings.gateway_jwks_port, cors_origins=tuple(settings.cors_origins),
         jwks_upstream=endpoints["users"][0],
+        http_cache=HttpCachePolicy(public_max_age_seconds=settings.gateway_public_max_age_seconds),
         tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
         if settings.tracing else None)
 

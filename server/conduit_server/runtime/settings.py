@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     # local CA and localhost certificate generated under state_dir/tls.
     gateway_tls_cert: str = ""
     gateway_tls_key: str = ""
+    # Cache-Control max-age of public answers (tags, articles, comments, profiles) to anonymous callers.
+    gateway_public_max_age_seconds: int = Field(default=30, ge=0, le=86400)
     # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
     # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
