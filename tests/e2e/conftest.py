@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +59,12 @@ def mesh_ports() -> dict[str, int]:
 
 
 @contextmanager
-def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120) -> Iterator[RunningMesh]:
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120,
+                extra_env: Mapping[str, str] | None = None) -> Iterator[RunningMesh]:
     """Start `conduit run`, wait for its banner, and Ctrl-C it (SIGINT) on exit."""
     env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
-           "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()}}
+           "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()},
+           **(extra_env or {})}
     process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     banner: list[str] = []

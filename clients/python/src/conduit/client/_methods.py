@@ -82,6 +82,11 @@ REVOKE_ALL_SESSIONS = _m(_AUTH, "RevokeAllSessions", u.RevokeAllSessionsRequest,
 CREATE_OAUTH_TOKEN = _m(_AUTH, "CreateOAuthToken", u.CreateOAuthTokenRequest, u.CreateOAuthTokenResponse,
                         idempotent=False)
 GET_JWKS = _m(_AUTH, "GetJwks", u.GetJwksRequest, u.GetJwksResponse, idempotent=True)
+# Each start mints a new single-use state; a completion spends one: neither is ever repeated.
+START_OIDC_LOGIN = _m(_AUTH, "StartOidcLogin", u.StartOidcLoginRequest, u.StartOidcLoginResponse,
+                      idempotent=False)
+COMPLETE_OIDC_LOGIN = _m(_AUTH, "CompleteOidcLogin", u.CompleteOidcLoginRequest, u.CompleteOidcLoginResponse,
+                         idempotent=False)
 
 LIST_USER_ROLES = _m(_ADMIN, "ListUserRoles", u.ListUserRolesRequest, u.ListUserRolesResponse,
                      idempotent=True)
@@ -159,6 +164,7 @@ METHODS: dict[str, Method[Any, Any]] = {
         CREATE_USER, LOGIN, GET_CURRENT_USER, UPDATE_CURRENT_USER,
         GET_PROFILE, FOLLOW_PROFILE, UNFOLLOW_PROFILE,
         CREATE_SESSION, REFRESH_SESSION, REVOKE_SESSION, REVOKE_ALL_SESSIONS, CREATE_OAUTH_TOKEN, GET_JWKS,
+        START_OIDC_LOGIN, COMPLETE_OIDC_LOGIN,
         LIST_USER_ROLES, GRANT_ROLE, REVOKE_ROLE, CREATE_SERVICE_ACCOUNT, LIST_SERVICE_ACCOUNTS,
         REVOKE_SERVICE_ACCOUNT,
         BATCH_GET_PROFILES, RESOLVE_USERNAMES, LIST_FOLLOWEE_IDS,
