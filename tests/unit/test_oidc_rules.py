@@ -6,6 +6,8 @@ import pytest
 
 from conduit_server.users.api import OIDC_COOKIE, cookie_value, oidc_cookie
 from conduit_server.users.domain.oidc import ExternalClaims, pkce_challenge, username_base
+from conduit_server.users.repository.oidc import ProviderClient, ProviderUnreachable
+from tests.conftest import free_port
 
 
 def test_pkce_challenge_is_rfc7636_s256() -> None:
@@ -31,3 +33,13 @@ def test_the_binding_cookie_is_read_back_from_a_cookie_header() -> None:
     assert cookie_value(header, OIDC_COOKIE) == "abc-123"
     assert cookie_value("a=1", OIDC_COOKIE) == ""
     assert oidc_cookie("v", 600).startswith(f"{OIDC_COOKIE}=v; Path=/; Max-Age=600; HttpOnly; Secure")
+
+
+async def test_an_unreachable_provider_is_reported_as_such() -> None:
+    provider = ProviderClient(issuer=f"http://127.0.0.1:{free_port()}", client_id="c", client_secret="s",
+                              timeout_seconds=2, metadata_ttl_seconds=60)
+    try:
+        with pytest.raises(ProviderUnreachable, match="openid-configuration"):
+            await provider.metadata()
+    finally:
+        await provider.close()
