@@ -120,6 +120,9 @@ def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_
     if len(audiences) > 1 and claims.get("azp") != client_id:
         raise refused("the ID token was issued to another party (azp)", "OIDC_ID_TOKEN_AUD")
     email = claims.get("email")
+    # What the tables hold (OIDC Core caps sub at 255 ASCII characters; RFC 5321 an address at 254).
+    if len(str(claims["sub"])) > 255 or (isinstance(email, str) and len(email) > 254):
+        raise refused("the ID token's sub or email is too long", "OIDC_ID_TOKEN_CLAIMS")
     return ExternalClaims(issuer=issuer, subject=str(claims["sub"]),
                           email=normalise_email(email) if isinstance(email, str) else "",
                           email_verified=claims.get("email_verified") is True,

@@ -11,10 +11,12 @@ from urllib.parse import quote
 
 import httpx
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conduit_server.runtime.errors import Unavailable
 from conduit_server.users.repository.models import ExternalIdentity
 
 # An unknown key id refetches the JWKS at most this often (a forged kid cannot make us hammer the provider).
@@ -47,11 +49,22 @@ class PendingLogins:
         self._prefix = prefix
 
     async def put(self, state: str, value: dict[str, str], ttl_seconds: int) -> None:
-        await self._redis.set(f"{self._prefix}:{state}", json.dumps(value), ex=ttl_seconds)
+        try:
+            await self._redis.set(f"{self._prefix}:{state}", json.dumps(value), ex=ttl_seconds)
+        except RedisError as error:
+            raise _no_redis(error) from None
 
     async def take(self, state: str) -> dict[str, str] | None:
-        raw = await self._redis.getdel(f"{self._prefix}:{state}")
+        try:
+            raw = await self._redis.getdel(f"{self._prefix}:{state}")
+        except RedisError as error:
+            # Unlike the rate limits and caches, no fail-open here: an unchecked state is no check.
+            raise _no_redis(error) from None
         return json.loads(raw) if raw is not None else None
+
+
+def _no_redis(error: RedisError) -> Unavailable:
+    return Unavailable(f"sign-in state store unavailable: {error!r}", reason="OIDC_STATE_STORE")
 
 
 class ProviderError(Exception):
