@@ -29,7 +29,7 @@ Config = dict[str, Any]
 
 HTTP_CACHE_FILTER = "conduit.http_cache"
 # Fields whose value is a credential: an answer holding one is never stored.
-CREDENTIAL_FIELDS = frozenset({"token", "access_token", "refresh_token", "client_secret", "id_token"})
+CREDENTIAL_FIELDS = frozenset({"token", "access_token", "refresh_token", "client_secret", "id_token", "secret"})
 _MAX_AGE_LINE = "local PUBLIC_MAX_AGE = 0\n"
 
 
