@@ -40,7 +40,13 @@ def http(mesh: RunningMesh, request: pytest.FixtureRequest) -> Iterator[httpx.Cl
 
 
 @pytest.fixture(scope="module")
-def author(http: httpx.Client) -> dict[str, Any]:
+def author(mesh: RunningMesh) -> Iterator[dict[str, Any]]:
+    """One author and article for both protocols."""
+    with httpx.Client(base_url=mesh.https, verify=ssl.create_default_context(cafile=mesh.ca), timeout=15) as http:
+        yield _author(http)
+
+
+def _author(http: httpx.Client) -> dict[str, Any]:
     name = f"cache{uuid.uuid4().hex[:8]}"
     created = http.post("/api/users", json={"user": {"username": name, "email": f"{name}@example.com",
                                                      "password": "secret-pw-1"}})
