@@ -115,10 +115,10 @@ def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_
     except JoseError as error:
         field = getattr(error, "claim", "") or ""
         raise refused(f"the ID token's {field or 'claims'} claim does not hold ({error.error})",
-                      f"OIDC_ID_TOKEN_{field.upper() or 'CLAIMS'}") from None
+                      "OIDC_ID_TOKEN_CLAIMS") from None
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     if len(audiences) > 1 and claims.get("azp") != client_id:
-        raise refused("the ID token was issued to another party (azp)", "OIDC_ID_TOKEN_AUD")
+        raise refused("the ID token was issued to another party (azp)", "OIDC_ID_TOKEN_CLAIMS")
     email = claims.get("email")
     # What the tables hold (OIDC Core caps sub at 255 ASCII characters; RFC 5321 an address at 254).
     if len(str(claims["sub"])) > 255 or (isinstance(email, str) and len(email) > 254):
