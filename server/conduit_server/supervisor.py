@@ -113,6 +113,7 @@ def gateway_spec(settings: Settings, state: Path, *, graphql: bool = False) -> G
     graphql service's route when it runs)."""
     from conduit_gateway.config import GatewaySpec
     from conduit_gateway.descriptors import services_from_descriptors
+    from conduit_gateway.http_cache import HttpCachePolicy
     from conduit_gateway.tls import TlsMaterial, ensure_local_tls
     from conduit_gateway.tracing import TracingSpec
 
@@ -134,6 +135,7 @@ def gateway_spec(settings: Settings, state: Path, *, graphql: bool = False) -> G
         jwks_port=settings.gateway_jwks_port, cors_origins=tuple(settings.cors_origins),
         jwks_upstream=endpoints["users"][0],
         graphql_upstream=(settings.host, settings.graphql.port) if graphql else None,
+        http_cache=HttpCachePolicy(public_max_age_seconds=settings.gateway_public_max_age_seconds),
         tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
         if settings.tracing else None)
 

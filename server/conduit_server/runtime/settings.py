@@ -95,6 +95,35 @@ class GraphqlSettings(BaseModel):
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
     # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
     assets_dir: str = ""
+
+
+class OidcSettings(BaseModel):
+    """Sign-in through an external OpenID Connect provider (`CONDUIT_OIDC__<NAME>`), off while
+    `issuer` or `client_id` is empty (docs/decisions/0044-oidc-login.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The provider's issuer URL; its discovery document is `<issuer>/.well-known/openid-configuration`.
+    issuer: str = ""
+    # The mesh's client registration at the provider.
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    # Where the provider sends the browser back: the gateway's `/api/auth/oidc/callback`, as registered.
+    redirect_uri: str = ""
+    # Scopes asked for: `openid` and `email` are needed to find or link an account.
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # How long a started sign-in may take to come back (state, nonce and PKCE verifier kept in Redis).
+    state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # Timeout of each call to the provider (discovery, JWKS, token endpoint).
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Discovery and JWKS are cached this long; an unknown key id refetches the JWKS (at most every 30 s).
+    metadata_ttl_seconds: float = Field(default=3600.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
+
+
 class WebhooksSettings(BaseModel):
     """Outgoing webhooks (`CONDUIT_WEBHOOKS__<NAME>`; docs/decisions/0040-0042). Defaults suit production;
     tests shorten the schedule and allow loopback receivers."""
@@ -188,6 +217,8 @@ class Settings(BaseSettings):
     # local CA and localhost certificate generated under state_dir/tls.
     gateway_tls_cert: str = ""
     gateway_tls_key: str = ""
+    # Cache-Control max-age of public answers (tags, articles, comments, profiles) to anonymous callers.
+    gateway_public_max_age_seconds: int = Field(default=30, ge=0, le=86400)
     # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
     # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
@@ -245,6 +276,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     graphql: GraphqlSettings = Field(default_factory=GraphqlSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
 
     # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
@@ -276,7 +308,9 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 text = value.get_secret_value()
             elif isinstance(value, list | dict):
-                text = json.dumps(value)
+                # A group may hold secrets too (CONDUIT_OIDC__CLIENT_SECRET).
+                text = json.dumps(value, default=lambda item: item.get_secret_value()
+                                  if isinstance(item, SecretStr) else str(item))
             else:
                 text = str(value)
             environment[f"CONDUIT_{name.upper()}"] = text

@@ -23,6 +23,7 @@ from conduit_server.users.domain.accounts import Accounts, Directory, Profiles, 
 from conduit_server.users.domain.admin import Roles, ServiceAccounts
 from conduit_server.users.domain.keys import derive_kek
 from conduit_server.users.domain.oauth import ClientCredentials
+from conduit_server.users.domain.oidc import OidcLogin
 from conduit_server.users.domain.passwords import PasswordHasher
 from conduit_server.users.domain.sessions import Sessions
 from conduit_server.users.domain.signer import Clock, Signer, TokenPolicy, utc_now
@@ -34,6 +35,7 @@ from conduit_server.users.repository import (
     UserRepository,
     models,
 )
+from conduit_server.users.repository.oidc import IdentityRepository, PendingLogins, ProviderClient
 from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,6 +89,14 @@ class UsersApp:
         self.sessions = Sessions(database, self.accounts, users, refresh_tokens,
                                  refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
         self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
+        oidc = settings.oidc
+        self.oidc_provider = ProviderClient(
+            issuer=oidc.issuer, client_id=oidc.client_id, client_secret=oidc.client_secret.get_secret_value(),
+            timeout_seconds=oidc.http_timeout_seconds, metadata_ttl_seconds=oidc.metadata_ttl_seconds)
+        self.oidc = OidcLogin(oidc, provider=self.oidc_provider,
+                              pending=PendingLogins(redis, prefix=f"{prefix}:oidc-state"), database=database,
+                              accounts=self.accounts, users=users, identities=IdentityRepository(), events=events,
+                              hasher=self.hasher)
         self.roles, self.service_accounts = admin_for(database, self.revocations)
         self.relay = outbox.OutboxRelay.from_settings(settings, database, redis,
                                                       stream or outbox.stream_name("users"))
@@ -114,7 +124,7 @@ class UsersApp:
             Binding(services["ProfilesService"], users_pb2_grpc.add_ProfilesServiceServicer_to_server,
                     api.ProfilesApi(self.profiles)),
             Binding(services["AuthService"], users_pb2_grpc.add_AuthServiceServicer_to_server,
-                    api.AuthApi(self.sessions, self.client_credentials, self.signer)),
+                    api.AuthApi(self.sessions, self.client_credentials, self.signer, self.oidc)),
             Binding(services["AdminService"], users_pb2_grpc.add_AdminServiceServicer_to_server,
                     api.AdminApi(self.roles, self.service_accounts)),
             Binding(services["UserDirectoryService"],
@@ -131,6 +141,7 @@ class UsersApp:
 
     async def close(self) -> None:
         await self._background.stop()
+        await self.oidc_provider.close()
         await asyncio.to_thread(self.hasher.close)
         await self.database.close()
         await self.redis.aclose()

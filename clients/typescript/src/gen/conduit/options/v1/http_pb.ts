@@ -17,7 +17,8 @@ export const file_conduit_options_v1_http: GenFile = /*@__PURE__*/
 
 /**
  * The HTTP status the gateway answers on success (RealWorld uses 201 for
- * creations and 204 for deletions); 200 when absent.
+ * creations and 204 for deletions; a 302 redirects to the `location` the
+ * service sends as initial metadata); 200 when absent.
  *
  * @generated from extension: int32 http_success_status = 51001;
  */
