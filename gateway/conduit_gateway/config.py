@@ -122,11 +122,12 @@ def build_config(spec: GatewaySpec) -> Config:
     caching = route_policies(contract, [m for s in public for m in s.public_methods])
     bindings = rest_bindings(contract, {s.name for s in public})
 
-    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, _route_config(spec, public, clusters, caching, tls=True),
-                           bindings=bindings, tls=True)]
+    tls_routes = _route_config(spec, public, clusters, caching, tls=True)
+    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, tls_routes, bindings=bindings, tls=True)]
     if spec.http_port:
-        listeners.append(_listener("conduit_http", spec, spec.http_port, public,
-                                   _route_config(spec, public, clusters, caching, tls=False), bindings=bindings, tls=False))
+        http_routes = _route_config(spec, public, clusters, caching, tls=False)
+        listeners.append(_listener("conduit_http", spec, spec.http_port, public, http_routes,
+                                   bindings=bindings, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits, spec.replicas.get(address, ()))
                        for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
