@@ -546,6 +546,13 @@ class WebhookMessageNotFoundError(ConduitError):
     do_not_retry = True
 
 
+class LeaseLostError(ConduitError):
+    """The reindex lost its lease (it expired or was taken) while it was running; start it again. (ErrorInfo reason `LEASE_LOST`.)"""
+
+    reason_name = "LEASE_LOST"
+    do_not_retry = False
+
+
 class OidcDisabledError(ConduitError):
     """OpenID Connect sign-in is not configured. (ErrorInfo reason `OIDC_DISABLED`.)"""
 
@@ -680,6 +687,7 @@ REASON_CLASSES: dict[str, type[ConduitError]] = {
     "WEBHOOK_ENDPOINT_LIMIT": WebhookEndpointLimitError,
     "WEBHOOK_ENDPOINT_NOT_FOUND": WebhookEndpointNotFoundError,
     "WEBHOOK_MESSAGE_NOT_FOUND": WebhookMessageNotFoundError,
+    "LEASE_LOST": LeaseLostError,
     "OIDC_DISABLED": OidcDisabledError,
     "OIDC_CALLBACK": OidcCallbackError,
     "OIDC_PROVIDER_ERROR": OidcProviderErrorError,

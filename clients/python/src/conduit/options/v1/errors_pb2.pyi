@@ -134,6 +134,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No webhook endpoint has this id for the caller."""
     ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: _ErrorReason.ValueType  # 52
     """No webhook message has this id for the caller."""
+    ERROR_REASON_LEASE_LOST: _ErrorReason.ValueType  # 53
+    """The reindex lost its lease (it expired or was taken) while it was running; start it again."""
     ERROR_REASON_OIDC_DISABLED: _ErrorReason.ValueType  # 60
     """OpenID Connect sign-in is not configured."""
     ERROR_REASON_OIDC_CALLBACK: _ErrorReason.ValueType  # 61
@@ -270,6 +272,8 @@ ERROR_REASON_WEBHOOK_ENDPOINT_NOT_FOUND: ErrorReason.ValueType  # 51
 """No webhook endpoint has this id for the caller."""
 ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: ErrorReason.ValueType  # 52
 """No webhook message has this id for the caller."""
+ERROR_REASON_LEASE_LOST: ErrorReason.ValueType  # 53
+"""The reindex lost its lease (it expired or was taken) while it was running; start it again."""
 ERROR_REASON_OIDC_DISABLED: ErrorReason.ValueType  # 60
 """OpenID Connect sign-in is not configured."""
 ERROR_REASON_OIDC_CALLBACK: ErrorReason.ValueType  # 61
