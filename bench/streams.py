@@ -105,10 +105,13 @@ async def _client(address: str, count: int, batched: bool, pipe: Connection, idl
     for call in calls:
         await _joined(call)
     tag = uuid.uuid4().hex[:8]
-    idle_calls = [stubs[channel_count + n % idle_channel_count].WatchArticle(
-        realtime_pb2.WatchArticleRequest(slug=f"idle-{tag}-{n}", batched=batched)) for n in range(idle)]
-    for start in range(0, idle, 500):  # joined in waves, so the server is not handed 10,000 at once
-        await asyncio.gather(*(_joined(call) for call in idle_calls[start:start + 500]))
+    idle_calls: list[Any] = []
+    for start in range(0, idle, 250):  # opened in waves, so the server is not handed 10,000 at once
+        wave = [stubs[channel_count + n % idle_channel_count].WatchArticle(
+            realtime_pb2.WatchArticleRequest(slug=f"idle-{tag}-{n}", batched=batched))
+            for n in range(start, min(idle, start + 250))]
+        await asyncio.gather(*(_joined(call) for call in wave))
+        idle_calls += wave
     pipe.send(("ready", count + idle))
     latencies = array("d")
     received = [0] * count

@@ -130,4 +130,15 @@ def set_principal(principal: Principal | None) -> contextvars.Token[Principal | 
 
 
 def reset_principal(token: contextvars.Token[Principal | None]) -> None:
-    _principal_var.reset(token)
+    restore(_principal_var, token)
+
+
+def restore(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo `var.set(...)`. A stream the client cancelled has its handler closed later by the event
+    loop's async-generator finaliser, in a context of its own that is thrown away after: there is
+    nothing to restore there, and `reset` would raise ValueError (logged as "Task exception was never
+    retrieved" once per cancelled stream)."""
+    try:
+        var.reset(token)
+    except ValueError:  # raised only for a token of another context (reuse is a RuntimeError)
+        return
