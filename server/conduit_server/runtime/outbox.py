@@ -106,9 +106,10 @@ _DRAWN = text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('ou
 # A fresh xid, in a later statement (and committed at once): larger than every xid assigned before
 # `_DRAWN` ran. No function reads the next xid without assigning it; a snapshot's xmax will not do,
 # as it is one past the latest *completed* xid (running transactions above it are not listed).
-_FRESH_XID = text("SELECT pg_current_xact_id()::text::bigint")
+# (The comments name the statements as the outbox's in logs, pg_stat_statements and tests' counts.)
+_FRESH_XID = text("SELECT pg_current_xact_id()::text::bigint /* outbox horizon */")
 # With the fresh xid ended, xmin >= it means no transaction holding a smaller xid is running.
-_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint /* outbox horizon */")
 
 
 async def append(session: AsyncSession, event_type: str, payload: Message, *,
