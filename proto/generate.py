@@ -25,7 +25,7 @@ PROTO = ROOT / "proto"
 SDK_SRC = ROOT / "clients" / "python" / "src"
 IMAGE = ROOT / "gateway" / "conduit.binpb"
 GENERATED_PACKAGES = ("conduit/options", "conduit/users", "conduit/articles", "conduit/search",
-                      "conduit/realtime", "buf")
+                      "conduit/realtime", "conduit/webhooks", "buf")
 # Compiled into the image so Envoy can print google.rpc.Status with its details.
 EXTRA_IMAGE_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
