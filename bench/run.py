@@ -106,6 +106,34 @@ class Bench:
         return row
 
 
+def write_rows(bench: Bench, token: str) -> None:
+    """The write path (decision 0028): create, favorite/unfavorite, comment, by one user."""
+    slugs = bench.seeded.slugs
+    bench.rest("POST /api/articles", ["/api/articles"], method="POST", token=token,
+               body='{"article":{"title":"Bench write {n}","description":"d","body":"b",'
+                    '"tagList":["bench"]}}')
+    bench.rest("POST /api/articles/{slug}/favorite",
+               [f"/api/articles/{slug}/favorite" for slug in slugs[:500]],
+               method="POST", toggle="DELETE", token=token, body="{}")
+    bench.rest("POST /api/articles/{slug}/comments",
+               [f"/api/articles/{slug}/comments" for slug in slugs[:500]],
+               method="POST", token=token, body='{"comment":{"body":"Bench comment {n}"}}')
+
+
+def ratios(bench: Bench, ceiling_rest: float, ceiling_grpc: float) -> None:
+    for row in bench.rows:
+        ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
+        row.ratio = row.result.rps / ceiling if ceiling else 0.0
+
+
+async def run_write_rows(bench: Bench) -> dict[str, Any]:
+    """`--only writes`: the REST ceiling and the write rows, nothing else."""
+    ceiling_rest = bench.rest("ceiling: GET /api/ping", ["/api/ping"]).result.rps
+    write_rows(bench, bench.seeded.tokens[0])
+    ratios(bench, ceiling_rest, 0.0)
+    return {"load_average": os.getloadavg()}
+
+
 async def run_rows(bench: Bench) -> dict[str, Any]:
     seeded, slugs = bench.seeded, bench.seeded.slugs
     token = seeded.tokens[0]
@@ -125,15 +153,7 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     bench.rest("GET /api/tags", ["/api/tags"])
     bench.rest("GET /api/profiles/{username}",
                [f"/api/profiles/{name}" for name in seeded.usernames[:500]])
-    bench.rest("POST /api/articles", ["/api/articles"], method="POST", token=token,
-               body='{"article":{"title":"Bench write {n}","description":"d","body":"b",'
-                    '"tagList":["bench"]}}')
-    bench.rest("POST /api/articles/{slug}/favorite",
-               [f"/api/articles/{slug}/favorite" for slug in slugs[:500]],
-               method="POST", toggle="DELETE", token=token, body="{}")
-    bench.rest("POST /api/articles/{slug}/comments",
-               [f"/api/articles/{slug}/comments" for slug in slugs[:500]],
-               method="POST", token=token, body='{"comment":{"body":"Bench comment {n}"}}')
+    write_rows(bench, token)
     login = json.dumps({"user": {"email": "bench{u}@example.com", "password": PASSWORD}})
     bench.rest("POST /api/users/login", ["/api/users/login"], method="POST", body=login,
                users=len(seeded.usernames))
@@ -148,9 +168,7 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
                      lambda c, n: c.profiles.get(some_users[n % len(some_users)]))
     extra["search"] = await search.search_rows(bench)
     extra["graphql"] = await graphql_rows(bench.base, Path(bench.ca), token, seconds=bench.seconds)
-    for row in bench.rows:
-        ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
-        row.ratio = row.result.rps / ceiling if ceiling else 0.0
+    ratios(bench, ceiling_rest, ceiling_grpc)
     extra["argon2_hashes_per_second"] = await argon2_rate()
     extra["login_interference"] = login_interference(bench, slugs)
     extra["memory"] = memory_soak(bench, slugs, token)
@@ -220,13 +238,20 @@ def markdown(rows: list[Row], extra: dict[str, Any], seconds: float) -> str:
         lines.append(f"| {row.name} | {row.interface} | {row.result.rps:,.0f} | {row.result.p50_ms:.1f} "
                      f"| {row.result.p99_ms:.1f} | {row.result.errors} | {row.ratio:.2f} | {cpu_cells} "
                      f"| {rss_cells} |")
-    lines += ["", f"argon2id hashes/s (production parameters): {extra['argon2_hashes_per_second']:.1f}"]
-    interference = extra["login_interference"]
-    lines.append(f"GET article p99 alone {interference['p99_alone_ms']:.1f} ms, with logins running "
-                 f"{interference['p99_with_logins_ms']:.1f} ms ({interference['ratio']:.2f}x)")
-    memory = extra["memory"]
-    lines.append(f"RSS after 60 s load (MiB): {memory['after_first_mib']}; growth over a second 60 s: "
-                 f"{memory['growth_percent']} %")
+    lines.append("")
+    if "load_average" in extra:
+        lines.append("Load average (1/5/15 min) at the end: "
+                     + "/".join(f"{value:.1f}" for value in extra["load_average"]))
+    if "argon2_hashes_per_second" in extra:
+        lines.append(f"argon2id hashes/s (production parameters): {extra['argon2_hashes_per_second']:.1f}")
+    if "login_interference" in extra:
+        interference = extra["login_interference"]
+        lines.append(f"GET article p99 alone {interference['p99_alone_ms']:.1f} ms, with logins running "
+                     f"{interference['p99_with_logins_ms']:.1f} ms ({interference['ratio']:.2f}x)")
+    if "memory" in extra:
+        memory = extra["memory"]
+        lines.append(f"RSS after 60 s load (MiB): {memory['after_first_mib']}; growth over a second 60 s: "
+                     f"{memory['growth_percent']} %")
     if "search" in extra:
         lines += ["", search.markdown(rows, [extra["search"], extra.get("search_elasticsearch", {})])]
     if "streams" in extra:
@@ -241,6 +266,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "10")))
     parser.add_argument("--state-dir", type=Path, default=Path(".state-bench"))
     parser.add_argument("--small", action="store_true", help="a small data set, for trying the harness")
+    parser.add_argument("--only", choices=["writes"], help="only the REST ceiling and the write rows "
+                        "(results go to bench/results/writes.md, the full table is left alone)")
     args = parser.parse_args()
     if not wrk_available():
         sys.exit("wrk is required (Debian: apt-get install wrk); `make bench` installs it")
@@ -248,9 +275,11 @@ def main() -> None:
         search.main()
         return
     shutil.rmtree(args.state_dir, ignore_errors=True)
-    # One load generator on loopback is one client IP: lift the per-IP limits for the run.
+    # One load generator on loopback is one client IP, and every write row is one user at hundreds of
+    # writes a second: lift the per-IP and per-user limits for the run (decision 0029).
     settings = Settings(state_dir=args.state_dir, log_level="WARNING",
-                        registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000)
+                        registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000,
+                        writes_per_user_per_minute=100_000_000)
     mesh = Mesh(settings, with_graphql=True, log_dir=args.state_dir / "logs")
     mesh.start()
     try:
@@ -260,9 +289,10 @@ def main() -> None:
                                   str(args.state_dir.resolve() / "tls" / "ca.pem"), mesh.env, size))
         print(f"seeded {size} in {time.perf_counter() - started:.0f} s", flush=True)
         bench = Bench(mesh, seeded, args.seconds)
-        extra = asyncio.run(run_rows(bench))
+        extra = asyncio.run(run_write_rows(bench) if args.only else run_rows(bench))
+        extra.setdefault("load_average", os.getloadavg())
         streams = Path(__file__).resolve().parent / "streams.py"
-        if streams.exists():
+        if streams.exists() and not args.only:
             done = subprocess.run([sys.executable, "-m", "bench.streams"],
                                   capture_output=True, text=True, check=False)
             output = done.stdout.strip().splitlines()
@@ -274,6 +304,10 @@ def main() -> None:
     bench.rows += es_rows
     table = markdown(bench.rows, extra, args.seconds)
     RESULTS.mkdir(exist_ok=True)
+    if args.only:
+        (RESULTS / f"{args.only}.md").write_text(table + "\n")
+        print(table)
+        return
     (RESULTS / "latest.md").write_text(table + "\n")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"rows": [asdict(row) | {"rps": row.result.rps} for row in bench.rows], **extra},

@@ -272,6 +272,7 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits, caching:
     """The route of one RPC's gRPC path: REST calls match it too, once transcoded."""
     action: Config = {"cluster": cluster}
     if method.streaming:
+        action["priority"] = "HIGH"  # the cluster's stream budget (clusters.upstream_cluster)
         action["timeout"] = "0s"
         action["idle_timeout"] = seconds(limits.stream_idle_timeout_seconds)
     else:

@@ -33,6 +33,11 @@ class RealtimeSettings(BaseModel):
     max_queued_per_watcher: int = 1_000
     # Open streams per process; more are refused with RESOURCE_EXHAUSTED (memory stays bounded).
     max_watchers: int = 20_000
+    # Open streams per client (a signed-in user, a service account, else one client IP), so one client
+    # cannot take every stream; more are refused with RESOURCE_EXHAUSTED + RetryInfo (REST: 429).
+    max_watchers_per_client: int = 100
+    # The Retry-After of a refused stream.
+    refused_stream_retry_seconds: float = 5.0
     # Entries per XREAD of the reader, and per XRANGE page of a resume.
     read_count: int = 200
     # How long one XREAD waits for new entries (they wake it at once). Keep it well below the Redis
@@ -244,6 +249,9 @@ class Settings(BaseSettings):
     # 15 minutes (failed logins per account and IP stay at 10 per 15 minutes).
     registrations_per_ip_per_hour: int = Field(default=20, ge=1)
     logins_per_ip_per_quarter_hour: int = Field(default=100, ge=1)
+    # Writes (creates, updates, deletes, comments, favorites, follows) per signed-in user per minute,
+    # per service; the next is answered 429 with Retry-After (decision 0029).
+    writes_per_user_per_minute: int = Field(default=600, ge=1)
 
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
-from conduit_server.runtime.auth import current_principal, require_principal
+from conduit_server.runtime.auth import client_ip, current_principal, require_principal
 from conduit_server.runtime.errors import OAuthError, PermissionDenied
 from conduit_server.users.domain.accounts import Accounts, Changes, Directory, Profile, Profiles, SignedIn
 from conduit_server.users.domain.admin import Roles, ServiceAccountInfo, ServiceAccounts
@@ -25,25 +24,6 @@ _BEARER = "Bearer"
 
 def _metadata(context: Any) -> dict[str, str]:
     return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-
-
-def client_ip(context: Any) -> str:
-    """The caller's IP: the address Envoy appended to `x-forwarded-for`, else the TCP peer.
-
-    Envoy (use_remote_address) appends the address it saw to whatever the client
-    sent, so only the last entry is trustworthy; earlier entries are the client's word.
-    """
-    forwarded = _metadata(context).get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    candidate = hops[-1] if hops else ""
-    if not candidate:
-        peer: str = context.peer() or ""
-        kind, _, address = peer.partition(":")
-        candidate = address.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return candidate[:64] or "unknown"
 
 
 def oidc_cookie(value: str, max_age_seconds: int) -> str:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.ratelimit import Limit, RateLimiter, WriteLimit
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.server import Binding
@@ -36,7 +37,6 @@ from conduit_server.users.repository import (
     models,
 )
 from conduit_server.users.repository.oidc import IdentityRepository, PendingLogins, ProviderClient
-from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -78,13 +78,15 @@ class UsersApp:
         # Keys carry the schema, so two services (or test apps) can share one Redis.
         prefix = f"conduit:{database.schema}"
         self.limiter = RateLimiter(redis, prefix=f"{prefix}:ratelimit")
+        self.writes = WriteLimit.per_minute(self.limiter, settings.writes_per_user_per_minute)
         self.cache = DirectoryCache(redis, prefix=directory_prefix(database.schema),
                                     ttl_seconds=settings.cache.directory_ttl_seconds)
         users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
         self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
                                  hasher=self.hasher, signer=self.signer, limiter=self.limiter,
-                                 cache=self.cache, limits=rate_limits, clock=clock, revocations=self.revocations)
-        self.profiles = Profiles(database, users, events, self.cache)
+                                 cache=self.cache, limits=rate_limits, clock=clock, revocations=self.revocations,
+                                 writes=self.writes)
+        self.profiles = Profiles(database, users, events, self.cache, writes=self.writes)
         self.directory = Directory(database, users, self.cache)
         self.sessions = Sessions(database, self.accounts, users, refresh_tokens,
                                  refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
