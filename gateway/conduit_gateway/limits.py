@@ -25,8 +25,10 @@ class EdgeLimits:
     # Unary RPCs; streaming RPCs have no total timeout, only `stream_idle_timeout_seconds`.
     route_timeout_seconds: float = 15
     upstream_connect_timeout_seconds: float = 1
-    health_check_interval_seconds: float = 2
-    # Retries of GET-mapped RPCs on UNAVAILABLE, connect failures and refused streams.
+    # Active gRPC health checks of every upstream host (`conduit_gateway.clusters.health_check`).
+    health_check_interval_seconds: float = 1
+    health_check_timeout_seconds: float = 1
+    # Retries of idempotent RPCs (clusters.retry_policy); writes retry only when never sent.
     idempotent_retries: int = 2
 
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,8 +83,6 @@ def wait_serving(address: str, timeout_seconds: float = 60.0,
 
 def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes],
                      timeout_seconds: float = 30.0) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -93,9 +95,85 @@ def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes],
     raise TimeoutError("envoy not ready")
 
 
+def envoy_host_health(admin_port: int, address: str) -> list[str]:
+    """The health flags Envoy's admin `/clusters` shows for `address` (`host:port`) in every cluster
+    listing it: `["healthy"]` once each cluster routes to it, e.g. `["/failed_active_hc"]` before."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/clusters", timeout=2) as answer:
+        text = answer.read().decode()
+    marker = f"::{address}::health_flags::"
+    return [line.split(marker, 1)[1].strip() for line in text.splitlines() if marker in line]
+
+
+def wait_envoy_healthy(admin_port: int, address: str, timeout_seconds: float = 30.0) -> None:
+    """Block until every Envoy cluster listing `address` marks it healthy (its health check passed)."""
+    deadline = time.monotonic() + timeout_seconds
+    flags: list[str] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            flags = envoy_host_health(admin_port, address)
+            if flags and all(flag == "healthy" for flag in flags):
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"envoy does not route to {address} after {timeout_seconds:.0f}s (flags {flags})")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's choice), for a replica's listener."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def replica_name(service: str, index: int) -> str:
+    """`articles` for the first replica of a service, `articles-2`, `articles-3`… for the others."""
+    return service if index == 0 else f"{service}-{index + 1}"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One process of a service: its child name, gRPC port and metrics port."""
+
+    service: ServiceName
+    name: str
+    port: int
+    metrics_port: int
+
+    def environment(self) -> dict[str, str]:
+        """What a replica's process gets on top of the mesh's environment: its own ports."""
+        prefix = f"CONDUIT_{self.service.upper()}"
+        return {f"{prefix}_PORT": str(self.port), f"{prefix}_METRICS_PORT": str(self.metrics_port)}
+
+
+def reach_host(settings: Settings) -> str:
+    """Where this machine's processes reach a service bound to `settings.host` (a wildcard: loopback)."""
+    return "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+
+
+def plan_replicas(settings: Settings, services: tuple[ServiceName, ...]
+                  ) -> tuple[dict[ServiceName, list[Replica]], Settings]:
+    """The replicas of every service, and the settings every process then gets.
+
+    The first replica keeps the configured ports; the others take free loopback ports. With more
+    than one replica, a service without a configured `*_target` gets the list of every replica's
+    address as its target: Envoy's cluster and the other services' channels balance over it.
+    """
+    reach = reach_host(settings)
+    plan: dict[ServiceName, list[Replica]] = {}
+    targets: dict[str, str] = {}
+    for service in services:
+        plan[service] = [Replica(service, replica_name(service, index),
+                                 settings.port_of(service) if index == 0 else free_port(reach),
+                                 settings.metrics_port_of(service) if index == 0 else free_port(reach))
+                         for index in range(settings.replicas)]
+        if settings.replicas > 1 and not getattr(settings, f"{service}_target"):
+            targets[f"{service}_target"] = ",".join(f"{reach}:{replica.port}" for replica in plan[service])
+    return plan, settings.model_copy(update=targets)
+
+
 def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
     """Envoy's configuration inputs from the mesh settings: upstreams by service, TLS, listeners."""
-    from conduit_gateway.config import GatewaySpec
+    from conduit_gateway.config import EdgeLimits, GatewaySpec
     from conduit_gateway.descriptors import services_from_descriptors
     from conduit_gateway.tls import TlsMaterial, ensure_local_tls
     from conduit_gateway.tracing import TracingSpec
@@ -117,6 +195,7 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
         http_port=settings.gateway_http_port, admin_port=settings.gateway_admin_port,
         jwks_port=settings.gateway_jwks_port, cors_origins=tuple(settings.cors_origins),
         jwks_upstream=endpoints["users"][0],
+        limits=EdgeLimits(health_check_interval_seconds=settings.gateway_health_check_interval_seconds),
         tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
         if settings.tracing else None)
 
@@ -154,6 +233,7 @@ class ChildRecord:
 
     command: list[str]
     started_at: float
+    env: dict[str, str] | None = None
     quick_exits: int = 0
     restart_at: float | None = None
 
@@ -170,6 +250,11 @@ class Mesh:
     _embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     children: dict[str, ChildRecord] = field(default_factory=dict)
+    replicas: dict[ServiceName, list[Replica]] = field(default_factory=dict)
+    rolling_restarts: int = 0
+    rolling_restart_error: str = ""
+    # supervise() (the main loop, or a test's thread) and rolling_restart() share the children.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def start(self) -> None:
         try:
@@ -180,6 +265,11 @@ class Mesh:
 
     def _start(self) -> None:
         self.settings = with_local_secrets(self.settings)
+        self.replicas, self.settings = plan_replicas(self.settings, self.services)
+        if self.settings.shutdown_drain_seconds < self.settings.gateway_health_check_interval_seconds:
+            log.warning("CONDUIT_SHUTDOWN_DRAIN_SECONDS (%.1f) is shorter than Envoy's health-check interval "
+                        "(%.1f): a stopping service may refuse calls Envoy still sends it",
+                        self.settings.shutdown_drain_seconds, self.settings.gateway_health_check_interval_seconds)
         state = Path(self.settings.state_dir).resolve()
         database_url, redis_url = self.settings.database_url, self.settings.redis_url
         if not database_url:
@@ -190,8 +280,8 @@ class Mesh:
             redis_server = EmbeddedRedis(state / "redis")
             self._embedded.append(redis_server)
             redis_url = redis_server.start()
-        # Children get every setting of this process (local secrets included) through the
-        # environment, with the database and Redis this supervisor started.
+        # Children get every setting of this process (local secrets and replica targets included)
+        # through the environment, with the database and Redis this supervisor started.
         self.env = {**os.environ, **self.settings.as_environment(), "CONDUIT_STATE_DIR": str(state),
                     "CONDUIT_DATABASE_URL": database_url, "CONDUIT_REDIS_URL": redis_url}
         if self.settings.tracing:  # the services' OTLP exporters read the standard variable
@@ -201,6 +291,7 @@ class Mesh:
             self.start_service(name)
         if self.with_gateway:
             self._start_gateway(state)
+        self.write_status()
 
     def _start_gateway(self, state: Path) -> None:
         from conduit_gateway.config import write_config
@@ -212,25 +303,36 @@ class Mesh:
                               "--file-flush-interval-msec", "500"])
         wait_envoy_ready(self.settings.gateway_admin_port, self.processes["envoy"])
 
+    def _replicas_of(self, name: ServiceName) -> list[Replica]:
+        return self.replicas.get(name) or plan_replicas(self.settings, (name,))[0][name]
+
+    def _address(self, replica: Replica) -> str:
+        return f"{reach_host(self.settings)}:{replica.port}"
+
     def start_service(self, name: ServiceName) -> None:
-        """Start one service process and wait until its health says SERVING."""
-        self._spawn(name, [sys.executable, "-m", "conduit_server", "serve", name])
-        wait_serving(self.settings.address_of(name), process=self.processes[name])
+        """Start every replica of one service and wait until each one's health says SERVING."""
+        replicas = self._replicas_of(name)
+        with self._lock:
+            for replica in replicas:
+                self._spawn(replica.name, [sys.executable, "-m", "conduit_server", "serve", name],
+                            {**self.env, **replica.environment()})
+        for replica in replicas:
+            wait_serving(self._address(replica), process=self.processes[replica.name])
 
     def stop_service(self, name: ServiceName) -> None:
-        """Stop one service gracefully (fault tests restart it with `start_service`)."""
-        self.stop_processes([name])
+        """Stop every replica of one service gracefully (fault tests restart it with `start_service`)."""
+        self.stop_processes([replica.name for replica in self._replicas_of(name)])
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         output = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and envoy
-            command, env=self.env, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            command, env=env or self.env, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
             stdout=output, stderr=output)
         previous = self.children.get(name)
-        self.children[name] = ChildRecord(command, time.monotonic(),
+        self.children[name] = ChildRecord(command, time.monotonic(), env,
                                           previous.quick_exits if previous is not None else 0)
 
     def supervise(self, policy: RestartPolicy, now: float | None = None) -> list[str]:
@@ -241,33 +343,87 @@ class Mesh:
         """
         now = time.monotonic() if now is None else now
         started: list[str] = []
-        for name, record in self.children.items():
-            process = self.processes.get(name)
-            if process is None:  # stopped on purpose (stop_service, shutdown): not ours to restart
-                continue
-            if record.restart_at is None:
-                code = process.poll()
-                if code is None:
+        with self._lock:
+            for name, record in list(self.children.items()):
+                process = self.processes.get(name)
+                if process is None:  # stopped on purpose (stop_service, shutdown): not ours to restart
                     continue
-                quick = now - record.started_at < policy.quick_exit_seconds
-                record.quick_exits = record.quick_exits + 1 if quick else 0
-                delay = policy.delay(record.quick_exits)
-                record.restart_at = now + delay
-                if record.quick_exits >= policy.crash_loop_exits:
-                    log.error("%s is crash-looping: %d exits within %.0fs of starting (last code %s); "
-                              "next start in %.1fs", name, record.quick_exits, policy.quick_exit_seconds,
-                              code, delay)
-                else:
-                    log.warning("%s exited with code %s; restarting in %.1fs", name, code, delay)
-            if record.restart_at is not None and now >= record.restart_at:
-                self._spawn(name, record.command)
-                started.append(name)
+                if record.restart_at is None:
+                    code = process.poll()
+                    if code is None:
+                        continue
+                    quick = now - record.started_at < policy.quick_exit_seconds
+                    record.quick_exits = record.quick_exits + 1 if quick else 0
+                    delay = policy.delay(record.quick_exits)
+                    record.restart_at = now + delay
+                    if record.quick_exits >= policy.crash_loop_exits:
+                        log.error("%s is crash-looping: %d exits within %.0fs of starting (last code %s); "
+                                  "next start in %.1fs", name, record.quick_exits, policy.quick_exit_seconds,
+                                  code, delay)
+                    else:
+                        log.warning("%s exited with code %s; restarting in %.1fs", name, code, delay)
+                if record.restart_at is not None and now >= record.restart_at:
+                    self._spawn(name, record.command, record.env)
+                    started.append(name)
+            if started and self.replicas:
+                self.write_status()
         return started
 
+    def rolling_restart(self, timeout_seconds: float = 60.0) -> list[str]:
+        """Restart every replica of every service, one at a time; returns the names restarted.
+
+        Each replica stops gracefully (health NOT_SERVING, drain, in-flight calls finish, streams end
+        with their resume token), starts again, and the next one waits until the new process is
+        SERVING and, with the gateway, until Envoy's health check routes to it again: with two or more
+        replicas a service never has no healthy host.
+        """
+        restarted: list[str] = []
+        for service in self.services:
+            for replica in self._replicas_of(service):
+                with self._lock:
+                    record = self.children[replica.name]
+                    self.stop_processes([replica.name])
+                    self._spawn(replica.name, record.command, record.env)
+                address = self._address(replica)
+                wait_serving(address, timeout_seconds, process=self.processes[replica.name])
+                if self.with_gateway and "envoy" in self.processes:
+                    wait_envoy_healthy(self.settings.gateway_admin_port, address, timeout_seconds)
+                log.info("rolling restart: %s is serving again", replica.name)
+                restarted.append(replica.name)
+        self.rolling_restarts += 1
+        self.rolling_restart_error = ""
+        self.write_status()
+        return restarted
+
+    def status(self) -> dict[str, object]:
+        """What `conduit restart` and the fault-injection suite read: the supervisor and each child."""
+        children: dict[str, object] = {}
+        for service, replicas in self.replicas.items():
+            for replica in replicas:
+                process = self.processes.get(replica.name)
+                children[replica.name] = {"service": service, "address": self._address(replica),
+                                          "metrics_port": replica.metrics_port,
+                                          "pid": process.pid if process is not None else None}
+        envoy = self.processes.get("envoy")
+        if envoy is not None:
+            children["envoy"] = {"service": "envoy", "pid": envoy.pid}
+        return {"pid": os.getpid(), "rolling_restarts": self.rolling_restarts,
+                "rolling_restart_error": self.rolling_restart_error, "children": children}
+
+    def write_status(self) -> None:
+        """`<state>/mesh.json`, replaced atomically after every start of a child."""
+        path = status_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.status(), indent=2))
+        partial.replace(path)
+
     def stop_processes(self, names: list[str], timeout_seconds: float | None = None) -> None:
-        """SIGTERM the named children together, then SIGKILL any that outlive the grace period."""
-        grace = timeout_seconds if timeout_seconds is not None else self.settings.shutdown_grace_seconds + 5
-        stopping = [(name, self.processes.pop(name)) for name in names if name in self.processes]
+        """SIGTERM the named children together, then SIGKILL any that outlive drain + grace period."""
+        grace = (timeout_seconds if timeout_seconds is not None else
+                 self.settings.shutdown_drain_seconds + self.settings.shutdown_grace_seconds + 5)
+        with self._lock:
+            stopping = [(name, self.processes.pop(name)) for name in names if name in self.processes]
         for _, process in stopping:
             if process.poll() is None:
                 process.terminate()
@@ -298,20 +454,30 @@ class Mesh:
             if s.gateway_http_port:
                 lines.append(f"  REST, plain HTTP      http://localhost:{s.gateway_http_port}/api (local)")
             lines.append(f"  Envoy admin           http://127.0.0.1:{s.gateway_admin_port}/")
-        lines.extend(f"  {name:<21} grpc://{s.address_of(name)}" for name in self.services)
+        replicas = [replica for name in self.services for replica in self._replicas_of(name)]
+        lines.extend(f"  {replica.name:<21} grpc://{self._address(replica)}" for replica in replicas)
         if s.metrics_enabled:
-            lines.extend(f"  {name + ' metrics':<21} http://{s.host}:{s.metrics_port_of(name)}/metrics"
-                         for name in self.services)
+            lines.extend(f"  {replica.name + ' metrics':<21} http://{s.host}:{replica.metrics_port}/metrics"
+                         for replica in replicas)
         lines.extend(["  PostgreSQL            " + self.env.get("CONDUIT_DATABASE_URL", ""),
                       "  Redis                 " + self.env.get("CONDUIT_REDIS_URL", ""),
                       "Press Ctrl-C to stop.", ""])
         return "\n".join(lines)
 
 
+def status_path(settings: Settings) -> Path:
+    """Where `conduit run` describes itself (its pid, each child's pid and address)."""
+    return Path(settings.state_dir).resolve() / "mesh.json"
+
+
 def run(settings: Settings) -> None:
-    """Start the mesh, print where everything listens, stop it all on Ctrl-C/SIGTERM."""
+    """Start the mesh, print where everything listens, stop it all on Ctrl-C/SIGTERM.
+
+    SIGHUP asks for a rolling restart of every service (what `conduit restart --rolling` sends).
+    """
     mesh = Mesh(settings)
     stopping = False
+    restart_requested = threading.Event()
 
     def request_stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -322,15 +488,46 @@ def run(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: restart_requested.set())
     try:
         mesh.start()
         print(mesh.describe(), flush=True)
         policy = RestartPolicy.from_settings(mesh.settings)
         while True:
             mesh.supervise(policy)
+            if restart_requested.is_set():
+                restart_requested.clear()
+                log.info("rolling restart requested")
+                try:
+                    log.info("rolling restart done: %s", ", ".join(mesh.rolling_restart()))
+                except (RuntimeError, TimeoutError) as error:  # reported; supervision restarts what exited
+                    log.error("rolling restart stopped: %s", error)
+                    mesh.rolling_restarts += 1
+                    mesh.rolling_restart_error = str(error)
+                    mesh.write_status()
             time.sleep(0.1)  # the supervision tick: how soon an exit is noticed, not a wait for an event
     except KeyboardInterrupt:
         print("\nStopping Conduit Mesh…", flush=True)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         mesh.stop()
+
+
+def request_rolling_restart(settings: Settings, timeout_seconds: float = 600.0) -> int:
+    """`conduit restart --rolling`: SIGHUP the running `conduit run` of this state_dir, wait until it has
+    restarted every replica; returns how many rolling restarts it has done in all."""
+    path = status_path(settings)
+    if not path.exists():
+        raise RuntimeError(f"no `conduit run` found: {path} does not exist")
+    before = json.loads(path.read_text())
+    os.kill(int(before["pid"]), signal.SIGHUP)
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        now = json.loads(path.read_text())
+        done = int(now.get("rolling_restarts", 0))
+        if done > int(before.get("rolling_restarts", 0)):
+            if now.get("rolling_restart_error"):
+                raise RuntimeError(f"the rolling restart stopped: {now['rolling_restart_error']}")
+            return done
+        time.sleep(0.2)  # polling the supervisor's status file, bounded by the deadline
+    raise TimeoutError(f"the rolling restart did not finish within {timeout_seconds:.0f}s")

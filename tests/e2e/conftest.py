@@ -59,11 +59,14 @@ def mesh_ports() -> dict[str, int]:
 
 
 @contextmanager
-def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120) -> Iterator[RunningMesh]:
-    """Start `conduit run`, wait for its banner, and Ctrl-C it (SIGINT) on exit."""
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120, *,
+                args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
+    """Start `conduit run` (with `args`, and `env` on top of the defaults), wait for its banner, and
+    Ctrl-C it (SIGINT) on exit."""
     env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
-           "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run"], env=env, text=True,
+           "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()},
+           **(env or {})}
+    process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run", *args], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     banner: list[str] = []
     deadline = time.monotonic() + timeout_seconds
