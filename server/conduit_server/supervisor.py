@@ -286,9 +286,10 @@ class Mesh:
                     "CONDUIT_DATABASE_URL": database_url, "CONDUIT_REDIS_URL": redis_url}
         if self.settings.tracing:  # the services' OTLP exporters read the standard variable
             self.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.settings.otlp_endpoint
-        # users first: the others fetch its JWKS.
-        for name in self.services:
-            self.start_service(name)
+        # users first (the others fetch its JWKS), then the others together.
+        first: list[ServiceName] = [name for name in self.services if name == "users"]
+        for group in (first, [name for name in self.services if name not in first]):
+            self.start_services(group)
         if self.with_gateway:
             self._start_gateway(state)
         self.write_status()
@@ -311,10 +312,14 @@ class Mesh:
 
     def start_service(self, name: ServiceName) -> None:
         """Start every replica of one service and wait until each one's health says SERVING."""
-        replicas = self._replicas_of(name)
+        self.start_services([name])
+
+    def start_services(self, names: list[ServiceName]) -> None:
+        """Start every replica of these services at once, then wait until each one says SERVING."""
+        replicas = [replica for name in names for replica in self._replicas_of(name)]
         with self._lock:
             for replica in replicas:
-                self._spawn(replica.name, [sys.executable, "-m", "conduit_server", "serve", name],
+                self._spawn(replica.name, [sys.executable, "-m", "conduit_server", "serve", replica.service],
                             {**self.env, **replica.environment()})
         for replica in replicas:
             wait_serving(self._address(replica), process=self.processes[replica.name])

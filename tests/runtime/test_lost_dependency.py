@@ -14,7 +14,7 @@ from tests.conftest import free_port
 
 
 async def test_connecting_to_a_postgresql_that_is_down_is_a_lost_dependency(tmp_path: Path) -> None:
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(FileNotFoundError) as raised:
         await asyncpg.connect(host=str(tmp_path), port=5432, user="conduit", timeout=5)
     assert lost_dependency(raised.value)
 
@@ -30,8 +30,7 @@ async def test_a_redis_that_is_down_is_a_lost_dependency() -> None:
 
 
 def test_an_error_of_our_own_is_not() -> None:
-    try:
+    with pytest.raises(FileNotFoundError) as raised:
         Path("/nonexistent/conduit/file").read_text()
-    except OSError as error:
-        assert not lost_dependency(error)
+    assert not lost_dependency(raised.value)
     assert not lost_dependency(ValueError("bad input"))
