@@ -43,13 +43,15 @@ def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerif
 # in a deployment, read nowhere else. See docs/decisions/0026.
 RELAY_CRASH_FILE = "CONDUIT_TEST_RELAY_CRASH_FILE"
 LEAK_BYTES_PER_SECOND = "CONDUIT_TEST_LEAK_BYTES_PER_SECOND"
+LEAK_SERVICE = "CONDUIT_TEST_LEAK_SERVICE"
 
 
 def install_test_faults(app: object, environ: Mapping[str, str]) -> list[asyncio.Task[None]]:
     """`CONDUIT_TEST_RELAY_CRASH_FILE`: when that file exists after the outbox relay published a batch
     to the stream and before it marks the rows published, the file is removed and this process is
     killed (SIGKILL): the crash between publish and mark. `CONDUIT_TEST_LEAK_BYTES_PER_SECOND`: keep
-    that much memory per second forever (a leak for the soak's check to catch)."""
+    that much memory per second forever (a leak for the soak's check to catch), in every service or only
+    in `CONDUIT_TEST_LEAK_SERVICE`."""
     tasks: list[asyncio.Task[None]] = []
     relay = getattr(app, "relay", None)
     crash_file = environ.get(RELAY_CRASH_FILE)
@@ -70,7 +72,7 @@ def install_test_faults(app: object, environ: Mapping[str, str]) -> list[asyncio
 
         relay.after_publish = crash_after_publish
     leak = int(environ.get(LEAK_BYTES_PER_SECOND, "0") or 0)
-    if leak > 0:
+    if leak > 0 and environ.get(LEAK_SERVICE, getattr(app, "name", "")) == getattr(app, "name", ""):
         kept: list[bytes] = []
 
         async def leak_forever() -> None:
