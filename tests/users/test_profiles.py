@@ -104,10 +104,13 @@ async def test_user_and_follow_changes_are_written_to_the_outbox_and_relayed(use
     assert all(event.event_id and event.occurred_at.seconds for event in events)
     # The app's relay publishes them to the users stream.
     wanted = {event.event_id for event in events}
-    for _ in range(100):
+    published: set[str] = set()
+
+    async def all_published() -> bool:
         entries: Any = await users_server.app.redis.xrange(outbox.stream_name("users"))
-        published = {fields[b"event_id"].decode() for _, fields in entries}
-        if wanted <= published:
-            break
-        await asyncio.sleep(0.05)
-    assert wanted <= published
+        published.update(fields[b"event_id"].decode() for _, fields in entries)
+        return wanted <= published
+
+    async with asyncio.timeout(30):
+        while not await all_published():  # noqa: ASYNC110 - the relay is another task
+            await asyncio.sleep(0.05)
