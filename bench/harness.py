@@ -26,7 +26,7 @@ import psutil
 import redis
 
 from conduit_server.runtime.embedded import EmbeddedPostgres
-from conduit_server.supervisor import free_port
+from conduit_server.supervisor import free_ports, health_name
 
 PASSWORD = "chaos-password-1"  # noqa: S105 - a throwaway account of a throwaway mesh
 PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "GATEWAY_TLS_PORT",
@@ -143,7 +143,7 @@ class ChaosMesh:
         self.postgres.start()
         self.redis = Redis(self.state / "redis")
         self.redis.start()
-        self.ports = {name: free_port() for name in PORT_SETTINGS}
+        self.ports = dict(zip(PORT_SETTINGS, free_ports(len(PORT_SETTINGS)), strict=True))
         env = {**os.environ, "CONDUIT_STATE_DIR": str(self.state), "CONDUIT_DATABASE_URL": self.postgres.url,
                "CONDUIT_REDIS_URL": self.redis.url, "CONDUIT_REPLICAS": str(self.replicas),
                # Many accounts from one loopback address: the per-IP sign-up limit is for the Internet.
@@ -208,7 +208,8 @@ class ChaosMesh:
         started = time.monotonic()
         wait_until(lambda: self.children()[name].get("pid") not in (None, old_pid), timeout_seconds,
                    f"{name} restarted")
-        wait_serving(self.children()[name]["address"], timeout_seconds)
+        child = self.children()[name]
+        wait_serving(child["address"], timeout_seconds, service=health_name(child["service"]))
         return time.monotonic() - started
 
     def rolling_restart(self, timeout_seconds: float = 300) -> None:

@@ -62,8 +62,9 @@ def envoy_binary() -> str:
 
 
 def wait_serving(address: str, timeout_seconds: float = 60.0,
-                 process: subprocess.Popen[bytes] | None = None) -> None:
-    """Block until the gRPC health service at `address` answers SERVING."""
+                 process: subprocess.Popen[bytes] | None = None, service: str = "") -> None:
+    """Block until the gRPC health service at `address` answers SERVING (for `service`, a gRPC service
+    name, when given: then no other process that happens to listen there can answer for it)."""
     deadline = time.monotonic() + timeout_seconds
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -71,7 +72,7 @@ def wait_serving(address: str, timeout_seconds: float = 60.0,
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"process for {address} exited with {process.returncode}")
             try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -118,11 +119,27 @@ def wait_envoy_healthy(admin_port: int, address: str, timeout_seconds: float = 3
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the kernel's choice), for a replica's listener."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port nothing listens on now (the kernel's choice)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1", exclude: frozenset[int] = frozenset()) -> list[int]:
+    """`count` distinct ports nothing listens on now, none of them in `exclude`. Every probe stays bound
+    until all are chosen: ports probed one after another may otherwise come back twice."""
+    probes: list[socket.socket] = []
+    try:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probes.append(probe)
+            probe.bind((host, 0))
+            port: int = probe.getsockname()[1]
+            if port not in exclude:
+                ports.append(port)
+        return ports
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def replica_name(service: str, index: int) -> str:
@@ -161,10 +178,15 @@ def plan_replicas(settings: Settings, services: tuple[ServiceName, ...]
     reach = reach_host(settings)
     plan: dict[ServiceName, list[Replica]] = {}
     targets: dict[str, str] = {}
+    configured = frozenset(port for service in SERVICES
+                           for port in (settings.port_of(service), settings.metrics_port_of(service)))
+    extra = iter(free_ports(2 * (settings.replicas - 1) * len(services), reach, configured | frozenset((
+        settings.gateway_tls_port, settings.gateway_http_port, settings.gateway_admin_port,
+        settings.gateway_jwks_port))))
     for service in services:
         plan[service] = [Replica(service, replica_name(service, index),
-                                 settings.port_of(service) if index == 0 else free_port(reach),
-                                 settings.metrics_port_of(service) if index == 0 else free_port(reach))
+                                 settings.port_of(service) if index == 0 else next(extra),
+                                 settings.metrics_port_of(service) if index == 0 else next(extra))
                          for index in range(settings.replicas)]
         if settings.replicas > 1 and not getattr(settings, f"{service}_target"):
             targets[f"{service}_target"] = ",".join(f"{reach}:{replica.port}" for replica in plan[service])
@@ -198,6 +220,19 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
         limits=EdgeLimits(health_check_interval_seconds=settings.gateway_health_check_interval_seconds),
         tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
         if settings.tracing else None)
+
+
+def health_name(name: ServiceName) -> str:
+    """A gRPC service the process `name` serves (its health answers for it by name)."""
+    from conduit_gateway.descriptors import services_from_descriptors
+
+    return next(service.name for service in services_from_descriptors(DESCRIPTOR_SET)
+                if _owner_or_none(service.name) == name)
+
+
+def _owner_or_none(service_full_name: str) -> str | None:
+    parts = service_full_name.split(".")
+    return parts[1] if len(parts) > 1 else None
 
 
 def _owner(service_full_name: str) -> ServiceName:
@@ -322,7 +357,8 @@ class Mesh:
                 self._spawn(replica.name, [sys.executable, "-m", "conduit_server", "serve", replica.service],
                             {**self.env, **replica.environment()})
         for replica in replicas:
-            wait_serving(self._address(replica), process=self.processes[replica.name])
+            wait_serving(self._address(replica), process=self.processes[replica.name],
+                         service=health_name(replica.service))
 
     def stop_service(self, name: ServiceName) -> None:
         """Stop every replica of one service gracefully (fault tests restart it with `start_service`)."""
@@ -390,7 +426,8 @@ class Mesh:
                     self.stop_processes([replica.name])
                     self._spawn(replica.name, record.command, record.env)
                 address = self._address(replica)
-                wait_serving(address, timeout_seconds, process=self.processes[replica.name])
+                wait_serving(address, timeout_seconds, process=self.processes[replica.name],
+                             service=health_name(service))
                 if self.with_gateway and "envoy" in self.processes:
                     wait_envoy_healthy(self.settings.gateway_admin_port, address, timeout_seconds)
                 log.info("rolling restart: %s is serving again", replica.name)
