@@ -7,10 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
 pytest_plugins = ["tests.fixtures.users"]
+
+# Property tests here call real servers: how long an example takes says how loaded the machine is,
+# not whether the property holds. No per-example deadline and no "too slow" health check; every
+# other health check (and each test's own example count) stays.
+settings.register_profile("conduit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("conduit")
 
 
 def free_port() -> int:
