@@ -12,11 +12,7 @@ from conduit_server.runtime.interceptors import INTERNAL_TOKEN_KEY
 from conduit_server.runtime.propagation import outgoing_metadata
 
 CHANNEL_OPTIONS = (
-    # A peer that stops answering (hung, SIGSTOP, a dead machine) is cut out within ~4 s: its calls end
-    # UNAVAILABLE (retried by idempotent callers within their deadline) and round robin skips it until
-    # it completes a new handshake. The servers accept pings this often (runtime/server.py).
-    ("grpc.keepalive_time_ms", 2_000),
-    ("grpc.keepalive_timeout_ms", 2_000),
+    ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     # Retries on UNAVAILABLE are declared per call site by idempotency, not globally.
