@@ -25,8 +25,9 @@ import httpx
 import psutil
 import redis
 
+from conduit_server.replicas import free_ports
 from conduit_server.runtime.embedded import EmbeddedPostgres
-from conduit_server.supervisor import free_ports, health_name
+from conduit_server.supervisor import health_name
 
 PASSWORD = "chaos-password-1"  # noqa: S105 - a throwaway account of a throwaway mesh
 PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "GATEWAY_TLS_PORT",
@@ -210,7 +211,7 @@ class ChaosMesh:
 
     def wait_replaced(self, name: str, old_pid: int, timeout_seconds: float = 30) -> float:
         """Seconds until the supervisor reports a new process for `name` and it answers health SERVING."""
-        from conduit_server.supervisor import wait_serving
+        from conduit_server.replicas import wait_serving
 
         started = time.monotonic()
         wait_until(lambda: self.children()[name].get("pid") not in (None, old_pid), timeout_seconds,

@@ -82,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings = settings.model_copy(update={"replicas": args.replicas})
         supervisor.run(settings)
     elif args.command == "restart":
-        from conduit_server import supervisor
+        from conduit_server import replicas
 
-        done = supervisor.request_rolling_restart(settings)
+        done = replicas.request_rolling_restart(settings)
         print(f"rolling restart done ({done} since `conduit run` started)")
     elif args.command in ("gateway", "migrate"):
         from conduit_server import deploy

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from conduit_server.replicas import plan_replicas, replica_name
 from conduit_server.runtime.settings import SERVICES, Settings
-from conduit_server.supervisor import plan_replicas, replica_name
 
 
 def test_one_replica_changes_nothing() -> None:
