@@ -33,7 +33,7 @@ from conduit.client import AsyncConduit, RetryPolicy
 from conduit_server.process import RELAY_CRASH_FILE
 from conduit_server.runtime.outbox import stream_name
 
-SERVICES = ("users", "articles", "search", "realtime")
+SERVICES = ("users", "articles", "search", "realtime", "webhooks")
 # Scenarios whose idempotent calls must all succeed (the "Done when").
 NO_IDEMPOTENT_FAILURE = frozenset({1, 2, 3, 6})
 TAG = "chaos"

@@ -30,9 +30,9 @@ from conduit_server.runtime.embedded import EmbeddedPostgres
 from conduit_server.supervisor import health_name
 
 PASSWORD = "chaos-password-1"  # noqa: S105 - a throwaway account of a throwaway mesh
-PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "GATEWAY_TLS_PORT",
+PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "WEBHOOKS_PORT", "GATEWAY_TLS_PORT",
                  "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT", "USERS_METRICS_PORT",
-                 "ARTICLES_METRICS_PORT", "SEARCH_METRICS_PORT", "REALTIME_METRICS_PORT")
+                 "ARTICLES_METRICS_PORT", "SEARCH_METRICS_PORT", "REALTIME_METRICS_PORT", "WEBHOOKS_METRICS_PORT")
 
 
 def wait_until(condition: Any, timeout_seconds: float, what: str, poll_seconds: float = 0.1) -> None:

@@ -34,8 +34,10 @@ def run_mode(observed: bool, state_dir: Path, seconds: float) -> dict[str, float
     shutil.rmtree(state_dir, ignore_errors=True)
     # Free ports throughout: other meshes may run on this machine.
     ports = {f"{name}_port": _free_port() for name in (
-        "users", "articles", "search", "realtime", "gateway_tls", "gateway_http", "gateway_admin", "gateway_jwks",
-        "users_metrics", "articles_metrics", "search_metrics", "realtime_metrics")}
+        "users", "articles", "search", "realtime", "webhooks",
+        "gateway_tls", "gateway_http", "gateway_admin", "gateway_jwks",
+        "users_metrics", "articles_metrics", "search_metrics", "realtime_metrics",
+        "webhooks_metrics")}
     settings = Settings(state_dir=state_dir, log_level="WARNING", trace_sample_percent=10.0,
                         registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000,
                         **ports)  # type: ignore[arg-type]

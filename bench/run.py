@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from bench import search
 from bench.load import LoadResult, run_async, run_wrk, wrk_available
 from bench.seed import PASSWORD, Seeded, SeedSize, seed
 from conduit.client import AsyncConduit, AsyncPager
@@ -143,7 +144,7 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     await bench.grpc("tags.list()", lambda c, _: c.tags.list())
     await bench.grpc("profiles.get(username)",
                      lambda c, n: c.profiles.get(some_users[n % len(some_users)]))
-    extra["search"] = await search_rows(bench)
+    extra["search"] = await search.search_rows(bench)
     for row in bench.rows:
         ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
         row.ratio = row.result.rps / ceiling if ceiling else 0.0
@@ -151,50 +152,6 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     extra["login_interference"] = login_interference(bench, slugs)
     extra["memory"] = memory_soak(bench, slugs, token)
     return extra
-
-
-async def search_rows(bench: Bench) -> dict[str, Any]:
-    """Search p99 through Envoy (selective and broad queries) once the index has caught up with the
-    seed, then a full reindex of every article: its time and the search process's peak RSS."""
-    username = bench.seeded.usernames[0]
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "conduit_server", "users", "grant-role",
-                                             "--username", username, "--role", "admin"],
-                            env=bench.mesh.env, capture_output=True, check=True)
-    login = await AsyncConduit.connect(f"localhost:{bench.settings.gateway_tls_port}", ca_file=bench.ca)
-    try:
-        admin_token = (await login.users.login(email=f"{username}@example.com", password=PASSWORD)).token
-    finally:
-        await login.close()
-    admin = await AsyncConduit.connect(f"localhost:{bench.settings.gateway_tls_port}", ca_file=bench.ca,
-                                       token=admin_token, timeout=600)
-    try:
-        started = time.perf_counter()
-        while (status := await admin.search.status()).indexing_lag_seconds > 0 or status.documents_count < len(
-                bench.seeded.slugs):
-            if time.perf_counter() - started > 600:
-                raise RuntimeError(f"the index did not catch up with the seed: {status}")
-            await asyncio.sleep(0.5)
-        caught_up_seconds = time.perf_counter() - started
-        bench.rest("GET /api/search/articles (selective)",
-                   [f"/api/search/articles?q={n}+{tag}" for n in range(500) for tag in ("grpc", "python")][:500])
-        bench.rest("GET /api/search/articles (broad: every article)", ["/api/search/articles?q=mesh+latency"])
-        bench.rest("GET /api/search/articles (misspelt)", ["/api/search/articles?q=latncy+envoi"])
-        search = psutil.Process(bench.mesh.processes["search"].pid)
-        rss_before = search.memory_info().rss
-        peak = rss_before
-
-        def sample(_: object) -> None:
-            nonlocal peak
-            peak = max(peak, search.memory_info().rss)
-
-        started = time.perf_counter()
-        indexed = await admin.search.reindex(sample)
-        reindex_seconds = time.perf_counter() - started
-    finally:
-        await admin.close()
-    return {"backend": status.backend, "caught_up_after_seed_s": round(caught_up_seconds, 1),
-            "reindexed": indexed, "reindex_s": round(reindex_seconds, 1),
-            "search_rss_mib_before": round(rss_before / 2**20, 1), "search_rss_mib_peak": round(peak / 2**20, 1)}
 
 
 async def first_page(pager: AsyncPager[Any, Any]) -> object:
@@ -268,7 +225,7 @@ def markdown(rows: list[Row], extra: dict[str, Any], seconds: float) -> str:
     lines.append(f"RSS after 60 s load (MiB): {memory['after_first_mib']}; growth over a second 60 s: "
                  f"{memory['growth_percent']} %")
     if "search" in extra:
-        lines.append(f"Search: {extra['search']}")
+        lines += ["", search.markdown(rows, [extra["search"], extra.get("search_elasticsearch", {})])]
     if "streams" in extra:
         lines.append(f"Streams: {extra['streams']}")
     return "\n".join(lines)
@@ -282,6 +239,9 @@ def main() -> None:
     args = parser.parse_args()
     if not wrk_available():
         sys.exit("wrk is required (Debian: apt-get install wrk); `make bench` installs it")
+    if os.environ.get("BENCH_ROWS") == "search":  # only the search rows (bench/search.py)
+        search.main()
+        return
     shutil.rmtree(args.state_dir, ignore_errors=True)
     # One load generator on loopback is one client IP: lift the per-IP limits for the run.
     settings = Settings(state_dir=args.state_dir, log_level="WARNING",
@@ -304,6 +264,9 @@ def main() -> None:
             extra["streams"] = output[-1] if done.returncode == 0 and output else done.stderr[-300:]
     finally:
         mesh.stop()
+    es_rows, extra["search_elasticsearch"] = search.elasticsearch_rows(args.seconds,
+                                                                        args.state_dir / "search-elasticsearch")
+    bench.rows += es_rows
     table = markdown(bench.rows, extra, args.seconds)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(table + "\n")

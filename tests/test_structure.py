@@ -54,7 +54,7 @@ def is_module(name: str, *prefixes: str) -> bool:
 
 
 def test_the_services_are_found() -> None:
-    assert {"users", "articles", "realtime"} <= set(SERVICES)
+    assert {"users", "articles", "realtime", "search", "webhooks"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -108,6 +108,14 @@ def test_a_client_depends_on_the_kernel_and_the_contract_only(service: str) -> N
              if is_module(name, "conduit_server")
              and not is_module(name, f"conduit_server.{KERNEL}", f"conduit_server.{service}.client")]
     assert found == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_outgoing_http_is_made_only_in_the_repository(service: str) -> None:
+    """Requests to the outside (webhook receivers) go through one adapter, where the target checks apply."""
+    package = ROOT / service
+    outside = (path for path in modules(package) if path.relative_to(package).parts[0] != "repository")
+    assert offenders(outside, ("httpx", "aiohttp", "urllib.request", "requests")) == []
 
 
 def test_the_kernel_imports_no_service() -> None:

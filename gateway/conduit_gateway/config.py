@@ -63,7 +63,9 @@ Config = dict[str, Any]
 
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout",
                       "traceparent", "tracestate", "x-request-id")
-CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "retry-after", "x-request-id")
+# grpc-status-details-bin: the google.rpc details (ErrorInfo, BadRequest, RetryInfo) of a gRPC-Web
+# error answered trailers-only, where they travel as a response header a page must be let read.
+CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after", "x-request-id")
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     from conduit_server.realtime import cli as realtime_cli
     from conduit_server.search import cli as search_cli
     from conduit_server.users import cli as users_cli
+    from conduit_server.webhooks import cli as webhooks_cli
 
     users_cli.register(commands)
     articles_cli.register(commands)
     search_cli.register(commands)
     realtime_cli.register(commands)
+    webhooks_cli.register(commands)
     backups.register(commands)
     return parser
 

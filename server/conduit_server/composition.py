@@ -40,6 +40,10 @@ def build_app(name: ServiceName, resources: Resources) -> ServiceApp:
         from conduit_server.search.app import SearchApp
 
         return SearchApp.from_resources(resources)
+    if name == "webhooks":
+        from conduit_server.webhooks.app import WebhooksApp
+
+        return WebhooksApp.from_resources(resources)
     from conduit_server.realtime.app import RealtimeApp
 
     return RealtimeApp.from_resources(resources)

@@ -19,8 +19,8 @@ import pytest
 
 from tests.conftest import free_port
 
-PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "GATEWAY_TLS_PORT",
-                 "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT")
+PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "WEBHOOKS_PORT",
+                 "GATEWAY_TLS_PORT", "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT")
 
 
 @dataclass
@@ -65,6 +65,8 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
     Ctrl-C it (SIGINT) on exit."""
     env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
            "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()},
+           # Webhook receivers of the tests listen on plain http on loopback, which production refuses.
+           "CONDUIT_WEBHOOKS__ALLOW_HTTP": "true", "CONDUIT_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
            **(env or {})}
     process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run", *args], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

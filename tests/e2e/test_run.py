@@ -50,7 +50,8 @@ def test_run_serves_tags_over_rest_and_grpc_and_ctrl_c_leaves_nothing(tmp_path: 
         assert list(tags.tags) == []
         tree = mesh.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in tree)
-        for part in ("serve users", "serve articles", "serve search", "serve realtime", "envoy", "postgres",
+        for part in ("serve users", "serve articles", "serve search", "serve realtime", "serve webhooks",
+                     "envoy", "postgres",
                      "redis-server"):
             assert part in names
         mesh.process.send_signal(signal.SIGINT)

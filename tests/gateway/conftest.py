@@ -25,7 +25,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
 @pytest.fixture(scope="session")
 def spec(services: list[ServiceInfo], tls_material: TlsMaterial) -> GatewaySpec:
     """A spec like `make run`'s: users on one process, articles on another, and so on."""
-    ports = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054}
+    ports = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054, "webhooks": 50055}
     upstreams = {s.name: ("127.0.0.1", ports[s.name.split(".")[1]]) for s in services}
     return GatewaySpec(
         descriptor_path=DESCRIPTOR, upstreams=upstreams, tls=tls_material,

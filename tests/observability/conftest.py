@@ -47,9 +47,11 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedMesh]
     state = tmp_path_factory.mktemp("observe")
     settings = Settings(
         state_dir=state, users_port=free_port(), articles_port=free_port(), search_port=free_port(),
-        realtime_port=free_port(), gateway_tls_port=free_port(), gateway_http_port=free_port(),
+        realtime_port=free_port(), webhooks_port=free_port(), gateway_tls_port=free_port(),
+        gateway_http_port=free_port(),
         gateway_admin_port=free_port(), gateway_jwks_port=free_port(), users_metrics_port=free_port(),
         articles_metrics_port=free_port(), search_metrics_port=free_port(), realtime_metrics_port=free_port(),
+        webhooks_metrics_port=free_port(),
         shutdown_grace_seconds=3, shutdown_drain_seconds=0.2)
     ports = StackPorts(prometheus=free_port(), jaeger_ui=free_port(), jaeger_otlp_grpc=free_port(),
                        jaeger_otlp_http=free_port(), jaeger_health=free_port())

@@ -56,6 +56,12 @@ OUTBOX_PUBLISH = Histogram("conduit_outbox_publish_seconds", "Time to publish on
 SEARCH_INDEX_LAG = Gauge("conduit_search_indexing_lag_seconds",
                          "Age of the newest event the search indexer has applied, when it applied it.",
                          ("service",))
+WEBHOOK_DELIVERY_LAG = Gauge("conduit_webhook_delivery_lag_seconds",
+                             "Time from queueing to the receiver's 2xx, of the last message delivered.",
+                             ("service",))
+WEBHOOK_ATTEMPT_DURATION = Histogram("conduit_webhook_attempt_seconds",
+                                     "Time of one delivery request, by result (delivered, failed, dead).",
+                                     ("service", "result"), buckets=(*LATENCY_BUCKETS, 10.0, 30.0))
 
 
 class Counted(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -11,8 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["users", "articles", "search", "realtime"]
-SERVICES: tuple[ServiceName, ...] = ("users", "articles", "search", "realtime")
+ServiceName = Literal["users", "articles", "search", "realtime", "webhooks"]
+SERVICES: tuple[ServiceName, ...] = ("users", "articles", "search", "realtime", "webhooks")
 
 
 class RealtimeSettings(BaseModel):
@@ -76,6 +77,48 @@ class CacheSettings(BaseModel):
     profile_entries: int = Field(default=20_000, ge=1)
 
 
+class WebhooksSettings(BaseModel):
+    """Outgoing webhooks (`CONDUIT_WEBHOOKS__<NAME>`; docs/decisions/0040-0042). Defaults suit production;
+    tests shorten the schedule and allow loopback receivers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Seconds to wait before each retry of a failed delivery (the first attempt is immediate); after
+    # the last one the message is dead-lettered. The default spreads 8 attempts over ~27 hours.
+    retry_schedule_seconds: list[float] = Field(default_factory=lambda: [
+        5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, 36_000.0, 36_000.0])
+    # Each wait is stretched or shrunk by up to this fraction at random, so receivers coming back
+    # are not hit by every sender at once.
+    retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # One delivery request may take this long in all (connect, TLS, answer), then it counts as failed.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Bytes of a receiver's answer read (and kept with the attempt); the rest is discarded unread.
+    max_response_bytes: int = Field(default=4_096, ge=0, le=1_048_576)
+    # Deliveries in flight at once per process; one endpoint never has more than one (its order).
+    max_concurrent_deliveries: int = Field(default=32, ge=1, le=1_000)
+    # How long the previous secret keeps signing after a rotation.
+    secret_grace_seconds: float = Field(default=86_400.0, ge=0)
+    # Plain-http endpoint URLs (off: https only).
+    allow_http: bool = False
+    # Networks (CIDR) endpoints may resolve into although not public (loopback, private, link-local
+    # and the rest are refused otherwise), e.g. ["10.20.0.0/16"] for receivers inside the cluster.
+    allowed_networks: list[str] = Field(default_factory=list)
+    # How often a worker looks for due messages when nothing woke it.
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # Endpoints one owner may register.
+    max_endpoints_per_owner: int = Field(default=20, ge=1)
+    # Messages claimed by one worker per query.
+    claim_batch: int = Field(default=50, ge=1, le=1_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhooksSettings:
+        if any(wait < 0 for wait in self.retry_schedule_seconds):
+            raise ValueError("retry_schedule_seconds must not be negative")
+        for network in self.allowed_networks:
+            ipaddress.ip_network(network, strict=False)  # raises ValueError naming the bad one
+        return self
+
+
 class Settings(BaseSettings):
     """Every knob of the mesh, read from `CONDUIT_*` environment variables.
 
@@ -104,6 +147,7 @@ class Settings(BaseSettings):
     articles_port: int = 50052
     search_port: int = 50053
     realtime_port: int = 50054
+    webhooks_port: int = 50055
     # Where Envoy and the other services reach a service, when not at host:port: `name:port`, a
     # DNS name resolving to every replica (a headless Service), or a comma-separated list of
     # `host:port` (Envoy and the gRPC clients balance over every address either way).
@@ -111,7 +155,8 @@ class Settings(BaseSettings):
     articles_target: str = ""
     search_target: str = ""
     realtime_target: str = ""
-    # `conduit run` starts this many processes of each service (users, articles, search, realtime):
+    webhooks_target: str = ""
+    # `conduit run` starts this many processes of each service (users, articles, search, realtime, webhooks):
     # the first on the port above, the others on free loopback ports; every one is in Envoy's
     # cluster and in the other services' address lists (unless a `*_target` is set).
     replicas: int = Field(default=1, ge=1, le=8)
@@ -177,6 +222,10 @@ class Settings(BaseSettings):
     restart_max_delay_seconds: float = Field(default=30.0, ge=0)
     restart_quick_exit_seconds: float = Field(default=10.0, ge=0)
     restart_crash_loop_exits: int = Field(default=5, ge=1)
+    # How long the first result of a call with an `idempotency-key` is kept and returned for its
+    # repeats, and how long a running first attempt holds its key (docs/decisions/0034).
+    idempotency_window_seconds: float = Field(default=86_400.0, gt=0)
+    idempotency_pending_seconds: float = Field(default=60.0, gt=0)
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     # JSON logs on stderr, from this level up.
@@ -185,6 +234,7 @@ class Settings(BaseSettings):
     signing_key_reload_seconds: float = Field(default=30.0, gt=0)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
 
     # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
     elasticsearch_url: str = ""
@@ -199,6 +249,7 @@ class Settings(BaseSettings):
     articles_metrics_port: int = 9465
     search_metrics_port: int = 9466
     realtime_metrics_port: int = 9467
+    webhooks_metrics_port: int = 9468
     # Traces (OpenTelemetry; exporter and sampler from the standard OTEL_* variables), off unless asked.
     tracing: bool = False
     # Where Envoy sends its spans (OTLP/gRPC); the services' exporters read the same variable.
@@ -222,13 +273,15 @@ class Settings(BaseSettings):
 
     def port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_port, "articles": self.articles_port,
-                                         "search": self.search_port, "realtime": self.realtime_port}
+                                         "search": self.search_port, "realtime": self.realtime_port,
+                                         "webhooks": self.webhooks_port}
         return ports[service]
 
     def target_of(self, service: ServiceName) -> str:
         """Where a service is reached: its `*_target`, else host:port."""
         targets: dict[ServiceName, str] = {"users": self.users_target, "articles": self.articles_target,
-                                           "search": self.search_target, "realtime": self.realtime_target}
+                                           "search": self.search_target, "realtime": self.realtime_target,
+                                           "webhooks": self.webhooks_target}
         return targets[service] or self.address_of(service)
 
     def endpoints_of(self, service: ServiceName) -> list[tuple[str, int]]:
@@ -237,7 +290,8 @@ class Settings(BaseSettings):
     def metrics_port_of(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {"users": self.users_metrics_port, "articles": self.articles_metrics_port,
                                          "search": self.search_metrics_port,
-                                         "realtime": self.realtime_metrics_port}
+                                         "realtime": self.realtime_metrics_port,
+                                         "webhooks": self.webhooks_metrics_port}
         return ports[service]
 
     def address_of(self, service: ServiceName) -> str:

@@ -1,0 +1,1 @@
+"""Rules of webhooks: signatures, targets (SSRF), the retry schedule, endpoints and deliveries."""

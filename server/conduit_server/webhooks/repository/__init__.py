@@ -1,0 +1,1 @@
+"""Webhooks SQL (schema `webhooks`) and the HTTP adapter that reaches receivers."""
