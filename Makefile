@@ -23,7 +23,7 @@ TS_GENERATE = $(CURDIR)/$(BIN)/buf generate --template buf.gen.yaml --path condu
         observe-test rules-test prometheus-package ts-install ts-build ts-tools browser-tools nss-tools bench-observe conformance \
         settings-reference check-settings search-node search-node-fetch \
         container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint \
-        graphql-clients oidc-provider
+        graphql-clients oidc-provider chaos soak
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -155,6 +155,13 @@ search-node-fetch: $(STAMP) ## download the Elasticsearch test node with Maven i
 
 search-node: search-node-fetch ## start one Elasticsearch 7.10.2 node on a loopback port and print its URL (Ctrl-C stops)
 	$(PY) -m search_node
+
+chaos: $(STAMP) ## fault injection under load (2 replicas each): kill -9, drain, rolling restart, Redis, PostgreSQL, SIGSTOP, relay crash
+	$(PY) -m bench.chaos
+
+SOAK_SECONDS ?= 600
+soak: $(STAMP) ## SOAK_SECONDS (600) at half the measured ceiling: RSS, fds, DB connections, Redis memory, outbox must stay flat
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m bench.soak
 
 bench-tools: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null; } \

@@ -220,7 +220,7 @@ class Smoke:
             raise RuntimeError(f"migrations failed ({code}):\n{podman('logs', container, check=False).stderr}")
 
     def start_services(self) -> None:
-        from conduit_server.supervisor import wait_serving
+        from conduit_server.replicas import wait_serving
 
         for service in SERVICES:
             template = self.find("Deployment", service)["spec"]["template"]

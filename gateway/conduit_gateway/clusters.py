@@ -59,7 +59,6 @@ def seconds(value: float) -> str:
 def upstream_cluster(name: str, address: Address, limits: EdgeLimits,
                      endpoints: Sequence[Address] = ()) -> Config:
     """The cluster of the process(es) at `address`, or at each of `endpoints` when given."""
-    interval = seconds(limits.health_check_interval_seconds)
     return {
         "name": name,
         "type": "STRICT_DNS",
@@ -73,16 +72,7 @@ def upstream_cluster(name: str, address: Address, limits: EdgeLimits,
         )},
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": socket_address(host, port)}} for host, port in (endpoints or [address])]}]},
-        "health_checks": [{
-            "timeout": "1s",
-            "interval": interval,
-            # Without it the first check of an idle cluster waits up to 60 s.
-            "no_traffic_interval": interval,
-            "unhealthy_threshold": 2,
-            "healthy_threshold": 1,
-            # The server's overall health (service name "").
-            "grpc_health_check": {},
-        }],
+        "health_checks": [health_check(limits)],
         # Never route to a host known unhealthy (panic routing would): with one host, answer 503 at
         # once; with replicas, a draining one gets no new request.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
@@ -101,18 +91,70 @@ def upstream_cluster(name: str, address: Address, limits: EdgeLimits,
             "max_requests": limits.max_streams,
             "max_retries": 0,
         }]},
-        "outlier_detection": {
-            # Only gateway failures (UNAVAILABLE, DEADLINE_EXCEEDED, resets) eject; a service's
-            # own INTERNAL answers do not take the only host out.
-            "consecutive_5xx": 5,
-            "enforcing_consecutive_5xx": 0,
-            "consecutive_gateway_failure": 5,
-            "enforcing_consecutive_gateway_failure": 100,
-            "interval": "5s",
-            "base_ejection_time": "5s",
-            "max_ejection_percent": 100,
-        },
+        "outlier_detection": outlier_detection(),
     }
+
+
+def health_check(limits: EdgeLimits) -> Config:
+    """Envoy's active gRPC health check of every host of a cluster.
+
+    A NOT_SERVING answer (a draining process) takes the host out at the next check, whatever the
+    threshold; a host that does not answer (SIGSTOP, a dead machine) after two timed-out checks.
+    """
+    interval = seconds(limits.health_check_interval_seconds)
+    return {
+        "timeout": seconds(limits.health_check_timeout_seconds),
+        "interval": interval,
+        # Without it the first check of an idle cluster waits up to 60 s.
+        "no_traffic_interval": interval,
+        "unhealthy_threshold": 2,
+        "healthy_threshold": 1,
+        # The server's overall health (service name "").
+        "grpc_health_check": {},
+    }
+
+
+def outlier_detection() -> Config:
+    """Passive health: a host whose calls fail at the gateway level is ejected between checks.
+
+    Only gateway failures (UNAVAILABLE, DEADLINE_EXCEEDED, resets, connect failures, per-try
+    timeouts of a hung host) eject; a service's own INTERNAL answers do not take the only host out.
+    """
+    return {
+        "consecutive_5xx": 5,
+        "enforcing_consecutive_5xx": 0,
+        "consecutive_gateway_failure": 3,
+        "enforcing_consecutive_gateway_failure": 100,
+        "interval": "2s",
+        "base_ejection_time": "5s",
+        "max_ejection_percent": 100,
+    }
+
+
+def retry_policy(limits: EdgeLimits, *, idempotent: bool) -> Config:
+    """The route retry policy of a unary RPC; retries go to another host (`previous_hosts`).
+
+    Idempotent RPCs (GET-mapped, NO_SIDE_EFFECTS, IDEMPOTENT) retry whenever the call may not have
+    been answered: UNAVAILABLE, `cancelled` (a grpc server that has begun shutting down cancels calls
+    arriving on an open connection before Envoy's health check notices), a reset or per-try timeout
+    (a killed or hung host), a refused connection or stream. Other RPCs retry only when the request
+    provably never reached a service: a refused connection or a refused HTTP/2 stream. The cluster's
+    retry budget bounds retries in flight either way.
+    """
+    policy: Config = {
+        "retry_on": "connect-failure,refused-stream",
+        "num_retries": limits.idempotent_retries,
+        "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": typed(
+            "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate")}],
+        "host_selection_retry_max_attempts": 3,
+    }
+    if idempotent:
+        # A try that has not answered in a third of the route timeout is abandoned for another host;
+        # a write keeps the whole route timeout (it may be running).
+        policy["retry_on"] = "unavailable,cancelled,reset,connect-failure,refused-stream"
+        policy["per_try_timeout"] = seconds(limits.route_timeout_seconds / (limits.idempotent_retries + 1))
+    return policy
 
 
 def unrouted_cluster() -> Config:
@@ -166,5 +208,6 @@ def jwks_clusters(listener_port: int, upstream: Address, limits: EdgeLimits,
 
 __all__ = [
     "JWKS_LISTENER", "JWKS_UPSTREAM_CLUSTER", "UNROUTED_CLUSTER", "Address", "address_key", "cluster_names",
-    "jwks_clusters", "jwks_listener", "seconds", "socket_address", "unrouted_cluster", "upstream_cluster",
+    "health_check", "jwks_clusters", "jwks_listener", "outlier_detection", "retry_policy", "seconds",
+    "socket_address", "unrouted_cluster", "upstream_cluster",
 ]

@@ -39,6 +39,7 @@ from conduit_gateway.clusters import (
     cluster_names,
     jwks_clusters,
     jwks_listener,
+    retry_policy,
     seconds,
     socket_address,
     unrouted_cluster,
@@ -279,15 +280,8 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits, caching:
         action["timeout"] = seconds(limits.route_timeout_seconds)
         # A gRPC client's shorter grpc-timeout is honoured; never a longer one.
         action["max_stream_duration"] = {"grpc_timeout_header_max": seconds(limits.route_timeout_seconds)}
-    if method.idempotent and not method.streaming:
-        action["retry_policy"] = {
-            # `cancelled`: a grpc server that has begun shutting down cancels calls arriving on an
-            # open connection before Envoy's health check notices; idempotent calls can go again.
-            "retry_on": "unavailable,cancelled,connect-failure,refused-stream",
-            "num_retries": limits.idempotent_retries,
-            "per_try_timeout": seconds(limits.route_timeout_seconds / (limits.idempotent_retries + 1)),
-            "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
-        }
+    if not method.streaming:
+        action["retry_policy"] = retry_policy(limits, idempotent=method.idempotent)
     route: Config = {"match": {"path": method.grpc_path}, "route": action}
     if method.client_streaming:
         # Buffering a client stream whole would break it; gRPC's own message limit applies.

@@ -82,6 +82,8 @@ class MethodInfo:
     success_status: int
     client_streaming: bool
     server_streaming: bool
+    # google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
+    idempotency_level: int = 0
 
     @property
     def grpc_path(self) -> str:
@@ -90,8 +92,11 @@ class MethodInfo:
 
     @property
     def idempotent(self) -> bool:
-        """True when every REST binding is a GET: such calls may be retried safely."""
-        return bool(self.bindings) and all(b.method == "GET" for b in self.bindings)
+        """True when the RPC declares itself NO_SIDE_EFFECTS or IDEMPOTENT, or every REST binding is a
+        GET: such calls may be retried safely."""
+        declared = self.idempotency_level in (descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+                                              descriptor_pb2.MethodOptions.IDEMPOTENT)
+        return declared or (bool(self.bindings) and all(b.method == "GET" for b in self.bindings))
 
     @property
     def streaming(self) -> bool:
@@ -255,6 +260,7 @@ def _method_info(service: str, method: descriptor_pb2.MethodDescriptorProto) -> 
         success_status=success,
         client_streaming=method.client_streaming,
         server_streaming=method.server_streaming,
+        idempotency_level=method.options.idempotency_level,
     )
 
 

@@ -31,12 +31,14 @@ class EdgeLimits:
     # Unary RPCs; streaming RPCs have no total timeout, only `stream_idle_timeout_seconds`.
     route_timeout_seconds: float = 15
     upstream_connect_timeout_seconds: float = 1
-    health_check_interval_seconds: float = 2
+    # Active gRPC health checks of every upstream host (`conduit_gateway.clusters.health_check`).
+    health_check_interval_seconds: float = 1
+    health_check_timeout_seconds: float = 1
     # The graphql route (decision 0031): open connections to the service (one per WebSocket), and how long
     # a request or WebSocket may stay silent.
     max_graphql_connections: int = 5_000
     graphql_idle_timeout_seconds: float = 300
-    # Retries of GET-mapped RPCs on UNAVAILABLE, connect failures and refused streams.
+    # Retries of idempotent RPCs (clusters.retry_policy); writes retry only when never sent.
     idempotent_retries: int = 2
 
 

@@ -14,7 +14,12 @@ from conduit_server.runtime.settings import SERVICES, Settings, reference
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Operate Conduit Mesh.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
+    run = commands.add_parser("run", help="start PostgreSQL, Redis, every service and Envoy; Ctrl-C stops all")
+    run.add_argument("--replicas", type=int, choices=range(1, 9), metavar="N",
+                     help="processes per service (default: CONDUIT_REPLICAS, 1)")
+    restart = commands.add_parser("restart", help="restart the services of the running `conduit run`")
+    restart.add_argument("--rolling", action="store_true", required=True,
+                         help="one replica at a time, each SERVING (and routed by Envoy) before the next")
     commands.add_parser("observe", help="`run` with tracing and metrics on, beside Prometheus and Jaeger")
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
@@ -77,7 +82,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         from conduit_server import supervisor
 
         configure_logging("mesh", settings.log_level)
+        if args.replicas is not None:
+            settings = settings.model_copy(update={"replicas": args.replicas})
         supervisor.run(settings)
+    elif args.command == "restart":
+        from conduit_server import replicas
+
+        done = replicas.request_rolling_restart(settings)
+        print(f"rolling restart done ({done} since `conduit run` started)")
     elif args.command in ("gateway", "migrate"):
         from conduit_server import deploy
 

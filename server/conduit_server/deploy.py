@@ -26,7 +26,7 @@ log = logging.getLogger("conduit.deploy")
 def gateway_command(settings: Settings, *, log_level: str = "warn") -> list[str]:
     """Write Envoy's config for `settings` under state_dir; return the command that runs Envoy."""
     from conduit_gateway.config import write_config
-    from conduit_server.supervisor import envoy_binary, gateway_spec
+    from conduit_server.edge import envoy_binary, gateway_spec
 
     state = Path(settings.state_dir).resolve()
     config_path = write_config(gateway_spec(settings, state), state / "envoy.yaml")
@@ -61,7 +61,7 @@ def image_gateway_config(settings: Settings) -> dict[str, Any]:
     """Envoy's bootstrap for `settings`, reading the descriptor set the image carries: the
     Kubernetes gateway ConfigMap. Needs gateway_tls_cert/key (issued elsewhere, mounted)."""
     from conduit_gateway.config import build_config
-    from conduit_server.supervisor import DESCRIPTOR_SET, gateway_spec
+    from conduit_server.edge import DESCRIPTOR_SET, gateway_spec
 
     if not settings.gateway_tls_cert:
         raise ValueError("the image's gateway config needs CONDUIT_GATEWAY_TLS_CERT and _KEY")

@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from conduit_server.replicas import RestartPolicy
 from conduit_server.runtime.settings import SERVICES, ServiceName, Settings
-from conduit_server.supervisor import Mesh, RestartPolicy, _die_with_parent
+from conduit_server.supervisor import Mesh, _die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"

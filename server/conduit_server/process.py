@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -36,6 +38,51 @@ def build_verifier(settings: Settings, resources: Resources) -> AccessTokenVerif
     revocations = Revocations(resources.redis, prefix=revocations_prefix(), ttl_seconds=longest)
     return AccessTokenVerifier(JwksCache(users.jwks), settings.jwt_issuer, settings.jwt_audience,
                                max_lifetime_seconds=longest, revoked=revocations.is_revoked)
+
+
+# Fault injection for the chaos suite and the soak test only (bench/chaos.py, tests/chaos): never set
+# in a deployment, read nowhere else. See docs/decisions/0026.
+RELAY_CRASH_FILE = "CONDUIT_TEST_RELAY_CRASH_FILE"
+LEAK_BYTES_PER_SECOND = "CONDUIT_TEST_LEAK_BYTES_PER_SECOND"
+LEAK_SERVICE = "CONDUIT_TEST_LEAK_SERVICE"
+
+
+def install_test_faults(app: object, environ: Mapping[str, str]) -> list[asyncio.Task[None]]:
+    """`CONDUIT_TEST_RELAY_CRASH_FILE`: when that file exists after the outbox relay published a batch
+    to the stream and before it marks the rows published, the file is removed and this process is
+    killed (SIGKILL): the crash between publish and mark. `CONDUIT_TEST_LEAK_BYTES_PER_SECOND`: keep
+    that much memory per second forever (a leak for the soak's check to catch), in every service or only
+    in `CONDUIT_TEST_LEAK_SERVICE`."""
+    tasks: list[asyncio.Task[None]] = []
+    relay = getattr(app, "relay", None)
+    crash_file = environ.get(RELAY_CRASH_FILE)
+    if crash_file and relay is not None:
+        trigger = Path(crash_file)
+
+        def triggered() -> bool:
+            try:
+                trigger.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+        async def crash_after_publish(_events: Sequence[Any]) -> None:
+            if await asyncio.to_thread(triggered):
+                log.warning("test fault: killed between publishing %d events and marking them", len(_events))
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        relay.after_publish = crash_after_publish
+    leak = int(environ.get(LEAK_BYTES_PER_SECOND, "0") or 0)
+    if leak > 0 and environ.get(LEAK_SERVICE, getattr(app, "name", "")) == getattr(app, "name", ""):
+        kept: list[bytes] = []
+
+        async def leak_forever() -> None:
+            while True:
+                kept.append(os.urandom(leak // 10))
+                await asyncio.sleep(0.1)
+
+        tasks.append(asyncio.create_task(leak_forever()))
+    return tasks
 
 
 async def serve(settings: Settings, name: ServiceName, *, port: int | None = None) -> None:
@@ -80,12 +127,15 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
         loop.add_signal_handler(signum, stop.set)
     try:
         await server.start()
+        faults = install_test_faults(app, os.environ)
         # Everything built at start (modules, descriptors, pools) lives as long as the process: move it
         # out of the collector's view, so the collections that run under load only scan request garbage.
         gc.collect()
         gc.freeze()
         await stop.wait()
         log.info("shutting down")
+        for task in faults:
+            task.cancel()
     finally:
         await server.stop()
         await resources.users_channel.close(None)

@@ -11,8 +11,8 @@ import yaml
 
 from conduit_gateway.tls import ensure_local_tls
 from conduit_server.deploy import image_gateway_config, settings_from_env_file, settings_from_variables
+from conduit_server.edge import gateway_spec
 from conduit_server.runtime.settings import Settings, split_address
-from conduit_server.supervisor import gateway_spec
 from tests.gateway.support import validate_config
 
 ROOT = Path(__file__).resolve().parents[2]

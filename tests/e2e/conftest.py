@@ -67,10 +67,10 @@ def mesh_ports() -> dict[str, int]:
 
 
 @contextmanager
-def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 300,
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 300, *, args: tuple[str, ...] = (),
                 extra_env: Mapping[str, str] | None = None, log_path: Path | None = None) -> Iterator[RunningMesh]:
-    """Start `conduit run` (with `extra_env` on top; the services' JSON logs to `log_path`, else dropped), wait
-    for its banner, and Ctrl-C it (SIGINT) on exit."""
+    """Start `conduit run` (with `args`, and `extra_env` on top; the services' JSON logs to `log_path`, else
+    dropped), wait for its banner, and Ctrl-C it (SIGINT) on exit."""
     env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
            "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()},
            # Webhook receivers of the tests listen on plain http on loopback, which production refuses.
@@ -80,7 +80,7 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
            "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "1000",
            **(extra_env or {})}
     logs = log_path.open("ab") if log_path is not None else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run"], env=env, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run", *args], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=logs)
     banner: list[str] = []
     deadline = time.monotonic() + timeout_seconds

@@ -16,8 +16,9 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conduit_server.replicas import RestartPolicy
 from conduit_server.runtime.settings import Settings
-from conduit_server.supervisor import Mesh, RestartPolicy
+from conduit_server.supervisor import Mesh
 
 from .conftest import RunningMesh, conduit_run, mesh_ports
 

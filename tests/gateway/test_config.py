@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from google.protobuf import descriptor_pb2
 
-from conduit_gateway.config import GatewaySpec, build_config, write_config
+from conduit_gateway.config import EdgeLimits, GatewaySpec, build_config, write_config
+from conduit_gateway.descriptors import Access, HttpBinding, MethodInfo
 from conduit_gateway.tracing import COLLECTOR_CLUSTER, TracingSpec
 from tests.gateway.support import SigningKey, validate_config
 
@@ -74,12 +76,33 @@ def test_services_sharing_an_address_share_a_cluster(config: Config) -> None:
     assert articles == "articles"
 
 
-def test_only_get_mapped_rpcs_are_retried(config: Config) -> None:
-    get = _route(config, "/conduit.articles.v1.ArticlesService/GetArticle")["route"]
-    create = _route(config, "/conduit.articles.v1.ArticlesService/CreateArticle")["route"]
+def test_idempotent_rpcs_retry_on_any_unanswered_call_and_writes_only_when_never_sent(config: Config) -> None:
+    get = _route(config, "/conduit.articles.v1.ArticlesService/GetArticle")["route"]["retry_policy"]
+    create = _route(config, "/conduit.articles.v1.ArticlesService/CreateArticle")["route"]["retry_policy"]
 
-    assert "unavailable" in get["retry_policy"]["retry_on"]
-    assert "retry_policy" not in create
+    assert set(get["retry_on"].split(",")) >= {"unavailable", "reset", "connect-failure", "refused-stream"}
+    # A write that may have reached a service is never sent twice.
+    assert set(create["retry_on"].split(",")) == {"connect-failure", "refused-stream"}
+    assert "per_try_timeout" not in create  # a running write keeps the whole route timeout
+    for policy in (get, create):
+        assert policy["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
+
+
+def test_a_declared_idempotency_level_makes_a_post_idempotent() -> None:
+    post = MethodInfo(service="s", name="m", access=Access.AUTHENTICATED, roles=(), scopes=(),
+                      bindings=(HttpBinding("POST", "/x", "*", ""),), success_status=200,
+                      client_streaming=False, server_streaming=False)
+    assert not post.idempotent
+    for level in (descriptor_pb2.MethodOptions.IDEMPOTENT, descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS):
+        assert dataclasses.replace(post, idempotency_level=level).idempotent
+
+
+def test_clusters_check_health_at_the_configured_interval_and_eject_failing_hosts(config: Config) -> None:
+    articles = next(c for c in config["static_resources"]["clusters"] if c["name"] == "articles")
+    assert articles["health_checks"][0]["interval"] == f"{EdgeLimits().health_check_interval_seconds:g}s"
+    assert articles["health_checks"][0]["grpc_health_check"] == {}
+    assert articles["outlier_detection"]["enforcing_consecutive_gateway_failure"] == 100
+    assert articles["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"]["value"] > 0
 
 
 def test_streams_have_no_route_timeout_but_an_idle_timeout(config: Config) -> None:

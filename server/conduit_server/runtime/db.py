@@ -86,6 +86,10 @@ class Database:
 
     async def ensure_schema(self) -> None:
         async with self.engine.begin() as connection:
+            # Under the migration lock: replicas starting together race on IF NOT EXISTS (a unique
+            # violation in pg_namespace), seen with `conduit run --replicas 2` on a fresh database.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                                     {"name": f"conduit-migrate-{self.schema}"})
             await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ from conduit_server.runtime.errors import (
     InvalidArgument,
     PermissionDenied,
     StatusPayload,
+    Unavailable,
     internal_status,
     to_status,
 )
@@ -162,6 +163,41 @@ class LoggingStage(_Stage):
         return call
 
 
+def lost_dependency(error: BaseException) -> bool:
+    """True when `error` (or what caused it) is a lost connection to PostgreSQL or Redis: a server
+    shutting down or starting up, a connection refused or cut. Not a query's own error."""
+    import asyncpg
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    lost: tuple[type[BaseException], ...] = (
+        asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+        asyncpg.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
+        redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError)
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, lost) or (isinstance(current, sqlalchemy.exc.DBAPIError)
+                                         and current.connection_invalidated):
+            return True
+        # Connecting to a server that is down: a socket error raised inside the driver's connect.
+        if isinstance(current, OSError) and _raised_in(current, ("asyncpg.", "redis.")):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_in(error: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether a frame of `error`'s traceback runs code of one of `packages` (module name prefixes)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith(packages):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 class ErrorStage(_Stage):
     """The one place where exceptions become statuses (see errors.to_status)."""
 
@@ -172,6 +208,12 @@ class ErrorStage(_Stage):
     async def _handle(self, method: str, context: Context, error: BaseException) -> None:
         if isinstance(error, ConduitError):
             await self._abort(context, to_status(error))
+        if lost_dependency(error):
+            # PostgreSQL or Redis restarting: the transaction rolled back, nothing half-written; the
+            # caller may try again (Envoy does for idempotent calls, on another replica).
+            log.warning("%s: a data store is unavailable: %s", method, type(error).__name__)
+            await self._abort(context, to_status(Unavailable("a data store is unavailable; try again",
+                                                             reason="DEPENDENCY_UNAVAILABLE")))
         if isinstance(error, NotImplementedError):  # generated servicer base: not built yet
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
         log.error("unhandled error in %s", method, exc_info=error)

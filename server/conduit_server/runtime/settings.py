@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     search_target: str = ""
     realtime_target: str = ""
     webhooks_target: str = ""
+    # `conduit run` starts this many processes of each service (users, articles, search, realtime, webhooks):
+    # the first on the port above, the others on free loopback ports; every one is in Envoy's
+    # cluster and in the other services' address lists (unless a `*_target` is set).
+    replicas: int = Field(default=1, ge=1, le=8)
 
     # Envoy: interface and TLS listener (REST and gRPC).
     gateway_host: str = "127.0.0.1"
@@ -218,6 +222,10 @@ class Settings(BaseSettings):
     gateway_admin_port: int = 9901
     # Loopback-only listener from which Envoy's jwt_authn fetches the users JWKS.
     gateway_jwks_port: int = 9902
+    # Seconds between Envoy's gRPC health checks of each upstream host (a NOT_SERVING answer takes
+    # the host out at once; a hung host after two timed-out checks). `shutdown_drain_seconds` should
+    # be at least this, so a draining process gets no new call once it stops accepting.
+    gateway_health_check_interval_seconds: float = Field(default=1.0, gt=0)
     # The gateway's TLS certificate chain and key (PEM files, e.g. a mounted Secret); empty = a
     # local CA and localhost certificate generated under state_dir/tls.
     gateway_tls_cert: str = ""
@@ -256,8 +264,8 @@ class Settings(BaseSettings):
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Seconds between health turning NOT_SERVING and refusing new calls, so Envoy's
-    # health checks move traffic away first.
-    shutdown_drain_seconds: float = Field(default=1.0, ge=0)
+    # health checks move traffic away first: one health-check interval plus a check's 1 s timeout.
+    shutdown_drain_seconds: float = Field(default=2.0, ge=0)
     # Published outbox rows and event-stream entries older than this are deleted by the relay (checked
     # every `outbox_prune_every_seconds`); the stream is also capped at `events_stream_max_len` entries.
     # Realtime resumes and search catch-up reach back at most this far.
@@ -353,7 +361,11 @@ class Settings(BaseSettings):
 
     def users_address(self) -> str:
         """A gRPC target for the users service, balanced over every address when there are several."""
-        endpoints = self.endpoints_of("users")
+        return self.grpc_target("users")
+
+    def grpc_target(self, service: ServiceName) -> str:
+        """A gRPC target for `service`, balanced (round robin) over every address when there are several."""
+        endpoints = self.endpoints_of(service)
         if len(endpoints) == 1:
             host, port = endpoints[0]
             return f"{host}:{port}"

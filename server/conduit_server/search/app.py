@@ -77,7 +77,7 @@ class SearchApp:
     @classmethod
     def from_resources(cls, resources: Resources) -> SearchApp:
         settings = resources.settings
-        articles_channel = channels.internal_channel(settings.address_of("articles"),
+        articles_channel = channels.internal_channel(settings.grpc_target("articles"),
                                                      settings.internal_token.get_secret_value())
         return cls(settings, build_backend(settings, resources.database_url), resources.redis,
                    resources.users_channel, articles_channel)
