@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conduit_server.runtime.logs import configure_logging
-from conduit_server.runtime.settings import SERVICES, Settings, reference
+from conduit_server.runtime.settings import SERVICES, Settings
+from conduit_server.runtime.settings_reference import reference
 
 
 def _parser() -> argparse.ArgumentParser:

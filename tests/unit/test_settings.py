@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conduit_server.runtime.settings import Settings, reference
+from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.settings_reference import reference
 
 
 def test_a_grouped_setting_is_read_with_a_double_underscore(monkeypatch: pytest.MonkeyPatch) -> None:

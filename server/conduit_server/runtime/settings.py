@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import json
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -378,44 +376,3 @@ def split_address(address: str) -> tuple[str, int]:
     if not separator or not host or not port.isdigit():
         raise ValueError(f"not a host:port address: {address!r}")
     return host.strip("[]"), int(port)
-
-
-def _comments(model: type[BaseModel]) -> dict[str, str]:
-    """Each field's meaning: the comment block above it, which also covers the fields right below it."""
-    found: dict[str, str] = {}
-    block: list[str] = []
-    meaning, in_comment = "", False
-    for line in inspect.getsource(model).splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            block = [*block, stripped.lstrip("# ")] if in_comment else [stripped.lstrip("# ")]
-            in_comment = True
-        elif (match := re.match(r"\s{4}(\w+): ", line)) and not stripped.startswith("model_config"):
-            meaning = " ".join(block) if in_comment else meaning
-            found[match.group(1)] = meaning
-            in_comment = False
-        else:
-            block, meaning, in_comment = [], "", False
-    return found
-
-
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
-    rows: list[str] = []
-    comments = _comments(model)
-    for name, info in model.model_fields.items():
-        variable = f"{prefix}{name.upper()}"
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            rows.extend(_rows(info.annotation, f"{variable}__"))
-            continue
-        default = info.get_default(call_default_factory=True)
-        if isinstance(default, SecretStr):
-            default = default.get_secret_value()
-        shown = json.dumps(default) if isinstance(default, list) else str(default)
-        rows.append(f"| `{variable}` | `{shown}` | {comments.get(name, '')} |" if shown else
-                    f"| `{variable}` | empty | {comments.get(name, '')} |")
-    return rows
-
-
-def reference() -> str:
-    """Every setting as a Markdown table (variable, default, meaning): the README's configuration reference."""
-    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *_rows(Settings, "CONDUIT_")])
