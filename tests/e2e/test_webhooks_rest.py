@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -49,8 +50,15 @@ def test_an_endpoint_registered_with_rest_receives_an_article_created_with_rest(
         assert delivery.verified_with == [0]
         assert delivery.payload["data"]["article"]["slug"] == article.json()["article"]["slug"]
 
-        listed = http.get(f"/api/webhooks/endpoints/{endpoint['id']}/attempts", headers=auth)
-        assert listed.status_code == 200, listed.text
+        # The sender records the attempt once the receiver's answer is read, which may be just after
+        # the receiver saw the request: wait (bounded) for the record.
+        deadline = time.monotonic() + 30
+        while True:
+            listed = http.get(f"/api/webhooks/endpoints/{endpoint['id']}/attempts", headers=auth)
+            assert listed.status_code == 200, listed.text
+            if listed.json().get("attempts") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert [a["succeeded"] for a in listed.json()["attempts"]] == [True]
         rotated = http.post(f"/api/webhooks/endpoints/{endpoint['id']}/secret:rotate", headers=auth, json={})
         assert rotated.status_code == 200, rotated.text
