@@ -48,7 +48,7 @@ PODMAN = str(ROOT / "deploy" / "podman" / "podman")
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "dev"
 INFRA_IMAGE = "localhost/conduit-infra:bookworm"
 POSTGRES_IMAGE = "localhost/conduit-postgres:dev"
-SERVICES = ("users", "articles", "search", "realtime")
+SERVICES = ("users", "articles", "search", "realtime", "webhooks")
 REPLICAS = 2
 Object = dict[str, Any]
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 SCHEMAS = KUBERNETES / "schemas"
 KUBERNETES_VERSION = "1.32.0"
-SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054}
+SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054, "webhooks": 50055}
 Object = dict[str, Any]
 
 
