@@ -78,7 +78,7 @@ class CacheSettings(BaseModel):
 
 
 class WebhooksSettings(BaseModel):
-    """Outgoing webhooks (`CONDUIT_WEBHOOKS__<NAME>`; docs/decisions/0040-0042). Defaults suit production;
+    """Outgoing webhooks (`CONDUIT_WEBHOOKS__<NAME>`; docs/decisions/0040-0042, 0046). Defaults suit production;
     tests shorten the schedule and allow loopback receivers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,6 +109,12 @@ class WebhooksSettings(BaseModel):
     max_endpoints_per_owner: int = Field(default=20, ge=1)
     # Messages claimed by one worker per query.
     claim_batch: int = Field(default=50, ge=1, le=1_000)
+    # Delivered and dead-lettered messages (with their attempts) are deleted this long after they were
+    # delivered or died; pending ones are kept however old. Default: 7 days.
+    retention_seconds: float = Field(default=604_800.0, gt=0)
+    # How often each process prunes, and the rows deleted per transaction.
+    prune_every_seconds: float = Field(default=60.0, gt=0)
+    prune_batch: int = Field(default=1_000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> WebhooksSettings:
