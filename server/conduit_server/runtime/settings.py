@@ -112,8 +112,9 @@ class WebhooksSettings(BaseModel):
     # Delivered and dead-lettered messages (with their attempts) are deleted this long after they were
     # delivered or died; pending ones are kept however old. Default: 7 days.
     retention_seconds: float = Field(default=604_800.0, gt=0)
-    # How often each process prunes, and the rows deleted per transaction.
+    # How often each process prunes settled messages.
     prune_every_seconds: float = Field(default=60.0, gt=0)
+    # Messages deleted per transaction while pruning (short transactions; the queue never waits on them).
     prune_batch: int = Field(default=1_000, ge=1, le=100_000)
 
     @model_validator(mode="after")
