@@ -9,9 +9,13 @@ import time
 
 from sqlalchemy import text
 
+from conduit.webhooks.v1 import webhooks_pb2
 from conduit_server.webhooks.domain.ports import Outcome, Queued
 from conduit_server.webhooks.domain.retention import Retention
 from conduit_server.webhooks.repository.store import WebhookStore
+from tests.support import eventually
+from tests.webhooks.conftest import Webhooks
+from tests.webhooks.receiver import Behaviour, Receiver
 from tests.webhooks.test_queue import queue_store
 
 WEEK = 7 * 86_400.0
@@ -86,3 +90,24 @@ async def test_pruning_skips_a_row_another_transaction_holds_instead_of_waiting(
         assert await retention.prune_once() == 1  # released: its turn comes at the next round
     finally:
         await store.close()
+
+
+async def test_the_service_prunes_a_delivered_message_once_its_retention_has_passed(webhooks: Webhooks,
+                                                                                  receiver: Receiver) -> None:
+    """The app's own pruning (settings -> Retention -> store), through the RPC an owner reads with."""
+    author = await webhooks.mesh.person("pruned")
+    created = await webhooks.register(author, receiver.url("/pruned"))
+    receiver.behaviours["/pruned"] = Behaviour(secrets=[created.secret])
+    await webhooks.mesh.create(author, "Delivered, then pruned")
+    await eventually(lambda: webhooks.app.dispatcher.counters.delivered >= 1, seconds=15)
+    [message] = await webhooks.messages(author, created.endpoint.id)
+    assert len(await webhooks.attempts(author, created.endpoint.id)) == 1
+    retention = webhooks.app.retention
+    assert retention.retention_seconds == WEEK  # the default setting
+    assert await retention.prune_once() == 0
+    webhooks.clock.offset = WEEK + 60
+    assert await retention.prune_once() == 1
+    assert await webhooks.messages(author, created.endpoint.id) == []
+    assert await webhooks.attempts(author, created.endpoint.id) == []
+    assert webhooks.app.metrics()["webhooks_messages_pruned"] == 1
+    assert message.state == webhooks_pb2.MESSAGE_STATE_DELIVERED
