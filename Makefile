@@ -81,7 +81,8 @@ buf-format: $(STAMP) ## fail when buf format would change a .proto
 buf-breaking: $(STAMP) ## no breaking change against main's contract
 	@if git rev-parse -q --verify main:gateway/conduit.binpb >/dev/null; then \
 	  tmp=$$(mktemp -d) && git show main:gateway/conduit.binpb > $$tmp/main.binpb && \
-	  $(BIN)/buf breaking gateway/conduit.binpb --against $$tmp/main.binpb --path conduit; \
+	  $(BIN)/buf breaking gateway/conduit.binpb --against $$tmp/main.binpb --path conduit && \
+	  $(PY) proto/check_idempotency.py gateway/conduit.binpb $$tmp/main.binpb; \
 	  status=$$?; rm -rf $$tmp; exit $$status; \
 	else echo "buf-breaking: main has no contract yet; nothing to compare"; fi
 
@@ -100,6 +101,7 @@ check-generated: $(STAMP) ## fail when `make generate` would change any committe
 	$(PY) proto/generate.py --out-src $$tmp/src --image $$tmp/conduit.binpb 2>/dev/null && \
 	diff -r -x __pycache__ $$tmp/src/conduit clients/python/src/conduit -x client -x py.typed -x '__init__.py' >/dev/null && \
 	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
+	cmp $$tmp/src/conduit/client/_contract.py clients/python/src/conduit/client/_contract.py && \
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
-pytest_plugins = ["tests.fixtures.users"]
+pytest_plugins = ["tests.fixtures.users", "pytester"]
 
 # Property tests here call real servers: how long an example takes says how loaded the machine is,
 # not whether the property holds. No per-example deadline and no "too slow" health check; every

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from conduit_server.composition import build_app
 from conduit_server.runtime import channels, metrics, telemetry
 from conduit_server.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from conduit_server.runtime.idempotency import IdempotencyStore
 from conduit_server.runtime.logs import configure_logging
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.revocations import Revocations, revocations_prefix
@@ -65,7 +66,9 @@ async def serve(settings: Settings, name: ServiceName, *, port: int | None = Non
                         grace_seconds=settings.shutdown_grace_seconds,
                         drain_seconds=settings.shutdown_drain_seconds,
                         observers=[*telemetry.server_interceptors(),
-                                   *metrics.server_interceptors(name, settings.metrics_enabled)])
+                                   *metrics.server_interceptors(name, settings.metrics_enabled)],
+                        idempotency=IdempotencyStore(redis, window_seconds=settings.idempotency_window_seconds,
+                                                     pending_seconds=settings.idempotency_pending_seconds))
     if settings.metrics_enabled:
         app_metrics = getattr(app, "metrics", None)
         if callable(app_metrics):

@@ -19,6 +19,7 @@ from conduit_server.articles.repository.cache import NAMESPACE
 from conduit_server.process import build_verifier
 from conduit_server.runtime import channels
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.idempotency import IdempotencyStore
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import GrpcServer
 from conduit_server.users.client.cache import directory_prefix
@@ -115,7 +116,9 @@ async def articles_app(postgres_url: str, redis_url: str, users_server: UsersSer
     verifier = build_verifier(settings, Resources(settings, postgres_url, redis, users_channel))
     app = ArticlesApp(settings, Database(postgres_url, "articles"), redis, users_channel)
     server = GrpcServer(app, host="127.0.0.1", port=0, verifier=verifier, internal_token=INTERNAL_TOKEN,
-                        grace_seconds=1.0)
+                        grace_seconds=1.0,
+                        idempotency=IdempotencyStore(redis, window_seconds=settings.idempotency_window_seconds,
+                                                     pending_seconds=settings.idempotency_pending_seconds))
     app.port = await server.start()  # type: ignore[attr-defined]
     yield app
     await server.stop()

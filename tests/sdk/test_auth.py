@@ -14,6 +14,7 @@ from conduit.client import (
     ClientCredentials,
     Conduit,
     PasswordCredentials,
+    RetryPolicy,
     Unauthenticated,
 )
 from conduit.client.testing import InProcessServer
@@ -118,17 +119,18 @@ def test_a_revoked_refresh_token_surfaces_unauthenticated(serve: Serve) -> None:
     assert tags.calls == 0
 
 
-def test_a_transient_refresh_failure_keeps_using_the_still_valid_token(serve: Serve) -> None:
+def test_a_refresh_that_fails_every_attempt_keeps_using_the_still_valid_token(serve: Serve) -> None:
     clock = FakeClock()
     auth = FakeAuth(lifetime=2 * LIFETIME, clock=clock)
-    auth.refresh_failures.append(UNAVAILABLE)
+    auth.refresh_failures.extend([UNAVAILABLE, UNAVAILABLE])  # both attempts of the first refresh
     server, tags = _mesh(serve, auth)
-    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock) as conduit:
+    two_attempts = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.01)
+    with Conduit.connect(server.target, tls=False, credentials=GOOD, clock=clock, retry=two_attempts) as conduit:
         clock.advance(1.65 * LIFETIME)  # stale (less than 20% left) but not expired
         assert conduit.tags.list() == ["ok"]
         assert conduit.tags.list() == ["ok"]
     assert tags.tokens == ["Bearer access-1", "Bearer access-2"]
-    assert auth.refreshes == 2
+    assert auth.refreshes == 3  # two failed attempts of the first renewal, then the second renewal
     assert auth.rejected == []
 
 
@@ -200,7 +202,7 @@ def test_with_auth_shares_the_channel_and_from_channel_signs_in_lazily(serve: Se
 
 
 def test_token_and_credentials_together_are_refused() -> None:
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="pass one of token, credentials and token_provider"):
         Conduit.from_channel(grpc.insecure_channel("127.0.0.1:1"), token="t", credentials=GOOD)
 
 

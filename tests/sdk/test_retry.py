@@ -50,23 +50,6 @@ async def test_the_async_client_retries_reads_the_same_way(serve: Serve) -> None
     assert tags.calls == 3
 
 
-def test_a_create_is_never_retried(serve: Serve) -> None:
-    articles = FakeArticles(create_failures=[UNAVAILABLE])
-    with Conduit.connect(_articles_server(serve, articles), tls=False) as conduit, \
-            pytest.raises(Unavailable):
-        conduit.articles.create(title="Hello", description="d", body="b")
-    assert articles.create_calls == 1
-    assert articles.created == []
-
-
-async def test_the_async_client_never_retries_a_create(serve: Serve) -> None:
-    articles = FakeArticles(create_failures=[UNAVAILABLE])
-    async with await AsyncConduit.connect(_articles_server(serve, articles), tls=False) as conduit:
-        with pytest.raises(Unavailable):
-            await conduit.articles.create(title="Hello", description="d", body="b")
-    assert articles.create_calls == 1
-
-
 def test_a_rate_limited_read_waits_as_long_as_retry_info_says(serve: Serve) -> None:
     tags = ScriptedTags(SLOW_DOWN)
     with Conduit.connect(_tags_server(serve, tags), tls=False, retry=FAST) as conduit:
@@ -83,13 +66,13 @@ async def test_the_async_client_honours_retry_info(serve: Serve) -> None:
     assert tags.call_times[1] - tags.call_times[0] >= 0.29
 
 
-def test_a_retry_info_beyond_the_deadline_raises_at_once(serve: Serve) -> None:
+def test_a_retry_info_beyond_the_budget_raises_at_once(serve: Serve) -> None:
     tags = ScriptedTags(Failure(S.RESOURCE_EXHAUSTED, "come back later",
                                 (error_info("RATE_LIMITED"), retry_info(30))))
     with Conduit.connect(_tags_server(serve, tags), tls=False) as conduit:
         started = time.monotonic()
         with pytest.raises(RateLimited) as raised:
-            conduit.tags.list(timeout=2)
+            conduit.with_options(deadline=2).tags.list()
         assert time.monotonic() - started < 1
     assert raised.value.retry_after == 30
     assert tags.calls == 1
@@ -100,16 +83,6 @@ def test_resource_exhausted_without_retry_info_is_not_retried(serve: Serve) -> N
     with Conduit.connect(_tags_server(serve, tags), tls=False) as conduit, pytest.raises(ResourceExhausted):
         conduit.tags.list()
     assert tags.calls == 1
-
-
-def test_a_rate_limited_write_is_not_retried_and_says_when_to_come_back(serve: Serve) -> None:
-    articles = FakeArticles(create_failures=[Failure(S.RESOURCE_EXHAUSTED, "too many writes",
-                                                     (error_info("RATE_LIMITED"), retry_info(0.1)))])
-    with Conduit.connect(_articles_server(serve, articles), tls=False) as conduit, \
-            pytest.raises(RateLimited) as raised:
-        conduit.articles.create(title="Hello", description="d", body="b")
-    assert raised.value.retry_after == pytest.approx(0.1)
-    assert articles.create_calls == 1
 
 
 def test_other_errors_are_not_retried(serve: Serve) -> None:
@@ -133,9 +106,10 @@ def test_retries_stop_before_the_deadline(serve: Serve) -> None:
     policy = RetryPolicy(max_attempts=100, initial_backoff=0.1, max_backoff=0.1, jitter=0)
     with Conduit.connect(_tags_server(serve, tags), tls=False, retry=policy) as conduit:
         started = time.monotonic()
-        with pytest.raises(Unavailable):
-            conduit.tags.list(timeout=0.55)
+        with pytest.raises(Unavailable) as raised:
+            conduit.with_options(deadline=0.55).tags.list()
         assert time.monotonic() - started < 0.7
+    assert "would pass the operation budget" in " ".join(raised.value.__notes__)
     assert 3 <= tags.calls <= 6
 
 
@@ -143,9 +117,10 @@ def test_a_per_call_timeout_is_the_deadline_the_server_sees(serve: Serve) -> Non
     tags = ScriptedTags(delay=1.0)
     with Conduit.connect(_tags_server(serve, tags), tls=False) as conduit:
         started = time.monotonic()
-        with pytest.raises(DeadlineExceeded):
-            conduit.tags.list(timeout=0.2)
+        with pytest.raises(DeadlineExceeded) as raised:
+            conduit.with_options(retries=0).tags.list(timeout=0.2)
         assert time.monotonic() - started < 0.8
+    assert (raised.value.budget, raised.value.limit, raised.value.attempts) == ("attempt", 0.2, 1)
     remaining = tags.deadlines[0]
     assert remaining is not None
     assert remaining <= 0.21  # the wire rounds grpc-timeout up a little
@@ -166,8 +141,23 @@ def test_every_call_carries_the_clients_default_deadline(serve: Serve) -> None:
 async def test_the_async_client_applies_the_deadline(serve: Serve) -> None:
     tags = ScriptedTags(delay=1.0)
     async with await AsyncConduit.connect(_tags_server(serve, tags), tls=False, timeout=0.2) as conduit:
-        with pytest.raises(DeadlineExceeded):
-            await conduit.tags.list()
+        with pytest.raises(DeadlineExceeded) as raised:
+            await conduit.with_options(retries=0).tags.list()
+    assert raised.value.budget == "attempt"
+
+
+def test_a_read_whose_attempts_time_out_retries_until_the_operation_budget_is_spent(serve: Serve) -> None:
+    tags = ScriptedTags(delay=5.0)
+    with Conduit.connect(_tags_server(serve, tags), tls=False, retry=FAST) as conduit, \
+            pytest.raises(DeadlineExceeded) as raised:
+        conduit.with_options(timeout=0.2, deadline=0.7).tags.list()
+    error = raised.value
+    assert error.budget == "operation"
+    assert error.limit == 0.7
+    assert error.spent is not None
+    assert error.spent >= 0.7
+    assert error.attempts >= 3
+    assert "operation budget of 0.7s ran out in ListTags" in str(error)
 
 
 def test_backoff_grows_exponentially_up_to_the_cap_with_bounded_jitter() -> None:

@@ -21,6 +21,8 @@ from conduit_server.runtime import auth
 from conduit_server.runtime.errors import PermissionDenied
 
 SERVICE = realtime_pb2.DESCRIPTOR.services_by_name["RealtimeService"]
+#: Initial metadata of every watch: the heartbeat interval, by which clients detect a silent stream.
+HEARTBEAT_INTERVAL_KEY = "conduit-heartbeat-interval-ms"
 
 
 def _viewer() -> int | None:
@@ -36,11 +38,14 @@ class RealtimeApi:
 
     def __init__(self, streams: Streams) -> None:
         self._streams = streams
+        self._announce = ((HEARTBEAT_INTERVAL_KEY, str(round(streams.config.heartbeat_seconds * 1000))),)
 
     async def WatchFeed(self, request: realtime_pb2.WatchFeedRequest, context: Any) -> AsyncIterator[bytes]:
         user_id = _viewer()
         if user_id is None:  # the contract lets service accounts in; a feed needs a user, as in ListFeed
             raise PermissionDenied("only users may have a feed", reason="USER_ONLY")
+
+        await context.send_initial_metadata(self._announce)
 
         def feed(followees: Any) -> FeedSelector:
             return FeedSelector(followees)
@@ -51,6 +56,8 @@ class RealtimeApi:
 
     async def WatchArticle(self, request: realtime_pb2.WatchArticleRequest,
                            context: Any) -> AsyncIterator[bytes]:
+        await context.send_initial_metadata(self._announce)
+
         def article(followees: Any) -> ArticleSelector:
             return ArticleSelector(request.slug, followees)
 
@@ -60,6 +67,8 @@ class RealtimeApi:
 
     async def WatchArticles(self, request: realtime_pb2.WatchArticlesRequest,
                             context: Any) -> AsyncIterator[bytes]:
+        await context.send_initial_metadata(self._announce)
+
         def articles(followees: Any) -> ArticlesSelector:
             return ArticlesSelector(request.tag, request.author, followees)
 

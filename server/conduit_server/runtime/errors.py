@@ -189,8 +189,19 @@ class StatusPayload:
 _CODE_NUMBERS = {c: c.value[0] for c in grpc.StatusCode}
 
 
+class Replayed(ConduitError):
+    """A status sent once before, sent again exactly (an idempotency-key repeat: runtime.idempotency)."""
+
+    def __init__(self, payload: StatusPayload) -> None:
+        super().__init__(payload.message)
+        self.code = payload.code
+        self.payload = payload
+
+
 def to_status(error: ConduitError) -> StatusPayload:
     """The one mapping from a domain error to what goes on the wire."""
+    if isinstance(error, Replayed):
+        return error.payload
     status = status_pb2.Status(code=_CODE_NUMBERS[error.code], message=error.message,
                                details=error.details())
     body = json.dumps({"errors": error.body_errors()}, separators=(",", ":"), ensure_ascii=True)
@@ -211,6 +222,7 @@ def internal_status() -> StatusPayload:
 __all__ = [
     "ERROR_BODY_KEY", "ERROR_DOMAIN", "OAUTH_ERROR_DOMAIN", "OAUTH_ERROR_KEY", "AlreadyExists",
     "ConduitError", "FailedPrecondition", "FieldViolation", "InvalidArgument", "NotFound", "OAuthError",
-    "OAuthErrorCode", "OutOfRange", "PermissionDenied", "RateLimited", "ResourceExhausted", "StatusPayload",
+    "OAuthErrorCode", "OutOfRange", "PermissionDenied", "RateLimited", "Replayed", "ResourceExhausted",
+    "StatusPayload",
     "Unauthenticated", "Unavailable", "internal_status", "to_status",
 ]

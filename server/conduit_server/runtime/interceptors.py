@@ -33,6 +33,7 @@ from conduit_server.runtime.errors import (
     internal_status,
     to_status,
 )
+from conduit_server.runtime.idempotency import IdempotencyGuard
 from conduit_server.runtime.logs import request_id_var, trace_id_var
 from conduit_server.runtime.text import INVALID_CHARACTER, Undecodable, unstorable_fields
 from conduit_server.runtime.tokens import AccessTokenVerifier, parse_authorization_header
@@ -325,8 +326,30 @@ class ValidationStage(_Stage):
         return call
 
 
+class IdempotencyStage(_Stage):
+    """Keyed non-idempotent unary calls run once per key (runtime.idempotency); innermost, so that
+    the caller is known and invalid requests never claim a key."""
+
+    def __init__(self, guard: IdempotencyGuard) -> None:
+        self.guard = guard
+
+    def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        if method not in self.guard.methods:
+            return behavior
+
+        async def call(request: Any, context: Context) -> Any:
+            return await self.guard.run(method, request, context, behavior)
+        return call
+
+    def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
+        return behavior
+
+
 def chain(rules: Mapping[str, auth.MethodRule], verifier: AccessTokenVerifier | None,
-          internal_token: str) -> list[StageInterceptor]:
+          internal_token: str, idempotency: IdempotencyGuard | None = None) -> list[StageInterceptor]:
     """The interceptors of every service, outermost first."""
-    return [StageInterceptor(stage) for stage in (
-        LoggingStage(), ErrorStage(), AuthStage(rules, verifier, internal_token), ValidationStage())]
+    stages: list[_Stage] = [LoggingStage(), ErrorStage(), AuthStage(rules, verifier, internal_token),
+                            ValidationStage()]
+    if idempotency is not None:
+        stages.append(IdempotencyStage(idempotency))
+    return [StageInterceptor(stage) for stage in stages]

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from conduit_server.runtime import auth, interceptors
+from conduit_server.runtime.idempotency import IdempotencyGuard, IdempotencyStore, keyed_methods
 from conduit_server.runtime.tokens import AccessTokenVerifier
 
 log = logging.getLogger("conduit.server")
@@ -60,7 +61,8 @@ class GrpcServer:
 
     def __init__(self, app: ServiceApp, *, host: str, port: int, verifier: AccessTokenVerifier | None,
                  internal_token: str, grace_seconds: float = 10.0, drain_seconds: float = 0.0,
-                 observers: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:  # type: ignore[type-arg]
+                 observers: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+                 idempotency: IdempotencyStore | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port
@@ -69,10 +71,13 @@ class GrpcServer:
         bindings = app.bindings()
         # Raises MissingAuthRule before anything listens: fail closed.
         rules = auth.rules_for(b.descriptor for b in bindings)
+        guard = (IdempotencyGuard(idempotency, keyed_methods([b.descriptor for b in bindings]))
+                 if idempotency is not None else None)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         # `observers` (tracing, metrics) go first: they must see every call and its final code.
         self.server = grpc.aio.server(
-            interceptors=[*observers, *interceptors.chain(rules, verifier, internal_token)], options=SERVER_OPTIONS)
+            interceptors=[*observers, *interceptors.chain(rules, verifier, internal_token, guard)],
+            options=SERVER_OPTIONS)
         for binding in bindings:
             binding.register(binding.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     restart_max_delay_seconds: float = Field(default=30.0, ge=0)
     restart_quick_exit_seconds: float = Field(default=10.0, ge=0)
     restart_crash_loop_exits: int = Field(default=5, ge=1)
+    # How long the first result of a call with an `idempotency-key` is kept and returned for its
+    # repeats, and how long a running first attempt holds its key (docs/decisions/0034).
+    idempotency_window_seconds: float = Field(default=86_400.0, gt=0)
+    idempotency_pending_seconds: float = Field(default=60.0, gt=0)
     # Default deadline for calls between services when the caller sent none.
     internal_call_timeout_seconds: float = Field(default=5.0, gt=0)
     # JSON logs on stderr, from this level up.

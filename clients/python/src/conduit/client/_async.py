@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -17,8 +17,10 @@ import grpc.aio
 from google.protobuf import timestamp_pb2
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
+from conduit.client import _telemetry
 from conduit.client._async_resources import (
+    AsyncAdmin,
     AsyncArticles,
     AsyncAuth,
     AsyncComments,
@@ -27,14 +29,26 @@ from conduit.client._async_resources import (
     AsyncTags,
     AsyncUsers,
 )
-from conduit.client._auth import AsyncSessionAuth, AsyncStaticToken, AsyncTokenSource, Credentials
+from conduit.client._auth import (
+    AsyncCallableToken,
+    AsyncSessionAuth,
+    AsyncStaticToken,
+    AsyncTokenSource,
+    Credentials,
+)
 from conduit.client._channel import ChannelOptions, async_channel
+from conduit.client._configure import Configurable
+from conduit.client._methods import Method
+from conduit.client._policy import DEFAULT_TIMEOUT, MethodTable
 from conduit.client._retry import RetryPolicy
-from conduit.client._sync import DEFAULT_TIMEOUT, Clock
+from conduit.client._sync import Clock
 from conduit.client._transport import AsyncTransport
 
+#: A function (or coroutine function) that returns the access token to send, asked before every call.
+TokenProvider = Callable[[], str | Awaitable[str | None] | None]
 
-class AsyncConduit:
+
+class AsyncConduit(Configurable):
     """An `asyncio` Conduit client: `await AsyncConduit.connect(...)`, then `async with` it.
 
     ```python
@@ -51,6 +65,8 @@ class AsyncConduit:
     tags: AsyncTags
     search: AsyncSearch
     auth: AsyncAuth
+    admin: AsyncAdmin
+    _transport: AsyncTransport
 
     def __init__(self, transport: AsyncTransport, *, owns_channel: bool,
                  session: AsyncSessionAuth | None = None) -> None:
@@ -65,21 +81,27 @@ class AsyncConduit:
         self.tags = AsyncTags(transport)
         self.search = AsyncSearch(transport)
         self.auth = AsyncAuth(transport)
+        self.admin = AsyncAdmin(transport)
 
     @classmethod
     async def connect(cls, target: str, *, tls: bool = True, ca_file: str | os.PathLike[str] | None = None,
                       token: str | None = None, credentials: Credentials | None = None,
+                      token_provider: TokenProvider | None = None,
                       timeout: float = DEFAULT_TIMEOUT, interceptors: Sequence[Any] = (),
                       retry: RetryPolicy | None = None, options: ChannelOptions = (),
+                      methods: MethodTable | None = None,
+                      client_cert_file: str | os.PathLike[str] | None = None,
+                      client_key_file: str | os.PathLike[str] | None = None,
                       clock: Clock = time.time) -> Self:
         """Open a channel to `target` (`host:port`); the arguments are those of `Conduit.connect`.
 
         `interceptors` are `grpc.aio` client interceptors.
         """
-        channel = async_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors)
+        channel = async_channel(target, tls=tls, ca_file=ca_file, options=options, interceptors=interceptors,
+                          client_cert_file=client_cert_file, client_key_file=client_key_file)
         try:
             client = cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                               owns_channel=True, clock=clock)
+                               owns_channel=True, clock=clock, methods=methods, token_provider=token_provider)
             if client._session is not None:
                 await client._session.token()
         except BaseException:
@@ -90,19 +112,24 @@ class AsyncConduit:
     @classmethod
     def from_channel(cls, channel: grpc.aio.Channel, *, token: str | None = None,
                      credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     retry: RetryPolicy | None = None, clock: Clock = time.time) -> Self:
+                     retry: RetryPolicy | None = None, clock: Clock = time.time,
+                     methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
         """A client over a `grpc.aio` channel you made; `close()` leaves it open.
 
         Credentials sign in at the first call.
         """
         return cls._make(channel, token=token, credentials=credentials, timeout=timeout, retry=retry,
-                         owns_channel=False, clock=clock)
+                         owns_channel=False, clock=clock, methods=methods, token_provider=token_provider)
 
     @classmethod
     def _make(cls, channel: grpc.aio.Channel, *, token: str | None, credentials: Credentials | None,
-              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock) -> Self:
-        base = AsyncTransport(channel, timeout=timeout, retry=retry or RetryPolicy())
-        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock)
+              timeout: float, retry: RetryPolicy | None, owns_channel: bool, clock: Clock,
+              methods: MethodTable | None = None, token_provider: TokenProvider | None = None) -> Self:
+        _telemetry.configure_logging()
+        table = methods if methods is not None else MethodTable.from_contract(timeout=timeout, retry=retry)
+        base = AsyncTransport(channel, table=table)
+        auth, session = _auth_for(base, token=token, credentials=credentials, clock=clock,
+                                  token_provider=token_provider)
         return cls(base.with_auth(auth), owns_channel=owns_channel, session=session)
 
     async def with_auth(self, *, token: str | None = None,
@@ -121,6 +148,9 @@ class AsyncConduit:
     async def ping(self, *, timeout: float | None = None) -> timestamp_pb2.Timestamp:
         """The cheapest call through the whole path; returns the server's clock."""
         return (await self._transport.unary(m.PING, a.PingRequest(), timeout=timeout)).server_time
+
+    def _with_transport(self, transport: AsyncTransport) -> Self:
+        return type(self)(transport, owns_channel=False, session=self._session)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -150,12 +180,14 @@ class AsyncConduit:
 
 
 def _auth_for(transport: AsyncTransport, *, token: str | None,
-              credentials: Credentials | None, clock: Clock = time.time
-              ) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
-    if token is not None and credentials is not None:
-        raise ValueError("pass token or credentials, not both")
+              credentials: Credentials | None, clock: Clock = time.time,
+              token_provider: TokenProvider | None = None) -> tuple[AsyncTokenSource | None, AsyncSessionAuth | None]:
+    if sum(x is not None for x in (token, credentials, token_provider)) > 1:
+        raise ValueError("pass one of token, credentials and token_provider")
+    if token_provider is not None:
+        return AsyncCallableToken(token_provider), None
     if credentials is not None:
-        async def call(method: m.Method[Any, Any], request: Any) -> Any:
+        async def call(method: Method[Any, Any], request: Any) -> Any:
             return await transport.unary(method, request, authenticate=False)
 
         session = AsyncSessionAuth(credentials, call, clock=clock)

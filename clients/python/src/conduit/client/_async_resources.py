@@ -14,13 +14,14 @@ from typing import Any
 import grpc.aio
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client import _requests as build
 from conduit.client._errors import from_rpc_error
 from conduit.client._pagers import AsyncPager, check_page
 from conduit.client._resources import DEFAULT_PAGE_SIZE
+from conduit.client._retry import Budget
 from conduit.client._transport import AsyncTransport
-from conduit.client._watch import MAX_RECONNECTS, AsyncWatch
+from conduit.client._watch import MAX_RECONNECTS, AsyncWatch, ReconnectHook, watch_options
 from conduit.realtime.v1 import realtime_pb2 as r
 from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
@@ -96,24 +97,24 @@ class AsyncArticles:
         """
         check_page(page_size, offset)
 
-        async def fetch(at: int, limit: int) -> a.ListArticlesResponse:
+        async def fetch(at: int, limit: int, budget: Budget) -> a.ListArticlesResponse:
             request = build.list_articles(tag=tag, author=author, favorited=favorited, limit=limit, offset=at)
-            return await self._t.unary(m.LIST_ARTICLES, request, timeout=timeout)
+            return await self._t.unary(m.LIST_ARTICLES, request, timeout=timeout, budget=budget)
 
         return AsyncPager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                          page_size=page_size, offset=offset)
+                          page_size=page_size, offset=offset, budget=self._t.budget)
 
     def feed(self, *, page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
              timeout: float | None = None) -> AsyncPager[a.ListFeedArticlesResponse, a.ArticleSummary]:
         """Lists articles by the authors the caller follows, newest first (a pager)."""
         check_page(page_size, offset)
 
-        async def fetch(at: int, limit: int) -> a.ListFeedArticlesResponse:
+        async def fetch(at: int, limit: int, budget: Budget) -> a.ListFeedArticlesResponse:
             request = a.ListFeedArticlesRequest(limit=limit, offset=at)
-            return await self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout)
+            return await self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout, budget=budget)
 
         return AsyncPager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                          page_size=page_size, offset=offset)
+                          page_size=page_size, offset=offset, budget=self._t.budget)
 
     async def get(self, slug: str, *, timeout: float | None = None) -> a.Article:
         """Returns one article by slug."""
@@ -155,41 +156,44 @@ class AsyncArticles:
         return await self._t.client_stream(m.IMPORT_ARTICLES, _import_requests(articles), timeout=timeout)
 
     def watch(self, slug: str, *, resume_token: str | None = None, include_heartbeats: bool = False,
-              max_reconnects: int = MAX_RECONNECTS) -> AsyncWatch:
+              max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> AsyncWatch:
         """One article's edits, deletion, comments and favorite count, as they happen.
 
         Starts with new events, or after `resume_token`. Reconnects by itself;
         raises `StreamExpired` when the token is too old. Close it to stop.
         """
-        async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticleResponse]:
+        async def open_stream(token: str, budget: Budget) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticleResponse]:
             request = build.watch_article(slug, resume_token=token)
-            return await self._t.server_stream(m.WATCH_ARTICLE, request)
+            return await self._t.server_stream(m.WATCH_ARTICLE, request, budget=budget)
 
-        return AsyncWatch(open_stream, resume_token=resume_token,
-                          include_heartbeats=include_heartbeats, policy=self._t.retry,
-                          max_reconnects=max_reconnects)
+        return AsyncWatch(open_stream, **watch_options(self._t, m.WATCH_ARTICLE, resume_token=resume_token,
+            include_heartbeats=include_heartbeats, max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap,
+            on_reconnect=on_reconnect))
 
     def watch_all(self, *, tag: str | None = None, author: str | None = None, resume_token: str | None = None,
                   include_heartbeats: bool = False,
-                  max_reconnects: int = MAX_RECONNECTS) -> AsyncWatch:
+                  max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> AsyncWatch:
         """The public stream of new articles, optionally filtered by tag or author."""
-        async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticlesResponse]:
+        async def open_stream(token: str, budget: Budget) -> grpc.aio.UnaryStreamCall[Any, r.WatchArticlesResponse]:
             request = build.watch_articles(tag=tag, author=author, resume_token=token)
-            return await self._t.server_stream(m.WATCH_ARTICLES, request)
+            return await self._t.server_stream(m.WATCH_ARTICLES, request, budget=budget)
 
-        return AsyncWatch(open_stream, resume_token=resume_token,
-                          include_heartbeats=include_heartbeats, policy=self._t.retry,
-                          max_reconnects=max_reconnects)
+        return AsyncWatch(open_stream, **watch_options(self._t, m.WATCH_ARTICLES, resume_token=resume_token,
+            include_heartbeats=include_heartbeats, max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap,
+            on_reconnect=on_reconnect))
 
     def watch_feed(self, *, resume_token: str | None = None, include_heartbeats: bool = False,
-                   max_reconnects: int = MAX_RECONNECTS) -> AsyncWatch:
+                   max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> AsyncWatch:
         """New articles by the authors the caller follows (needs a signed-in client)."""
-        async def open_stream(token: str) -> grpc.aio.UnaryStreamCall[Any, r.WatchFeedResponse]:
-            return await self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token))
+        async def open_stream(token: str, budget: Budget) -> grpc.aio.UnaryStreamCall[Any, r.WatchFeedResponse]:
+            return await self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token), budget=budget)
 
-        return AsyncWatch(open_stream, resume_token=resume_token,
-                          include_heartbeats=include_heartbeats, policy=self._t.retry,
-                          max_reconnects=max_reconnects)
+        return AsyncWatch(open_stream, **watch_options(self._t, m.WATCH_FEED, resume_token=resume_token,
+            include_heartbeats=include_heartbeats, max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap,
+            on_reconnect=on_reconnect))
 
 
 def _import_requests(articles: Iterable[a.RawArticle] | AsyncIterable[a.RawArticle],
@@ -257,12 +261,12 @@ class AsyncSearch:
         """
         check_page(page_size, offset)
 
-        async def fetch(at: int, limit: int) -> s.SearchArticlesResponse:
+        async def fetch(at: int, limit: int, budget: Budget) -> s.SearchArticlesResponse:
             request = build.search_articles(query, tag=tag, author=author, limit=limit, offset=at)
-            return await self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout)
+            return await self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout, budget=budget)
 
         return AsyncPager(fetch, lambda page: page.hits, lambda page: page.hits_count,
-                          page_size=page_size, offset=offset)
+                          page_size=page_size, offset=offset, budget=self._t.budget)
 
     async def reindex(self, progress: Callable[[s.WatchReindexArticlesResponse], None] | None = None) -> int:
         """Rebuilds the index (admins only), calling `progress` with each update; returns how many
@@ -277,6 +281,12 @@ class AsyncSearch:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         return last.indexed_count
+
+    async def reindex_articles(self, *, timeout: float | None = None) -> int:
+        """Rebuilds the index in one call (admins only; 120 s default deadline from the contract);
+        returns how many articles the new index holds. A retry after a lost answer reuses the
+        idempotency key, so it never starts a second rebuild."""
+        return (await self._t.unary(m.REINDEX_ARTICLES, s.ReindexArticlesRequest(), timeout=timeout)).indexed_count
 
     async def status(self, *, timeout: float | None = None) -> s.GetIndexStatusResponse:
         """The index's size, backend and indexing lag (admins only)."""
@@ -321,3 +331,41 @@ class AsyncAuth:
     async def jwks(self, *, timeout: float | None = None) -> list[u.Jwk]:
         """The public keys that verify access tokens (a JSON Web Key Set)."""
         return list((await self._t.unary(m.GET_JWKS, u.GetJwksRequest(), timeout=timeout)).keys)
+
+
+class AsyncAdmin:
+    """Roles and service accounts (`AdminService`, admins only); lists return everything in one call."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def roles(self, username: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """The roles of a user (`user` is implicit and always listed)."""
+        return list((await self._t.unary(m.LIST_USER_ROLES, u.ListUserRolesRequest(username=username),
+                                         timeout=timeout)).roles)
+
+    async def grant_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Grants `role` (`moderator`, `admin`); effective from the user's next token. Returns the roles."""
+        request = u.GrantRoleRequest(username=username, role=role)
+        return list((await self._t.unary(m.GRANT_ROLE, request, timeout=timeout)).roles)
+
+    async def revoke_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Revokes `role`; the last admin cannot lose `admin` (`LastAdminError`). Returns the roles."""
+        request = u.RevokeRoleRequest(username=username, role=role)
+        return list((await self._t.unary(m.REVOKE_ROLE, request, timeout=timeout)).roles)
+
+    async def create_service_account(self, name: str, scopes: Sequence[str], *,
+                               timeout: float | None = None) -> u.CreateServiceAccountResponse:
+        """Creates a service account; `client_secret` of the answer is shown this once."""
+        request = u.CreateServiceAccountRequest(name=name, scopes=list(scopes))
+        return await self._t.unary(m.CREATE_SERVICE_ACCOUNT, request, timeout=timeout)
+
+    async def service_accounts(self, *, timeout: float | None = None) -> builtins.list[u.ServiceAccount]:
+        """Every service account (never their secrets)."""
+        return list((await self._t.unary(m.LIST_SERVICE_ACCOUNTS, u.ListServiceAccountsRequest(),
+                                  timeout=timeout)).service_accounts)
+
+    async def revoke_service_account(self, client_id: str, *, timeout: float | None = None) -> None:
+        """Revokes a service account: its secret stops working at once."""
+        request = u.RevokeServiceAccountRequest(client_id=client_id)
+        await self._t.unary(m.REVOKE_SERVICE_ACCOUNT, request, timeout=timeout)

@@ -13,6 +13,8 @@ the token endpoint again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import logging
 import math
 import threading
@@ -23,8 +25,9 @@ from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client._errors import DeadlineExceeded, Unavailable
+from conduit.client._methods import Method
 from conduit.client._requests import oauth_token
 from conduit.users.v1 import users_pb2
 
@@ -84,7 +87,7 @@ class _Token:
 
 
 def _renewal(credentials: Credentials, current: _Token | None,
-             now: float) -> tuple[m.Method[Any, Any], Message]:
+             now: float) -> tuple[Method[Any, Any], Message]:
     """Which call gets the next token, with its request."""
     if isinstance(credentials, ClientCredentials):
         return m.CREATE_OAUTH_TOKEN, oauth_token(client_id=credentials.client_id,
@@ -146,8 +149,36 @@ class AsyncStaticToken:
         return self.value
 
 
-SyncCall = Callable[[m.Method[Any, Any], Message], Message]
-AsyncCall = Callable[[m.Method[Any, Any], Message], Awaitable[Message]]
+class CallableToken:
+    """A token from your own function, asked before every call and again after UNAUTHENTICATED
+    (cache inside it as you see fit)."""
+
+    def __init__(self, provider: Callable[[], str | None]) -> None:
+        self._provider = provider
+
+    def token(self) -> str | None:
+        return self._provider()
+
+    def invalidate(self) -> None:
+        """Nothing cached here: the next call asks the provider again."""
+
+
+class AsyncCallableToken:
+    """An async client's token from your function (sync or async), asked before every call."""
+
+    def __init__(self, provider: Callable[[], str | Awaitable[str | None] | None]) -> None:
+        self._provider = provider
+
+    async def token(self) -> str | None:
+        value = self._provider()
+        return await value if inspect.isawaitable(value) else value
+
+    def invalidate(self) -> None:
+        """Nothing cached here: the next call asks the provider again."""
+
+
+SyncCall = Callable[[Method[Any, Any], Message], Message]
+AsyncCall = Callable[[Method[Any, Any], Message], Awaitable[Message]]
 
 
 class SessionAuth:
@@ -180,6 +211,12 @@ class SessionAuth:
                     return current.access_token
                 raise
             return self._token.access_token
+
+    def invalidate(self) -> None:
+        """The server refused the current token: the next call renews it first (refresh, or sign in)."""
+        current = self._token
+        if current is not None:
+            self._token = dataclasses.replace(current, expires_at=0.0)
 
     def sign_out(self) -> None:
         """Revoke the session's refresh token (password credentials) and forget the token."""
@@ -219,6 +256,12 @@ class AsyncSessionAuth:
                     return current.access_token
                 raise
             return self._token.access_token
+
+    def invalidate(self) -> None:
+        """The server refused the current token: the next call renews it first (refresh, or sign in)."""
+        current = self._token
+        if current is not None:
+            self._token = dataclasses.replace(current, expires_at=0.0)
 
     async def sign_out(self) -> None:
         """Revoke the session's refresh token (password credentials) and forget the token."""

@@ -50,6 +50,10 @@ class ConduitError(Exception):
 
     #: The status code this class stands for; instances carry the actual code.
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    #: Set on the classes of contract reasons (`conduit.options.v1.ErrorReason`).
+    reason_name: ClassVar[str | None] = None
+    #: True when the contract marks the reason `do_not_retry`: the SDK never retries it.
+    do_not_retry: ClassVar[bool] = False
 
     def __init__(self, message: str = "", *, code: grpc.StatusCode | None = None,
                  details: Sequence[Message] = (), trailing_metadata: Metadata = ()) -> None:
@@ -63,6 +67,8 @@ class ConduitError(Exception):
         self.domain: str | None = info.domain if info is not None else None
         self.metadata: dict[str, str] = dict(info.metadata) if info is not None else {}
         self.retry_after: float | None = _retry_after(self.details, self.trailing_metadata)
+        #: Attempts the SDK made before giving up with this error.
+        self.attempts = 1
 
     def detail(self, kind: type[_D]) -> _D | None:
         """The first detail of type `kind` (e.g. `error_details_pb2.ErrorInfo`), or None."""
@@ -174,16 +180,91 @@ class Unavailable(ConduitError):
 
 
 class DeadlineExceeded(ConduitError):
-    """The call's deadline passed before an answer (DEADLINE_EXCEEDED)."""
+    """A deadline passed before an answer (DEADLINE_EXCEEDED).
+
+    `budget` says which: `"attempt"` (one attempt's timeout, after which no
+    retry was allowed), `"operation"` (the budget of the whole operation:
+    retries, pages, reconnects) or None (the server's own deadline). `spent`
+    and `limit` are seconds; `attempts` counts the attempts made.
+    """
 
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
+    def __init__(self, message: str = "", *, code: grpc.StatusCode | None = None,
+                 details: Sequence[Message] = (), trailing_metadata: Metadata = (),
+                 budget: str | None = None, spent: float | None = None, limit: float | None = None,
+                 attempts: int = 1) -> None:
+        super().__init__(message, code=code, details=details, trailing_metadata=trailing_metadata)
+        self.budget = budget
+        self.spent = spent
+        self.limit = limit
+        self.attempts = attempts
+
+
+class Cancelled(ConduitError):
+    """The call was cancelled, usually by the caller (CANCELLED)."""
+
+    grpc_code = grpc.StatusCode.CANCELLED
+
+
+class Unknown(ConduitError):
+    """An error without a known status (UNKNOWN)."""
+
+    grpc_code = grpc.StatusCode.UNKNOWN
+
+
+class Aborted(ConduitError):
+    """A concurrency conflict, e.g. the same idempotency key still running (ABORTED)."""
+
+    grpc_code = grpc.StatusCode.ABORTED
+
+
+class Unimplemented(ConduitError):
+    """The server does not implement the method (UNIMPLEMENTED)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(ConduitError):
+    """A server fault (INTERNAL)."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
+class DataLoss(ConduitError):
+    """Unrecoverable data loss (DATA_LOSS)."""
+
+    grpc_code = grpc.StatusCode.DATA_LOSS
+
 
 _CLASSES: Mapping[grpc.StatusCode, type[ConduitError]] = {
-    cls.grpc_code: cls for cls in (InvalidArgument, AlreadyExists, NotFound, PermissionDenied,
-                                   Unauthenticated, FailedPrecondition, OutOfRange, ResourceExhausted,
-                                   Unavailable, DeadlineExceeded)
+    cls.grpc_code: cls for cls in (Cancelled, Unknown, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
+                                   PermissionDenied, ResourceExhausted, FailedPrecondition, Aborted,
+                                   OutOfRange, Unimplemented, Internal, Unavailable, DataLoss,
+                                   Unauthenticated)
 }
+_COMBINED: dict[tuple[type[ConduitError], type[ConduitError]], type[ConduitError]] = {}
+
+
+def error_class(code: grpc.StatusCode, reason: str | None, domain: str | None) -> type[ConduitError]:
+    """The class of an error: its code's class, combined with its reason's class when the reason
+    is one of the contract's (`except NotFound` and `except ArticleNotFoundError` both catch it)."""
+    cls = _CLASSES.get(code, ConduitError)
+    if not reason or domain != ERROR_DOMAIN:
+        return cls
+    from conduit.client._contract import REASON_CLASSES  # generated; imports this module
+
+    reason_cls = REASON_CLASSES.get(reason)
+    if reason_cls is None or issubclass(cls, reason_cls):
+        return cls
+    combined = _COMBINED.get((reason_cls, cls))
+    if combined is None:
+        # Named after the code's class (what `repr` shows); `except` the reason's class to catch it.
+        combined = type(cls.__name__, (reason_cls, cls), {"__module__": cls.__module__,
+                                                          "__qualname__": f"{cls.__name__}[{reason}]",
+                                                          "__doc__": reason_cls.__doc__})
+        _COMBINED[(reason_cls, cls)] = combined
+    return combined
 _RATE_LIMITED_REASON = "RATE_LIMITED"
 
 
@@ -202,10 +283,20 @@ def from_rpc_error(error: grpc.RpcError) -> ConduitError:
     except AttributeError:
         code, message, trailing = grpc.StatusCode.UNKNOWN, str(error), ()
     details = _decode_details(trailing)
-    cls = _CLASSES.get(code, ConduitError)
-    if cls is ResourceExhausted and _is_rate_limit(details, trailing):
-        cls = RateLimited
+    info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
+    base = RateLimited if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _is_rate_limit(details, trailing) \
+        else None
+    cls = error_class(code, info.reason if info else None, info.domain if info else None)
+    if base is not None and not issubclass(cls, RateLimited):
+        cls = base if cls is ResourceExhausted else _with(cls, base)
     return cls(message, code=code, details=details, trailing_metadata=trailing)
+
+
+def _with(cls: type[ConduitError], base: type[ConduitError]) -> type[ConduitError]:
+    key = (cls, base)
+    if key not in _COMBINED:
+        _COMBINED[key] = type(base.__name__, (cls, base), {"__module__": base.__module__})
+    return _COMBINED[key]
 
 
 def _is_rate_limit(details: Sequence[Message], trailing: Metadata) -> bool:
@@ -253,7 +344,8 @@ def _retry_after(details: Sequence[Message], trailing: Metadata) -> float | None
 
 
 __all__ = [
-    "ERROR_DOMAIN", "AlreadyExists", "ConduitError", "DeadlineExceeded", "FailedPrecondition",
-    "FieldViolation", "InvalidArgument", "NotFound", "OutOfRange", "PermissionDenied", "RateLimited",
-    "ResourceExhausted", "StreamExpired", "Unauthenticated", "Unavailable", "from_rpc_error",
+    "ERROR_DOMAIN", "Aborted", "AlreadyExists", "Cancelled", "ConduitError", "DataLoss", "DeadlineExceeded",
+    "FailedPrecondition", "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
+    "PermissionDenied", "RateLimited", "ResourceExhausted", "StreamExpired", "Unauthenticated", "Unavailable",
+    "Unimplemented", "Unknown", "error_class", "from_rpc_error",
 ]

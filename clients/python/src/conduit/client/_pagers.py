@@ -6,12 +6,19 @@ does not end it (the services serve at most their maximum page, whatever was ask
 iteration starts again from the first page. Offsets are positions, so rows
 inserted or deleted while paging can shift items between pages (a duplicate
 or a miss at the boundary): re-list, or watch for changes, when that matters.
+
+Every iteration is one operation with one budget (`with_options(deadline=...)`
+on the client that made the pager): all pages, and their retries, spend it
+together, so a slow first page leaves less for the others and the page that
+finds it spent raises `DeadlineExceeded` with `budget == "operation"`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Generic, TypeVar
+
+from conduit.client._retry import Budget
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -51,16 +58,19 @@ class _Paging(Generic[P, T]):
 class Pager(_Paging[P, T]):
     """Iterate the items of a list call across pages; `pages()` yields the page responses."""
 
-    def __init__(self, fetch: Callable[[int, int], P], items: Callable[[P], Sequence[T]],
-                 total: Callable[[P], int], *, page_size: int, offset: int = 0) -> None:
+    def __init__(self, fetch: Callable[[int, int, Budget], P], items: Callable[[P], Sequence[T]],
+                 total: Callable[[P], int], *, page_size: int, offset: int = 0,
+                 budget: Callable[[], Budget] | None = None) -> None:
         super().__init__(items, total, page_size=page_size, offset=offset)
         self._fetch = fetch
+        self._budget = budget or (lambda: Budget(None))
 
     def pages(self) -> Iterator[P]:
         """Each page response (e.g. `ListArticlesResponse`), fetched when reached."""
         offset: int | None = self.offset
+        budget = self._budget()
         while offset is not None:
-            page = self._fetch(offset, self.page_size)
+            page = self._fetch(offset, self.page_size, budget)
             yield page
             offset = self._next_offset(page, offset)
 
@@ -72,16 +82,19 @@ class Pager(_Paging[P, T]):
 class AsyncPager(_Paging[P, T]):
     """`async for` over the items of a list call across pages; `pages()` yields the page responses."""
 
-    def __init__(self, fetch: Callable[[int, int], Awaitable[P]], items: Callable[[P], Sequence[T]],
-                 total: Callable[[P], int], *, page_size: int, offset: int = 0) -> None:
+    def __init__(self, fetch: Callable[[int, int, Budget], Awaitable[P]], items: Callable[[P], Sequence[T]],
+                 total: Callable[[P], int], *, page_size: int, offset: int = 0,
+                 budget: Callable[[], Budget] | None = None) -> None:
         super().__init__(items, total, page_size=page_size, offset=offset)
         self._fetch = fetch
+        self._budget = budget or (lambda: Budget(None))
 
     async def pages(self) -> AsyncIterator[P]:
         """Each page response (e.g. `ListArticlesResponse`), fetched when reached."""
         offset: int | None = self.offset
+        budget = self._budget()
         while offset is not None:
-            page = await self._fetch(offset, self.page_size)
+            page = await self._fetch(offset, self.page_size, budget)
             yield page
             offset = self._next_offset(page, offset)
 

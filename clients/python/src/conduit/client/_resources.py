@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 import grpc
 
 from conduit.articles.v1 import articles_pb2 as a
-from conduit.client import _methods as m
+from conduit.client import _contract as m
 from conduit.client import _requests as build
 from conduit.client._errors import from_rpc_error
 from conduit.client._pagers import Pager, check_page
+from conduit.client._retry import Budget
 from conduit.client._transport import Transport
-from conduit.client._watch import MAX_RECONNECTS, Watch
+from conduit.client._watch import MAX_RECONNECTS, ReconnectHook, Watch, watch_options
 from conduit.realtime.v1 import realtime_pb2 as r
 from conduit.search.v1 import search_pb2 as s
 from conduit.users.v1 import users_pb2 as u
@@ -96,24 +97,24 @@ class Articles:
         """
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> a.ListArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> a.ListArticlesResponse:
             request = build.list_articles(tag=tag, author=author, favorited=favorited, limit=limit, offset=at)
-            return self._t.unary(m.LIST_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.LIST_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def feed(self, *, page_size: int = DEFAULT_PAGE_SIZE, offset: int = 0,
              timeout: float | None = None) -> Pager[a.ListFeedArticlesResponse, a.ArticleSummary]:
         """Lists articles by the authors the caller follows, newest first (a pager)."""
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> a.ListFeedArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> a.ListFeedArticlesResponse:
             request = a.ListFeedArticlesRequest(limit=limit, offset=at)
-            return self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.LIST_FEED_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.articles, lambda page: page.articles_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def get(self, slug: str, *, timeout: float | None = None) -> a.Article:
         """Returns one article by slug."""
@@ -155,38 +156,44 @@ class Articles:
         return self._t.client_stream(m.IMPORT_ARTICLES, requests, timeout=timeout)
 
     def watch(self, slug: str, *, resume_token: str | None = None, include_heartbeats: bool = False,
-              max_reconnects: int = MAX_RECONNECTS) -> Watch:
+              max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """One article's edits, deletion, comments and favorite count, as they happen.
 
         Starts with new events, or after `resume_token`. Reconnects by itself;
         raises `StreamExpired` when the token is too old. Close it to stop.
         """
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticleResponse]:
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchArticleResponse]:
             request = build.watch_article(slug, resume_token=token)
-            return self._t.server_stream(m.WATCH_ARTICLE, request)
+            return self._t.server_stream(m.WATCH_ARTICLE, request, budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_ARTICLE, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
     def watch_all(self, *, tag: str | None = None, author: str | None = None, resume_token: str | None = None,
                   include_heartbeats: bool = False,
-                  max_reconnects: int = MAX_RECONNECTS) -> Watch:
+                  max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """The public stream of new articles, optionally filtered by tag or author."""
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchArticlesResponse]:
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchArticlesResponse]:
             request = build.watch_articles(tag=tag, author=author, resume_token=token)
-            return self._t.server_stream(m.WATCH_ARTICLES, request)
+            return self._t.server_stream(m.WATCH_ARTICLES, request, budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_ARTICLES, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
     def watch_feed(self, *, resume_token: str | None = None, include_heartbeats: bool = False,
-                   max_reconnects: int = MAX_RECONNECTS) -> Watch:
+                   max_reconnects: int = MAX_RECONNECTS, heartbeat_gap: float | None = None,
+              on_reconnect: ReconnectHook | None = None) -> Watch:
         """New articles by the authors the caller follows (needs a signed-in client)."""
-        def open_stream(token: str) -> grpc.CallIterator[r.WatchFeedResponse]:
-            return self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token))
+        def open_stream(token: str, budget: Budget) -> grpc.CallIterator[r.WatchFeedResponse]:
+            return self._t.server_stream(m.WATCH_FEED, build.watch_feed(resume_token=token), budget=budget)
 
-        return Watch(open_stream, resume_token=resume_token, include_heartbeats=include_heartbeats,
-                     policy=self._t.retry, max_reconnects=max_reconnects)
+        return Watch(open_stream, **watch_options(
+            self._t, m.WATCH_FEED, resume_token=resume_token, include_heartbeats=include_heartbeats,
+            max_reconnects=max_reconnects, heartbeat_gap=heartbeat_gap, on_reconnect=on_reconnect))
 
 
 class Comments:
@@ -241,12 +248,12 @@ class Search:
         """
         check_page(page_size, offset)
 
-        def fetch(at: int, limit: int) -> s.SearchArticlesResponse:
+        def fetch(at: int, limit: int, budget: Budget) -> s.SearchArticlesResponse:
             request = build.search_articles(query, tag=tag, author=author, limit=limit, offset=at)
-            return self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout)
+            return self._t.unary(m.SEARCH_ARTICLES, request, timeout=timeout, budget=budget)
 
         return Pager(fetch, lambda page: page.hits, lambda page: page.hits_count,
-                     page_size=page_size, offset=offset)
+                     page_size=page_size, offset=offset, budget=self._t.budget)
 
     def reindex(self, progress: Callable[[s.WatchReindexArticlesResponse], None] | None = None) -> int:
         """Rebuilds the index (admins only), calling `progress` with each update; returns how many
@@ -260,6 +267,12 @@ class Search:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         return last.indexed_count
+
+    def reindex_articles(self, *, timeout: float | None = None) -> int:
+        """Rebuilds the index in one call (admins only; 120 s default deadline from the contract);
+        returns how many articles the new index holds. A retry after a lost answer reuses the
+        idempotency key, so it never starts a second rebuild."""
+        return self._t.unary(m.REINDEX_ARTICLES, s.ReindexArticlesRequest(), timeout=timeout).indexed_count
 
     def status(self, *, timeout: float | None = None) -> s.GetIndexStatusResponse:
         """The index's size, backend and indexing lag (admins only)."""
@@ -303,3 +316,41 @@ class Auth:
     def jwks(self, *, timeout: float | None = None) -> list[u.Jwk]:
         """The public keys that verify access tokens (a JSON Web Key Set)."""
         return list(self._t.unary(m.GET_JWKS, u.GetJwksRequest(), timeout=timeout).keys)
+
+
+class Admin:
+    """Roles and service accounts (`AdminService`, admins only); lists return everything in one call."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def roles(self, username: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """The roles of a user (`user` is implicit and always listed)."""
+        return list(self._t.unary(m.LIST_USER_ROLES, u.ListUserRolesRequest(username=username),
+                                  timeout=timeout).roles)
+
+    def grant_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Grants `role` (`moderator`, `admin`); effective from the user's next token. Returns the roles."""
+        request = u.GrantRoleRequest(username=username, role=role)
+        return list(self._t.unary(m.GRANT_ROLE, request, timeout=timeout).roles)
+
+    def revoke_role(self, username: str, role: str, *, timeout: float | None = None) -> builtins.list[str]:
+        """Revokes `role`; the last admin cannot lose `admin` (`LastAdminError`). Returns the roles."""
+        request = u.RevokeRoleRequest(username=username, role=role)
+        return list(self._t.unary(m.REVOKE_ROLE, request, timeout=timeout).roles)
+
+    def create_service_account(self, name: str, scopes: Sequence[str], *,
+                               timeout: float | None = None) -> u.CreateServiceAccountResponse:
+        """Creates a service account; `client_secret` of the answer is shown this once."""
+        request = u.CreateServiceAccountRequest(name=name, scopes=list(scopes))
+        return self._t.unary(m.CREATE_SERVICE_ACCOUNT, request, timeout=timeout)
+
+    def service_accounts(self, *, timeout: float | None = None) -> builtins.list[u.ServiceAccount]:
+        """Every service account (never their secrets)."""
+        return list(self._t.unary(m.LIST_SERVICE_ACCOUNTS, u.ListServiceAccountsRequest(),
+                                  timeout=timeout).service_accounts)
+
+    def revoke_service_account(self, client_id: str, *, timeout: float | None = None) -> None:
+        """Revokes a service account: its secret stops working at once."""
+        request = u.RevokeServiceAccountRequest(client_id=client_id)
+        self._t.unary(m.REVOKE_SERVICE_ACCOUNT, request, timeout=timeout)

@@ -1,42 +1,50 @@
-"""Retries of idempotent calls: a small loop, bounded by attempts and by the call's deadline.
+"""The retry engine: one operation, its budget, its attempts and the decision after each failure.
 
-Written out rather than delegated to gRPC's service config so that the rules
-read in one place and tests can drive them: which errors retry
-(`retry_delay`), and the loop that applies them (sync and async twins).
+An *operation* is one logical call (a unary call with its retries, every page
+of a pager, every reconnect of a watch). It has one **budget** (`deadline`,
+seconds, set with `with_options(deadline=...)`) that all its attempts, waits
+and pages spend together; each **attempt** also has its own timeout (the
+method's default from the contract, or `timeout=`), cut to what the budget
+has left. A `DeadlineExceeded` says which of the two ran out (`.budget` is
+`"operation"` or `"attempt"`) and how much was spent.
+
+After a failed attempt (`Operation.failed`):
+- codes outside the method's generated `retry_codes` stop;
+- an `ErrorInfo` reason marked `do_not_retry` in the contract, or a
+  `QuotaFailure` detail, stops;
+- RESOURCE_EXHAUSTED retries only when the server said when (`RetryInfo`);
+- `RetryInfo.retry_delay` sets the wait (capped at `RetryPolicy.max_server_delay`),
+  else exponential backoff with jitter;
+- a wait that would not leave the budget time for another attempt stops.
 """
-
-# ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline of the call, not a local wait
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import grpc
+from google.rpc import error_details_pb2
 
-from conduit.client._errors import ConduitError, DeadlineExceeded, from_rpc_error
-
-T = TypeVar("T")
+from conduit.client._errors import ConduitError, DeadlineExceeded
 
 log = logging.getLogger("conduit.client")
+
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How idempotent calls are retried, and how watches back off between reconnects.
+    """How retried calls back off, and how watches back off between reconnects.
 
     The n-th retry waits `min(initial_backoff * multiplier**n, max_backoff)`
     seconds, less a random share of up to `jitter` of it (0.5: between half
     and all of it), so that clients do not retry in lockstep. A `RetryInfo`
-    from the server replaces the computed delay. Retries stop after
-    `max_attempts` attempts in all, or when the next wait would pass the
-    call's deadline. The defaults ride out a service restart of several
-    seconds within the default 10 s deadline.
+    from the server replaces the computed delay, capped at `max_server_delay`.
+    Retries stop after `max_attempts` attempts in all.
     """
 
     max_attempts: int = 10
@@ -44,6 +52,7 @@ class RetryPolicy:
     max_backoff: float = 2.0
     multiplier: float = 2.0
     jitter: float = 0.5
+    max_server_delay: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -54,6 +63,8 @@ class RetryPolicy:
             raise ValueError("multiplier must be at least 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
+        if self.max_server_delay < 0:
+            raise ValueError("max_server_delay must not be negative")
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """The wait before retry number `retry` (0-based), jitter applied."""
@@ -67,73 +78,80 @@ _rng = random.Random()  # noqa: S311 - jitter needs no cryptographic randomness
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
+class Budget:
+    """The time an operation may spend in all (None: unbounded), started when made."""
+
+    def __init__(self, seconds: float | None, *, clock: Clock = time.monotonic) -> None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError("deadline must be positive")
+        self.seconds = seconds
+        self._clock = clock
+        self.started = clock()
+
+    def spent(self) -> float:
+        return self._clock() - self.started
+
+    def remaining(self) -> float | None:
+        return None if self.seconds is None else self.seconds - self.spent()
+
+    def attempt_timeout(self, per_attempt: float | None) -> tuple[float | None, str]:
+        """The timeout of the next attempt and which limit sets it (`attempt` or `operation`)."""
+        remaining = self.remaining()
+        if remaining is None or (per_attempt is not None and per_attempt <= remaining):
+            return per_attempt, "attempt"
+        return remaining, "operation"
+
+    def error(self, method: str, *, attempts: int, cause: ConduitError | None = None) -> DeadlineExceeded:
+        spent = self.spent()
+        error = DeadlineExceeded(
+            f"operation budget of {self.seconds:g}s ran out in {method} after {spent:.3f}s "
+            f"and {attempts} attempt(s)", budget="operation", spent=spent, limit=self.seconds,
+            attempts=attempts)
+        if cause is not None:
+            error.__cause__ = cause
+        return error
+
+
 def retry_delay(error: ConduitError, *, retry: int, policy: RetryPolicy, remaining: float | None,
+                retry_codes: frozenset[grpc.StatusCode] | None = None,
                 rng: random.Random | None = None) -> float | None:
-    """Seconds to wait before retrying an idempotent call after `error`, or None to give up.
+    """Seconds to wait before the next attempt after `error`, or None to stop. `retry` counts retries done."""
+    return decide(error, retry=retry, policy=policy, remaining=remaining, retry_codes=retry_codes, rng=rng)[0]
 
-    UNAVAILABLE retries with backoff; RESOURCE_EXHAUSTED only when the server
-    said when (RetryInfo): without it, it is usually a local limit such as
-    message size, which a retry cannot fix. `retry` counts retries done.
-    """
-    if retry + 1 >= policy.max_attempts:
-        return None
-    if error.retry_after is not None and error.code in (grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                                         grpc.StatusCode.UNAVAILABLE):
-        delay = error.retry_after
-    elif error.code == grpc.StatusCode.UNAVAILABLE:
-        delay = policy.backoff(retry, rng)
+
+_DEFAULT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+def decide(error: ConduitError, *, retry: int, policy: RetryPolicy, remaining: float | None,
+           retry_codes: frozenset[grpc.StatusCode] | None = None,
+           rng: random.Random | None = None) -> tuple[float | None, str]:
+    """(seconds to wait or None to stop, why), the one retry rule of the SDK."""
+    stop = _stop(error, retry=retry, policy=policy,
+                 retry_codes=_DEFAULT_CODES if retry_codes is None else retry_codes)
+    if stop is not None:
+        return None, stop
+    if error.retry_after is not None and error.code in _DEFAULT_CODES:
+        delay = min(error.retry_after, policy.max_server_delay)
+        why = f"{error.code.name}, server asked for {error.retry_after:g}s"
     else:
-        return None
+        delay = policy.backoff(retry, rng)
+        why = error.code.name + (f" [{error.reason}]" if error.reason else "")
     if remaining is not None and delay >= remaining:
-        return None
-    return delay
+        return None, f"a wait of {delay:.3f}s would pass the operation budget"
+    return delay, why
 
 
-def call_with_retry(attempt: Callable[[float], T], *, idempotent: bool, policy: RetryPolicy,
-                    timeout: float, method: str = "",
-                    clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `attempt(seconds_left)` until it succeeds or may not be retried; raise typed errors.
-
-    `timeout` bounds all attempts and waits together, as one deadline.
-    """
-    deadline = clock() + timeout
-    retry = 0
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise DeadlineExceeded(f"deadline of {timeout:g}s exceeded while retrying {method}")
-        try:
-            return attempt(remaining)
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
-            delay = (retry_delay(error, retry=retry, policy=policy, remaining=deadline - clock())
-                     if idempotent else None)
-            if delay is None:
-                raise error from exc
-        log.debug("retrying %s in %.3fs after %s", method, delay, error.code.name)
-        sleep(delay)
-        retry += 1
-
-
-async def acall_with_retry(attempt: Callable[[float], Awaitable[T]], *, idempotent: bool,
-                           policy: RetryPolicy, timeout: float, method: str = "",
-                           clock: Callable[[], float] = time.monotonic) -> T:
-    """The async twin of `call_with_retry`."""
-    deadline = clock() + timeout
-    retry = 0
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise DeadlineExceeded(f"deadline of {timeout:g}s exceeded while retrying {method}")
-        try:
-            return await attempt(remaining)
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
-            delay = (retry_delay(error, retry=retry, policy=policy, remaining=deadline - clock())
-                     if idempotent else None)
-            if delay is None:
-                raise error from exc
-        log.debug("retrying %s in %.3fs after %s", method, delay, error.code.name)
-        await asyncio.sleep(delay)
-        retry += 1
+def _stop(error: ConduitError, *, retry: int, policy: RetryPolicy,
+          retry_codes: frozenset[grpc.StatusCode]) -> str | None:
+    """Why `error` must not be retried, or None."""
+    if error.code not in retry_codes:
+        return f"{error.code.name} is not retried for this method"
+    if error.do_not_retry:
+        return f"reason {error.reason} says do not retry"
+    if error.detail(error_details_pb2.QuotaFailure) is not None:
+        return "a quota is exhausted (QuotaFailure)"
+    if retry + 1 >= policy.max_attempts:
+        return f"{policy.max_attempts} attempts made"
+    if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_after is None:
+        return "RESOURCE_EXHAUSTED without RetryInfo (a local limit)"
+    return None

@@ -28,7 +28,10 @@ if _version_not_supported:
 class RealtimeServiceStub:
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     def __init__(self, channel):
@@ -57,7 +60,10 @@ class RealtimeServiceStub:
 class RealtimeServiceServicer:
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     def WatchFeed(self, request, context):
@@ -110,7 +116,10 @@ def add_RealtimeServiceServicer_to_server(servicer, server):
 class RealtimeService:
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     @staticmethod

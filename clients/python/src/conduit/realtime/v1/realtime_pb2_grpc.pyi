@@ -31,7 +31,10 @@ GRPC_VERSION: str
 class RealtimeServiceStub:
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     @_typing.overload
@@ -49,7 +52,10 @@ class RealtimeServiceStub:
 class RealtimeServiceAsyncStub(RealtimeServiceStub):
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -63,7 +69,10 @@ class RealtimeServiceAsyncStub(RealtimeServiceStub):
 class RealtimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Server-streaming watches. Every event carries an id that is also a resume
     token: reconnecting with it continues with no gap and no duplicate. A token
-    older than the retained window ends the stream with OUT_OF_RANGE.
+    older than the retained window ends the stream with OUT_OF_RANGE. Each
+    watch announces the server's heartbeat interval in its initial metadata
+    (`conduit-heartbeat-interval-ms`); a client that hears nothing for a few
+    intervals should reconnect with its resume token.
     """
 
     @_abc_1.abstractmethod

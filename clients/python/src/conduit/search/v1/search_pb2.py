@@ -25,11 +25,12 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from conduit.articles.v1 import articles_pb2 as conduit_dot_articles_dot_v1_dot_articles__pb2
 from conduit.options.v1 import auth_pb2 as conduit_dot_options_dot_v1_dot_auth__pb2
+from conduit.options.v1 import client_pb2 as conduit_dot_options_dot_v1_dot_client__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63onduit/search/v1/search.proto\x12\x11\x63onduit.search.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"conduit/articles/v1/articles.proto\x1a\x1d\x63onduit/options/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\x15SearchArticlesRequest\x12\x17\n\x05query\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\x14\n\x03tag\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06\x61uthor\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1b\n\x05limit\x18\x04 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x1a\n\x06offset\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x13\n\x01q\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"\xfe\x01\n\tSearchHit\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08tag_list\x18\x04 \x03(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07snippet\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x34\n\x07\x61rticle\x18\t \x01(\x0b\x32#.conduit.articles.v1.ArticleSummary\x12\x17\n\x0ftitle_highlight\x18\n \x01(\t\"&\n\x08TagFacet\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x9c\x01\n\x16SearchArticlesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.conduit.search.v1.SearchHit\x12\x12\n\nhits_count\x18\x02 \x01(\x05\x12/\n\ntag_facets\x18\x03 \x03(\x0b\x32\x1b.conduit.search.v1.TagFacet\x12\x11\n\tcorrected\x18\x04 \x01(\x08\"\x18\n\x16ReindexArticlesRequest\"0\n\x17ReindexArticlesResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\"\x1d\n\x1bWatchReindexArticlesRequest\"g\n\x1cWatchReindexArticlesResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\x17\n\x15GetIndexStatusRequest\"\xae\x01\n\x16GetIndexStatusResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x17\n\x0f\x64ocuments_count\x18\x02 \x01(\x05\x12\x18\n\x10tombstones_count\x18\x03 \x01(\x05\x12\x17\n\x0fnewest_sequence\x18\x04 \x01(\x03\x12\x1c\n\x14indexing_lag_seconds\x18\x05 \x01(\x01\x12\x19\n\x11\x64ocuments_indexed\x18\x06 \x01(\x03\x32\x85\x05\n\rSearchService\x12\x89\x01\n\x0eSearchArticles\x12(.conduit.search.v1.SearchArticlesRequest\x1a).conduit.search.v1.SearchArticlesResponse\"\"\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/search/articles\x12\x9b\x01\n\x0fReindexArticles\x12).conduit.search.v1.ReindexArticlesRequest\x1a*.conduit.search.v1.ReindexArticlesResponse\"1\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x1e\"\x19/api/admin/search/reindex:\x01*\x12\x94\x01\n\x0eGetIndexStatus\x12(.conduit.search.v1.GetIndexStatusRequest\x1a).conduit.search.v1.GetIndexStatusResponse\"-\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/admin/search/status\x12\xb2\x01\n\x14WatchReindexArticles\x12..conduit.search.v1.WatchReindexArticlesRequest\x1a/.conduit.search.v1.WatchReindexArticlesResponse\"7\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02$\"\x1f/api/admin/search/reindex:watch:\x01*0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63onduit/search/v1/search.proto\x12\x11\x63onduit.search.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"conduit/articles/v1/articles.proto\x1a\x1d\x63onduit/options/v1/auth.proto\x1a\x1f\x63onduit/options/v1/client.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\x15SearchArticlesRequest\x12\x17\n\x05query\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\x14\n\x03tag\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x17\n\x06\x61uthor\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x1b\n\x05limit\x18\x04 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x1a\n\x06offset\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x13\n\x01q\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"\xfe\x01\n\tSearchHit\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08tag_list\x18\x04 \x03(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07snippet\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x34\n\x07\x61rticle\x18\t \x01(\x0b\x32#.conduit.articles.v1.ArticleSummary\x12\x17\n\x0ftitle_highlight\x18\n \x01(\t\"&\n\x08TagFacet\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x9c\x01\n\x16SearchArticlesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.conduit.search.v1.SearchHit\x12\x12\n\nhits_count\x18\x02 \x01(\x05\x12/\n\ntag_facets\x18\x03 \x03(\x0b\x32\x1b.conduit.search.v1.TagFacet\x12\x11\n\tcorrected\x18\x04 \x01(\x08\"\x18\n\x16ReindexArticlesRequest\"0\n\x17ReindexArticlesResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\"\x1d\n\x1bWatchReindexArticlesRequest\"g\n\x1cWatchReindexArticlesResponse\x12\x15\n\rindexed_count\x18\x01 \x01(\x05\x12\x13\n\x0btotal_count\x18\x02 \x01(\x05\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\x17\n\x15GetIndexStatusRequest\"\xae\x01\n\x16GetIndexStatusResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x17\n\x0f\x64ocuments_count\x18\x02 \x01(\x05\x12\x18\n\x10tombstones_count\x18\x03 \x01(\x05\x12\x17\n\x0fnewest_sequence\x18\x04 \x01(\x03\x12\x1c\n\x14indexing_lag_seconds\x18\x05 \x01(\x01\x12\x19\n\x11\x64ocuments_indexed\x18\x06 \x01(\x03\x32\x91\x05\n\rSearchService\x12\x8c\x01\n\x0eSearchArticles\x12(.conduit.search.v1.SearchArticlesRequest\x1a).conduit.search.v1.SearchArticlesResponse\"%\x90\x02\x01\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/search/articles\x12\xa1\x01\n\x0fReindexArticles\x12).conduit.search.v1.ReindexArticlesRequest\x1a*.conduit.search.v1.ReindexArticlesResponse\"7\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\xd0\xf3\x18\xc0\xa9\x07\x82\xd3\xe4\x93\x02\x1e\"\x19/api/admin/search/reindex:\x01*\x12\x97\x01\n\x0eGetIndexStatus\x12(.conduit.search.v1.GetIndexStatusRequest\x1a).conduit.search.v1.GetIndexStatusResponse\"0\x90\x02\x01\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/admin/search/status\x12\xb2\x01\n\x14WatchReindexArticles\x12..conduit.search.v1.WatchReindexArticlesRequest\x1a/.conduit.search.v1.WatchReindexArticlesResponse\"7\xc2\xf3\x18\t\x08\x02\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02$\"\x1f/api/admin/search/reindex:watch:\x01*0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,33 +50,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHARTICLESREQUEST'].fields_by_name['q']._loaded_options = None
   _globals['_SEARCHARTICLESREQUEST'].fields_by_name['q']._serialized_options = b'\272H\005r\003\030\200\002'
   _globals['_SEARCHSERVICE'].methods_by_name['SearchArticles']._loaded_options = None
-  _globals['_SEARCHSERVICE'].methods_by_name['SearchArticles']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\026\022\024/api/search/articles'
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchArticles']._serialized_options = b'\220\002\001\302\363\030\002\010\001\202\323\344\223\002\026\022\024/api/search/articles'
   _globals['_SEARCHSERVICE'].methods_by_name['ReindexArticles']._loaded_options = None
-  _globals['_SEARCHSERVICE'].methods_by_name['ReindexArticles']._serialized_options = b'\302\363\030\t\010\002\022\005admin\202\323\344\223\002\036\"\031/api/admin/search/reindex:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['ReindexArticles']._serialized_options = b'\302\363\030\t\010\002\022\005admin\320\363\030\300\251\007\202\323\344\223\002\036\"\031/api/admin/search/reindex:\001*'
   _globals['_SEARCHSERVICE'].methods_by_name['GetIndexStatus']._loaded_options = None
-  _globals['_SEARCHSERVICE'].methods_by_name['GetIndexStatus']._serialized_options = b'\302\363\030\t\010\002\022\005admin\202\323\344\223\002\032\022\030/api/admin/search/status'
+  _globals['_SEARCHSERVICE'].methods_by_name['GetIndexStatus']._serialized_options = b'\220\002\001\302\363\030\t\010\002\022\005admin\202\323\344\223\002\032\022\030/api/admin/search/status'
   _globals['_SEARCHSERVICE'].methods_by_name['WatchReindexArticles']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['WatchReindexArticles']._serialized_options = b'\302\363\030\t\010\002\022\005admin\202\323\344\223\002$\"\037/api/admin/search/reindex:watch:\001*'
-  _globals['_SEARCHARTICLESREQUEST']._serialized_start=213
-  _globals['_SEARCHARTICLESREQUEST']._serialized_end=386
-  _globals['_SEARCHHIT']._serialized_start=389
-  _globals['_SEARCHHIT']._serialized_end=643
-  _globals['_TAGFACET']._serialized_start=645
-  _globals['_TAGFACET']._serialized_end=683
-  _globals['_SEARCHARTICLESRESPONSE']._serialized_start=686
-  _globals['_SEARCHARTICLESRESPONSE']._serialized_end=842
-  _globals['_REINDEXARTICLESREQUEST']._serialized_start=844
-  _globals['_REINDEXARTICLESREQUEST']._serialized_end=868
-  _globals['_REINDEXARTICLESRESPONSE']._serialized_start=870
-  _globals['_REINDEXARTICLESRESPONSE']._serialized_end=918
-  _globals['_WATCHREINDEXARTICLESREQUEST']._serialized_start=920
-  _globals['_WATCHREINDEXARTICLESREQUEST']._serialized_end=949
-  _globals['_WATCHREINDEXARTICLESRESPONSE']._serialized_start=951
-  _globals['_WATCHREINDEXARTICLESRESPONSE']._serialized_end=1054
-  _globals['_GETINDEXSTATUSREQUEST']._serialized_start=1056
-  _globals['_GETINDEXSTATUSREQUEST']._serialized_end=1079
-  _globals['_GETINDEXSTATUSRESPONSE']._serialized_start=1082
-  _globals['_GETINDEXSTATUSRESPONSE']._serialized_end=1256
-  _globals['_SEARCHSERVICE']._serialized_start=1259
-  _globals['_SEARCHSERVICE']._serialized_end=1904
+  _globals['_SEARCHARTICLESREQUEST']._serialized_start=246
+  _globals['_SEARCHARTICLESREQUEST']._serialized_end=419
+  _globals['_SEARCHHIT']._serialized_start=422
+  _globals['_SEARCHHIT']._serialized_end=676
+  _globals['_TAGFACET']._serialized_start=678
+  _globals['_TAGFACET']._serialized_end=716
+  _globals['_SEARCHARTICLESRESPONSE']._serialized_start=719
+  _globals['_SEARCHARTICLESRESPONSE']._serialized_end=875
+  _globals['_REINDEXARTICLESREQUEST']._serialized_start=877
+  _globals['_REINDEXARTICLESREQUEST']._serialized_end=901
+  _globals['_REINDEXARTICLESRESPONSE']._serialized_start=903
+  _globals['_REINDEXARTICLESRESPONSE']._serialized_end=951
+  _globals['_WATCHREINDEXARTICLESREQUEST']._serialized_start=953
+  _globals['_WATCHREINDEXARTICLESREQUEST']._serialized_end=982
+  _globals['_WATCHREINDEXARTICLESRESPONSE']._serialized_start=984
+  _globals['_WATCHREINDEXARTICLESRESPONSE']._serialized_end=1087
+  _globals['_GETINDEXSTATUSREQUEST']._serialized_start=1089
+  _globals['_GETINDEXSTATUSREQUEST']._serialized_end=1112
+  _globals['_GETINDEXSTATUSRESPONSE']._serialized_start=1115
+  _globals['_GETINDEXSTATUSRESPONSE']._serialized_end=1289
+  _globals['_SEARCHSERVICE']._serialized_start=1292
+  _globals['_SEARCHSERVICE']._serialized_end=1949
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,28 @@ with InProcessServer().add(articles_pb2_grpc.add_TagsServiceServicer_to_server, 
         assert conduit.tags.list() == ["grpc"]
 ```
 
+`AsyncInProcessServer` is the `grpc.aio` twin (async servicers, `async with`).
+
+A fake of the whole contract, scripted, with faults (`FakeServer`, `Fault`,
+`Stream`): no servicer to write, every call recorded.
+
+```python
+from conduit.articles.v1 import articles_pb2
+from conduit.client.testing import Fault, FakeServer
+
+with FakeServer() as fake:
+    fake.script("ListTags", Fault.unavailable(retry_after=0.2), articles_pb2.ListTagsResponse(tags=["grpc"]))
+    with Conduit.connect(fake.target, tls=False) as conduit:
+        assert conduit.tags.list() == ["grpc"]          # after waiting the 0.2 s the server asked for
+    assert len(fake.calls("ListTags")) == 2
+```
+
+`FakeServer(upstream="host:port")` forwards unscripted calls to a real
+server: a proxy that injects faults (`Fault.lose_answer()` does the call and
+drops the answer, as a lost connection would). With pytest, the plugin
+`conduit.client.testing.plugin` (registered when the SDK is installed)
+provides the fixtures `conduit_fake_server` and `conduit_fake_client`.
+
 `Conduit.from_channel(channel)` / `AsyncConduit.from_channel(channel)` accept
 any channel you already have, e.g. one to a `grpc.aio` server in your tests.
 """
@@ -41,12 +63,14 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import grpc
+import grpc.aio
 
 from conduit.client._async import AsyncConduit
 from conduit.client._auth import Credentials
 from conduit.client._channel import CA_FILE_ENV
+from conduit.client._policy import DEFAULT_TIMEOUT
 from conduit.client._retry import RetryPolicy
-from conduit.client._sync import DEFAULT_TIMEOUT, Conduit
+from conduit.client._sync import Conduit
 
 #: The address of the mesh to use (`host:port`); `localhost:8443` (Envoy of `make run`) when unset.
 TARGET_ENV = "CONDUIT_TARGET"
@@ -122,5 +146,44 @@ class InProcessServer:
         self.stop()
 
 
-__all__ = ["DEFAULT_TARGET", "TARGET_ENV", "TLS_ENV", "TOKEN_ENV", "InProcessServer", "async_from_env",
-           "from_env"]
+class AsyncInProcessServer:
+    """A `grpc.aio` server in this process (plaintext loopback) serving the async servicers you add.
+
+    ```python
+    async with AsyncInProcessServer().add(articles_pb2_grpc.add_TagsServiceServicer_to_server, Tags()) as server:
+        async with await AsyncConduit.connect(server.target, tls=False) as conduit:
+            ...
+    ```
+    """
+
+    def __init__(self, *, port: int = 0) -> None:
+        self._server = grpc.aio.server()
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        self.target = f"127.0.0.1:{self.port}"
+
+    def add(self, register: Callable[[S, grpc.aio.Server], None], servicer: S) -> Self:
+        """Serve `servicer` with its generated `add_<Service>Servicer_to_server` function."""
+        register(servicer, self._server)
+        return self
+
+    async def start(self) -> Self:
+        await self._server.start()
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving; calls in flight are cancelled after `grace` seconds (at once when None)."""
+        await self._server.stop(grace)
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+
+from conduit.client.testing._fake import FakeServer  # noqa: E402 - after the helpers it shares a module with
+from conduit.client.testing._faults import SILENCE, Fault, RecordedCall, Stream  # noqa: E402
+
+__all__ = ["DEFAULT_TARGET", "SILENCE", "TARGET_ENV", "TLS_ENV", "TOKEN_ENV", "AsyncInProcessServer", "FakeServer",
+           "Fault", "InProcessServer", "RecordedCall", "Stream", "async_from_env", "from_env"]
