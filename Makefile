@@ -13,12 +13,17 @@ NEWMAN_VERSION := 6.2.2
 NEWMAN_DIR := $(HOME)/.cache/conduit/newman-$(NEWMAN_VERSION)
 NEWMAN := $(NEWMAN_DIR)/node_modules/.bin/newman
 PYTEST_ARGS ?=
+# The TypeScript client: npm packages pinned by its package-lock.json, npm's cache shared by clones.
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
+TS_GENERATE = $(CURDIR)/$(BIN)/buf generate --template buf.gen.yaml --path conduit --path google/rpc
 
 .PHONY: help install run test check lint typecheck buf-lint buf-format buf-breaking generate \
         check-generated openapi format clean bench profile bench-tools observe observe-tools \
-        observe-test rules-test prometheus-package bench-observe conformance \
+        observe-test rules-test prometheus-package ts-install ts-build ts-tools browser-tools nss-tools bench-observe conformance \
         settings-reference check-settings search-node search-node-fetch \
-        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint
+        container-tools image images compose-up compose-down kube-render kube-smoke deploy-lint \
+        graphql-clients oidc-provider
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +39,14 @@ install: $(STAMP) ## create .venv and install the server, the SDK and the dev to
 run: $(STAMP) ## start PostgreSQL, Redis, every service and Envoy (TLS); Ctrl-C stops everything
 	$(BIN)/conduit run
 
-test: check rules-test ## run the checks, the alert-rule unit tests, then the whole test suite
+test: check rules-test ts-tools graphql-clients browser-tools oidc-provider ## run the checks, the alert-rule unit tests, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The OIDC login tests' OpenID Provider (oidc-provider from npm, as locked in tests/oidc/), cached in
+# ~/.cache/conduit. Without npm the tests skip, except on CI, where this fails.
+oidc-provider: $(STAMP) ## install the OIDC tests' OpenID Provider (npm ci into ~/.cache/conduit, once per lock)
+	@command -v npm >/dev/null || { echo "npm not found: the OIDC tests will skip"; test -z "$$CI"; }
+	@if command -v npm >/dev/null; then $(PY) -m tests.oidc.provider; fi
 
 # Observability tools: Debian's prometheus (promtool too) and a Jaeger build cached outside the tree.
 JAEGER_DIR ?= $(HOME)/.cache/conduit/jaeger-v1.75.0
@@ -88,24 +99,41 @@ buf-breaking: $(STAMP) ## no breaking change against main's contract
 
 KUBE_GATEWAY := deploy/kubernetes/base/config.env deploy/kubernetes/base/gateway/envoy.yaml
 
-generate: $(STAMP) ## regenerate Python code, type stubs, the descriptor set, the OpenAPI document, the Kubernetes gateway config
+generate: $(STAMP) $(TS_STAMP) ## regenerate Python and TypeScript code, type stubs, the descriptor set, the GraphQL types, the OpenAPI document, the Kubernetes gateway config
 	$(PY) proto/generate.py
+	$(PY) proto/graphql_types.py
+	rm -rf $(TS_CLIENT)/src/gen && cd $(TS_CLIENT) && $(TS_GENERATE) ../../gateway/conduit.binpb
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY)
 
 openapi: $(STAMP) ## regenerate gateway/openapi.yaml from the descriptor set
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml
 
-check-generated: $(STAMP) ## fail when `make generate` would change any committed file
+check-generated: $(STAMP) $(TS_STAMP) ## fail when `make generate` would change any committed file
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(PY) proto/generate.py --out-src $$tmp/src --image $$tmp/conduit.binpb 2>/dev/null && \
+	(cd $(TS_CLIENT) && $(TS_GENERATE) $$tmp/conduit.binpb -o $$tmp/ts) && \
+	diff -r $$tmp/ts/src/gen $(TS_CLIENT)/src/gen && \
 	diff -r -x __pycache__ $$tmp/src/conduit clients/python/src/conduit -x client -x py.typed -x '__init__.py' >/dev/null && \
 	diff -r -x __pycache__ $$tmp/src/buf clients/python/src/buf && \
 	cmp $$tmp/src/conduit/client/_contract.py clients/python/src/conduit/client/_contract.py && \
 	cmp $$tmp/conduit.binpb gateway/conduit.binpb && \
+	$(PY) proto/graphql_types.py --image $$tmp/conduit.binpb --check && \
 	$(PY) -m conduit_gateway.openapi --descriptor gateway/conduit.binpb --out gateway/openapi.yaml --check && \
 	$(PY) -m conduit_server.deploy $(KUBE_GATEWAY) --check && \
 	echo "generated code is up to date" || { echo "generated code is stale: run 'make generate'"; exit 1; }
+
+# Third-party GraphQL clients (graphql-ws + ws for Node, playwright-core for Chromium) and GraphiQL's files the
+# graphql service serves: `npm ci` of clients/graphql into a cache shared by clones, redone when the lock changes.
+GRAPHQL_CLIENTS_DIR := $(HOME)/.cache/conduit/graphql-clients
+export CONDUIT_GRAPHQL_CLIENTS_DIR := $(GRAPHQL_CLIENTS_DIR)
+
+graphql-clients: ## npm ci the GraphQL clients and GraphiQL's files into ~/.cache/conduit/graphql-clients (when the lock changed)
+	@cmp -s clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/.installed-lock || { \
+	  mkdir -p $(GRAPHQL_CLIENTS_DIR) && \
+	  cp clients/graphql/package.json clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/ && \
+	  npm ci --prefix $(GRAPHQL_CLIENTS_DIR) --no-audit --no-fund --loglevel=error --ignore-scripts && \
+	  cp clients/graphql/package-lock.json $(GRAPHQL_CLIENTS_DIR)/.installed-lock; }
 
 $(NEWMAN):
 	npm install --prefix $(NEWMAN_DIR) --no-audit --no-fund --loglevel=error newman@$(NEWMAN_VERSION)
@@ -186,6 +214,24 @@ compose-up: images $(VENV)/.compose ## start deploy/compose.yaml with podman-com
 compose-down: $(VENV)/.compose ## stop and remove everything compose-up created
 	$(PY) -m deploy.compose down
 
+$(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	@command -v npm >/dev/null || { echo "the TypeScript client needs Node.js 20+ and npm"; exit 1; }
+	cd $(TS_CLIENT) && npm ci --cache $(HOME)/.cache/conduit/npm --no-audit --no-fund --loglevel=error
+	@touch $@
+
+ts-install: $(TS_STAMP) ## npm ci of the TypeScript client: protoc-gen-es, Connect, TypeScript, esbuild, playwright-core
+
+ts-build: ts-install ## compile the TypeScript client and its tests (tsc), bundle its example page (esbuild)
+	cd $(TS_CLIENT) && npm run --silent build
+
+ts-tools: ts-install browser-tools nss-tools ## what the TypeScript client's tests need: npm packages, Chromium, certutil
+
+nss-tools: ## certutil (Debian's libnss3-tools): the browser tests trust the mesh's CA through an NSS database
+	@command -v certutil >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnss3-tools)
+
+browser-tools: ## Debian's Chromium for the headless browser tests (apt, when missing)
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 clean: ## remove caches (keeps .venv and .state)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist $(TS_CLIENT)/dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

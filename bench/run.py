@@ -23,6 +23,9 @@ from typing import Any
 
 import psutil
 
+from bench import search
+from bench.graphql import graphql_rows
+from bench.graphql import markdown as graphql_markdown
 from bench.load import LoadResult, run_async, run_wrk, wrk_available
 from bench.seed import PASSWORD, Seeded, SeedSize, seed
 from conduit.client import AsyncConduit, AsyncPager
@@ -103,6 +106,34 @@ class Bench:
         return row
 
 
+def write_rows(bench: Bench, token: str) -> None:
+    """The write path (decision 0028): create, favorite/unfavorite, comment, by one user."""
+    slugs = bench.seeded.slugs
+    bench.rest("POST /api/articles", ["/api/articles"], method="POST", token=token,
+               body='{"article":{"title":"Bench write {n}","description":"d","body":"b",'
+                    '"tagList":["bench"]}}')
+    bench.rest("POST /api/articles/{slug}/favorite",
+               [f"/api/articles/{slug}/favorite" for slug in slugs[:500]],
+               method="POST", toggle="DELETE", token=token, body="{}")
+    bench.rest("POST /api/articles/{slug}/comments",
+               [f"/api/articles/{slug}/comments" for slug in slugs[:500]],
+               method="POST", token=token, body='{"comment":{"body":"Bench comment {n}"}}')
+
+
+def ratios(bench: Bench, ceiling_rest: float, ceiling_grpc: float) -> None:
+    for row in bench.rows:
+        ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
+        row.ratio = row.result.rps / ceiling if ceiling else 0.0
+
+
+async def run_write_rows(bench: Bench) -> dict[str, Any]:
+    """`--only writes`: the REST ceiling and the write rows, nothing else."""
+    ceiling_rest = bench.rest("ceiling: GET /api/ping", ["/api/ping"]).result.rps
+    write_rows(bench, bench.seeded.tokens[0])
+    ratios(bench, ceiling_rest, 0.0)
+    return {"load_average": os.getloadavg()}
+
+
 async def run_rows(bench: Bench) -> dict[str, Any]:
     seeded, slugs = bench.seeded, bench.seeded.slugs
     token = seeded.tokens[0]
@@ -122,15 +153,7 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     bench.rest("GET /api/tags", ["/api/tags"])
     bench.rest("GET /api/profiles/{username}",
                [f"/api/profiles/{name}" for name in seeded.usernames[:500]])
-    bench.rest("POST /api/articles", ["/api/articles"], method="POST", token=token,
-               body='{"article":{"title":"Bench write {n}","description":"d","body":"b",'
-                    '"tagList":["bench"]}}')
-    bench.rest("POST /api/articles/{slug}/favorite",
-               [f"/api/articles/{slug}/favorite" for slug in slugs[:500]],
-               method="POST", toggle="DELETE", token=token, body="{}")
-    bench.rest("POST /api/articles/{slug}/comments",
-               [f"/api/articles/{slug}/comments" for slug in slugs[:500]],
-               method="POST", token=token, body='{"comment":{"body":"Bench comment {n}"}}')
+    write_rows(bench, token)
     login = json.dumps({"user": {"email": "bench{u}@example.com", "password": PASSWORD}})
     bench.rest("POST /api/users/login", ["/api/users/login"], method="POST", body=login,
                users=len(seeded.usernames))
@@ -143,58 +166,13 @@ async def run_rows(bench: Bench) -> dict[str, Any]:
     await bench.grpc("tags.list()", lambda c, _: c.tags.list())
     await bench.grpc("profiles.get(username)",
                      lambda c, n: c.profiles.get(some_users[n % len(some_users)]))
-    extra["search"] = await search_rows(bench)
-    for row in bench.rows:
-        ceiling = ceiling_rest if row.interface.startswith("REST") else ceiling_grpc
-        row.ratio = row.result.rps / ceiling if ceiling else 0.0
+    extra["search"] = await search.search_rows(bench)
+    extra["graphql"] = await graphql_rows(bench.base, Path(bench.ca), token, seconds=bench.seconds)
+    ratios(bench, ceiling_rest, ceiling_grpc)
     extra["argon2_hashes_per_second"] = await argon2_rate()
     extra["login_interference"] = login_interference(bench, slugs)
     extra["memory"] = memory_soak(bench, slugs, token)
     return extra
-
-
-async def search_rows(bench: Bench) -> dict[str, Any]:
-    """Search p99 through Envoy (selective and broad queries) once the index has caught up with the
-    seed, then a full reindex of every article: its time and the search process's peak RSS."""
-    username = bench.seeded.usernames[0]
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "conduit_server", "users", "grant-role",
-                                             "--username", username, "--role", "admin"],
-                            env=bench.mesh.env, capture_output=True, check=True)
-    login = await AsyncConduit.connect(f"localhost:{bench.settings.gateway_tls_port}", ca_file=bench.ca)
-    try:
-        admin_token = (await login.users.login(email=f"{username}@example.com", password=PASSWORD)).token
-    finally:
-        await login.close()
-    admin = await AsyncConduit.connect(f"localhost:{bench.settings.gateway_tls_port}", ca_file=bench.ca,
-                                       token=admin_token, timeout=600)
-    try:
-        started = time.perf_counter()
-        while (status := await admin.search.status()).indexing_lag_seconds > 0 or status.documents_count < len(
-                bench.seeded.slugs):
-            if time.perf_counter() - started > 600:
-                raise RuntimeError(f"the index did not catch up with the seed: {status}")
-            await asyncio.sleep(0.5)
-        caught_up_seconds = time.perf_counter() - started
-        bench.rest("GET /api/search/articles (selective)",
-                   [f"/api/search/articles?q={n}+{tag}" for n in range(500) for tag in ("grpc", "python")][:500])
-        bench.rest("GET /api/search/articles (broad: every article)", ["/api/search/articles?q=mesh+latency"])
-        bench.rest("GET /api/search/articles (misspelt)", ["/api/search/articles?q=latncy+envoi"])
-        search = psutil.Process(bench.mesh.processes["search"].pid)
-        rss_before = search.memory_info().rss
-        peak = rss_before
-
-        def sample(_: object) -> None:
-            nonlocal peak
-            peak = max(peak, search.memory_info().rss)
-
-        started = time.perf_counter()
-        indexed = await admin.search.reindex(sample)
-        reindex_seconds = time.perf_counter() - started
-    finally:
-        await admin.close()
-    return {"backend": status.backend, "caught_up_after_seed_s": round(caught_up_seconds, 1),
-            "reindexed": indexed, "reindex_s": round(reindex_seconds, 1),
-            "search_rss_mib_before": round(rss_before / 2**20, 1), "search_rss_mib_peak": round(peak / 2**20, 1)}
 
 
 async def first_page(pager: AsyncPager[Any, Any]) -> object:
@@ -260,17 +238,26 @@ def markdown(rows: list[Row], extra: dict[str, Any], seconds: float) -> str:
         lines.append(f"| {row.name} | {row.interface} | {row.result.rps:,.0f} | {row.result.p50_ms:.1f} "
                      f"| {row.result.p99_ms:.1f} | {row.result.errors} | {row.ratio:.2f} | {cpu_cells} "
                      f"| {rss_cells} |")
-    lines += ["", f"argon2id hashes/s (production parameters): {extra['argon2_hashes_per_second']:.1f}"]
-    interference = extra["login_interference"]
-    lines.append(f"GET article p99 alone {interference['p99_alone_ms']:.1f} ms, with logins running "
-                 f"{interference['p99_with_logins_ms']:.1f} ms ({interference['ratio']:.2f}x)")
-    memory = extra["memory"]
-    lines.append(f"RSS after 60 s load (MiB): {memory['after_first_mib']}; growth over a second 60 s: "
-                 f"{memory['growth_percent']} %")
+    lines.append("")
+    if "load_average" in extra:
+        lines.append("Load average (1/5/15 min) at the end: "
+                     + "/".join(f"{value:.1f}" for value in extra["load_average"]))
+    if "argon2_hashes_per_second" in extra:
+        lines.append(f"argon2id hashes/s (production parameters): {extra['argon2_hashes_per_second']:.1f}")
+    if "login_interference" in extra:
+        interference = extra["login_interference"]
+        lines.append(f"GET article p99 alone {interference['p99_alone_ms']:.1f} ms, with logins running "
+                     f"{interference['p99_with_logins_ms']:.1f} ms ({interference['ratio']:.2f}x)")
+    if "memory" in extra:
+        memory = extra["memory"]
+        lines.append(f"RSS after 60 s load (MiB): {memory['after_first_mib']}; growth over a second 60 s: "
+                     f"{memory['growth_percent']} %")
     if "search" in extra:
-        lines.append(f"Search: {extra['search']}")
+        lines += ["", search.markdown(rows, [extra["search"], extra.get("search_elasticsearch", {})])]
     if "streams" in extra:
         lines.append(f"Streams: {extra['streams']}")
+    if "graphql" in extra:
+        lines += ["", graphql_markdown(extra["graphql"])]
     return "\n".join(lines)
 
 
@@ -279,14 +266,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "10")))
     parser.add_argument("--state-dir", type=Path, default=Path(".state-bench"))
     parser.add_argument("--small", action="store_true", help="a small data set, for trying the harness")
+    parser.add_argument("--only", choices=["writes"], help="only the REST ceiling and the write rows "
+                        "(results go to bench/results/writes.md, the full table is left alone)")
     args = parser.parse_args()
     if not wrk_available():
         sys.exit("wrk is required (Debian: apt-get install wrk); `make bench` installs it")
+    if os.environ.get("BENCH_ROWS") == "search":  # only the search rows (bench/search.py)
+        search.main()
+        return
     shutil.rmtree(args.state_dir, ignore_errors=True)
-    # One load generator on loopback is one client IP: lift the per-IP limits for the run.
+    # One load generator on loopback is one client IP, and every write row is one user at hundreds of
+    # writes a second: lift the per-IP and per-user limits for the run (decision 0029).
     settings = Settings(state_dir=args.state_dir, log_level="WARNING",
-                        registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000)
-    mesh = Mesh(settings, log_dir=args.state_dir / "logs")
+                        registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000,
+                        writes_per_user_per_minute=100_000_000)
+    mesh = Mesh(settings, with_graphql=True, log_dir=args.state_dir / "logs")
     mesh.start()
     try:
         size = SeedSize(users=60, articles=600, favorites=200, comments=200) if args.small else SeedSize()
@@ -295,17 +289,25 @@ def main() -> None:
                                   str(args.state_dir.resolve() / "tls" / "ca.pem"), mesh.env, size))
         print(f"seeded {size} in {time.perf_counter() - started:.0f} s", flush=True)
         bench = Bench(mesh, seeded, args.seconds)
-        extra = asyncio.run(run_rows(bench))
+        extra = asyncio.run(run_write_rows(bench) if args.only else run_rows(bench))
+        extra.setdefault("load_average", os.getloadavg())
         streams = Path(__file__).resolve().parent / "streams.py"
-        if streams.exists():
+        if streams.exists() and not args.only:
             done = subprocess.run([sys.executable, "-m", "bench.streams"],
                                   capture_output=True, text=True, check=False)
             output = done.stdout.strip().splitlines()
             extra["streams"] = output[-1] if done.returncode == 0 and output else done.stderr[-300:]
     finally:
         mesh.stop()
+    es_rows, extra["search_elasticsearch"] = search.elasticsearch_rows(args.seconds,
+                                                                        args.state_dir / "search-elasticsearch")
+    bench.rows += es_rows
     table = markdown(bench.rows, extra, args.seconds)
     RESULTS.mkdir(exist_ok=True)
+    if args.only:
+        (RESULTS / f"{args.only}.md").write_text(table + "\n")
+        print(table)
+        return
     (RESULTS / "latest.md").write_text(table + "\n")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"rows": [asdict(row) | {"rps": row.result.rps} for row in bench.rows], **extra},

@@ -1,6 +1,6 @@
 """Fan-out benchmark of the realtime service: N watchers on one process, events at R/s for T seconds.
 
-    python -m bench.streams [--watchers 1000] [--rate 50] [--seconds 20] [--clients 2] [--unbatched]
+    python -m bench.streams [--watchers 1000] [--idle 0] [--rate 50] [--seconds 20] [--clients 2] [--unbatched]
 
 Everything is real and local: embedded PostgreSQL and Redis in a temporary directory, the users
 service (author profiles for enrichment) and the realtime service in this process. A writer
@@ -9,6 +9,12 @@ them to Redis; client processes hold the N WatchArticles streams and time every 
 before its commit (`occurred_at`) to its receipt. So latency covers commit, relay, the one
 reader, enrichment, fan-out, gRPC and the client's parsing. The streams are batched, as the SDK
 opens them (`--unbatched`: one event per message); deliveries and latencies count per event.
+
+`--idle N` adds N idle watchers (WatchArticle of an article nobody writes to, as readers of an
+article page hold): they cost memory and connections, not fan-out. The realtime process's RSS is
+taken before any stream opens and once every stream is live: memory per watcher is the difference
+over the number of streams. The bench is one anonymous client address, so it lifts the realtime
+service's per-client stream cap (decision 0030) for its run.
 
 Prints a Markdown table row and writes bench/results/streams.json.
 """
@@ -74,8 +80,8 @@ def _run_loop(main: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(main)
 
 
-def _client_process(address: str, count: int, batched: bool, pipe: Connection) -> None:
-    _run_loop(_client(address, count, batched, pipe))
+def _client_process(address: str, count: int, batched: bool, pipe: Connection, idle: int = 0) -> None:
+    _run_loop(_client(address, count, batched, pipe, idle))
 
 
 def _events(response: Any) -> Any:
@@ -83,16 +89,30 @@ def _events(response: Any) -> Any:
     return response.events or (response.event,)
 
 
-async def _client(address: str, count: int, batched: bool, pipe: Connection) -> None:
+async def _joined(call: Any) -> None:
+    """The first message says the stream is live."""
+    first: Any = await call.read()
+    assert [event.type for event in _events(first)] == [realtime_pb2.EVENT_TYPE_HEARTBEAT]
+
+
+async def _client(address: str, count: int, batched: bool, pipe: Connection, idle: int = 0) -> None:
     channel_count = max(1, -(-count // STREAMS_PER_CHANNEL))
-    channels_ = [grpc.aio.insecure_channel(address) for _ in range(channel_count)]
+    idle_channel_count = -(-idle // STREAMS_PER_CHANNEL)
+    channels_ = [grpc.aio.insecure_channel(address) for _ in range(channel_count + idle_channel_count)]
     stubs = [realtime_pb2_grpc.RealtimeServiceStub(channel) for channel in channels_]
     request = realtime_pb2.WatchArticlesRequest(batched=batched)
     calls = [stubs[n % channel_count].WatchArticles(request) for n in range(count)]
-    for call in calls:  # the first message says the stream is live
-        first: Any = await call.read()
-        assert [event.type for event in _events(first)] == [realtime_pb2.EVENT_TYPE_HEARTBEAT]
-    pipe.send(("ready", count))
+    for call in calls:
+        await _joined(call)
+    tag = uuid.uuid4().hex[:8]
+    idle_calls: list[Any] = []
+    for start in range(0, idle, 250):  # opened in waves, so the server is not handed 10,000 at once
+        wave = [stubs[channel_count + n % idle_channel_count].WatchArticle(
+            realtime_pb2.WatchArticleRequest(slug=f"idle-{tag}-{n}", batched=batched))
+            for n in range(start, min(idle, start + 250))]
+        await asyncio.gather(*(_joined(call) for call in wave))
+        idle_calls += wave
+    pipe.send(("ready", count + idle))
     latencies = array("d")
     received = [0] * count
     lasts = [""] * count
@@ -122,6 +142,10 @@ async def _client(address: str, count: int, batched: bool, pipe: Connection) -> 
 
     tasks = [asyncio.create_task(consume(n, call)) for n, call in enumerate(calls)]
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "stop"
+    for idle_call in idle_calls:  # still open: a stream the server ended would have told its code
+        if idle_call.done():
+            errors[f"idle:{(await idle_call.code()).name}"] += 1
+        idle_call.cancel()
     for call in calls:
         call.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -233,7 +257,7 @@ async def _start(state: Path) -> Mesh:
     stops.append(lambda: users_channel.close(None))
     app = RealtimeApp(aioredis.Redis.from_url(redis_url), UsersClient(users_channel, timeout_cap_seconds=5.0),
                       RealtimeSettings(articles_stream=STREAM, users_stream=outbox.stream_name("users"),
-                                     metrics_log_seconds=0))
+                                       metrics_log_seconds=0, max_watchers_per_client=1_000_000))
     realtime = GrpcServer(app, host="127.0.0.1", port=0, verifier=None, internal_token=INTERNAL_TOKEN)
     address = f"127.0.0.1:{await realtime.start()}"
     stops.append(realtime.stop)
@@ -266,29 +290,35 @@ class Received:
         return sum(position.get(last, 0) - count for count, last in self.streams)
 
 
+def _share(total: int, parts: int, n: int) -> int:
+    return total // parts + (1 if n < total % parts else 0)
+
+
 async def run(watchers: int, rate: float, seconds: float, clients: int, state: Path, *,
-              batched: bool = True) -> dict[str, Any]:
+              batched: bool = True, idle: int = 0) -> dict[str, Any]:
     mesh = await _start(state)
+    me = psutil.Process(os.getpid())
+    rss_before = me.memory_info().rss
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
     received = Received()
     try:
         for n in range(clients):
-            share = watchers // clients + (1 if n < watchers % clients else 0)
             ours, theirs = context.Pipe()
-            process = context.Process(target=_client_process, args=(mesh.address, share, batched, theirs),
-                                      daemon=True)
+            process = context.Process(target=_client_process, daemon=True, args=(
+                mesh.address, _share(watchers, clients, n), batched, theirs, _share(idle, clients, n)))
             process.start()
             pipes.append(ours)
             processes.append(process)
         for pipe in pipes:
             await asyncio.to_thread(pipe.recv)  # ("ready", n): every stream is live
+        rss_ready = me.memory_info().rss
+        open_streams = mesh.app.metrics()["watchers"]
         ours, theirs = context.Pipe()
         writer = context.Process(target=_writer_process, daemon=True, args=(
             mesh.database_url, mesh.redis_url, Load(rate, seconds, mesh.authors), theirs))
         processes.append(writer)
         writer.start()
-        me = psutil.Process(os.getpid())
         cpu_before, wall_before = sum(me.cpu_times()[:2]), time.perf_counter()
         ours.send("go")
         _, written, write_seconds = await asyncio.to_thread(ours.recv)
@@ -315,7 +345,11 @@ async def run(watchers: int, rate: float, seconds: float, clients: int, state: P
             await stop()
     latencies = sorted(received.latencies)
     return {
-        "watchers": watchers, "rate_per_second": rate, "seconds": seconds, "client_processes": clients,
+        "watchers": watchers, "idle_watchers": idle, "open_streams_when_ready": open_streams,
+        # (RSS once every stream is live - RSS before any) / streams; the process also runs users.
+        "kib_per_watcher": round((rss_ready - rss_before) / 1024 / max(watchers + idle, 1), 1),
+        "rss_before_streams_mib": round(rss_before / 2**20, 1),
+        "rate_per_second": rate, "seconds": seconds, "client_processes": clients,
         "batched": batched,
         "events_written": written, "write_seconds": round(write_seconds, 2),
         "deliveries_expected": expected, "deliveries": received.deliveries,
@@ -344,7 +378,8 @@ def markdown(result: dict[str, Any]) -> str:
     header = ("| row | deliveries/s | p50 ms | p99 ms | misses (lost) | slow-consumer cut-offs | "
               "CPU % realtime (+users) | RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mode = f"batched, {result['events_per_message']:g} events/message" if result["batched"] else "unbatched"
-    row = (f"| streams: {result['watchers']:,} watchers x {result['rate_per_second']:g} events/s x "
+    idle = f" + {result['idle_watchers']:,} idle" if result.get("idle_watchers") else ""
+    row = (f"| streams: {result['watchers']:,} watchers{idle} x {result['rate_per_second']:g} events/s x "
            f"{result['seconds']:g} s ({mode}) | {result['deliveries_per_second']:,} | {latency['p50']} | "
            f"{latency['p99']} | "
            f"{result['misses']:,} ({result['lost']:,}) | {result['slow_consumer_disconnects']} | "
@@ -354,6 +389,9 @@ def markdown(result: dict[str, Any]) -> str:
         table += (f"\n\nSaturated: {result['offered_deliveries_per_second']:,} deliveries/s offered, "
                   f"{result['deliveries_per_second']:,}/s delivered; the backlog waits in the streams' queues "
                   "and HTTP/2 buffers (see latency).")
+    table += (f"\nMemory per watcher: {result['kib_per_watcher']} KiB (RSS {result['rss_before_streams_mib']} MiB "
+              f"before any stream, {result['realtime_process']['rss_mib']} MiB at the end; "
+              f"{result['open_streams_when_ready']:,} streams open).")
     table += (f"\n{result['machine']['cores']} cores shared by the realtime process, "
               f"{result['client_processes']} client processes and the writer.")
     return table
@@ -362,6 +400,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--idle", type=int, default=0, help="idle watchers besides the active ones")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=2, help="client processes holding the streams")
@@ -370,7 +409,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="conduit-bench-streams-") as state:
         result = _run_loop(run(args.watchers, args.rate, args.seconds, args.clients, Path(state),
-                               batched=not args.unbatched))
+                               batched=not args.unbatched, idle=args.idle))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

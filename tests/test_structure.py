@@ -9,6 +9,9 @@ a new package beside `runtime/` is checked as soon as it exists).
     cli.py        its operator commands
     migrations/   present exactly when the service owns tables
     client/       optional: what other services import to call this one (the only importable part)
+
+One exemption: a service that owns no data at all (no tables, no keys of its own: `graphql`, one more
+client of the mesh) has no repository/ and no migrations/; everything else of the shape applies.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "server" / "conduit_server"
 KERNEL = "runtime"
 REQUIRED = {"api.py", "app.py", "cli.py", "events.py", "domain", "repository"}
+# Services that own no data (see the docstring): no repository/.
+OWN_NO_DATA = {"graphql"}
 OPTIONAL = {"__init__.py", "client", "migrations"}
 SERVICES = sorted(path.name for path in ROOT.iterdir()
                   if path.is_dir() and path.name != KERNEL and (path / "__init__.py").exists())
@@ -54,14 +59,23 @@ def is_module(name: str, *prefixes: str) -> bool:
 
 
 def test_the_services_are_found() -> None:
-    assert {"users", "articles", "realtime", "search", "webhooks"} <= set(SERVICES)
+    assert {"users", "articles", "realtime", "search", "webhooks", "graphql"} <= set(SERVICES)
+
+
+@pytest.mark.parametrize("service", sorted(OWN_NO_DATA))
+def test_a_service_owning_no_data_has_no_sql_and_no_redis(service: str) -> None:
+    package = ROOT / service
+    assert not (package / "repository").exists()
+    assert not (package / "migrations").exists()
+    assert offenders(modules(package), ("sqlalchemy", "asyncpg")) == []
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_service_has_the_same_folders(service: str) -> None:
     package = ROOT / service
     entries = {path.name for path in package.iterdir() if path.name != "__pycache__"}
-    assert REQUIRED - entries == set(), "missing"
+    required = REQUIRED - {"repository"} if service in OWN_NO_DATA else REQUIRED
+    assert required - entries == set(), "missing"
     assert entries - REQUIRED - OPTIONAL == set(), "not part of the shape"
     owns_tables = (package / "repository" / "models.py").exists()
     assert (package / "migrations").is_dir() == owns_tables, "migrations/ exactly when repository/models.py"

@@ -90,8 +90,16 @@ def upstream_cluster(name: str, address: Address, limits: EdgeLimits,
             "priority": "DEFAULT",
             "max_connections": 1024,
             "max_pending_requests": 1024,
-            "max_requests": 1024,
+            "max_requests": limits.max_requests,
             "retry_budget": {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 3},
+        }, {
+            # Server streams (routes at HIGH priority, see config._method_route): long-lived, so a
+            # budget of their own; never retried.
+            "priority": "HIGH",
+            "max_connections": 1024,
+            "max_pending_requests": 1024,
+            "max_requests": limits.max_streams,
+            "max_retries": 0,
         }]},
         "outlier_detection": {
             # Only gateway failures (UNAVAILABLE, DEADLINE_EXCEEDED, resets) eject; a service's

@@ -3,7 +3,8 @@
 One HTTP filter chain serves REST (transcoded to gRPC), native gRPC and gRPC-Web, on a TLS
 listener (ALPN h2, http/1.1) and optionally a plain one:
 
-    header_mutation -> cors -> grpc_web -> lua -> jwt_authn -> buffer -> grpc_json_transcoder -> router
+    header_mutation -> cors -> grpc_web -> lua (http cache) -> lua (REST) -> jwt_authn -> buffer
+    -> grpc_json_transcoder -> router
 
 Everything per RPC comes from the descriptor set (see `conduit_gateway.descriptors`): the
 transcoded services, one route per public RPC (timeout, retries, success status), the JWT
@@ -44,6 +45,8 @@ from conduit_gateway.clusters import (
     upstream_cluster,
 )
 from conduit_gateway.descriptors import Contract, MethodInfo, ServiceInfo, services_from_descriptors
+from conduit_gateway.graphql import graphql_cluster, graphql_routes, upgrade_configs
+from conduit_gateway.http_cache import HttpCachePolicy, route_metadata, route_policies
 from conduit_gateway.http_filters import (
     BUFFER_FILTER,
     CORS_FILTER,
@@ -62,7 +65,9 @@ Config = dict[str, Any]
 
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout",
                       "traceparent", "tracestate", "x-request-id")
-CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "retry-after", "x-request-id")
+# grpc-status-details-bin: the google.rpc details (ErrorInfo, BadRequest, RetryInfo) of a gRPC-Web
+# error answered trailers-only, where they travel as a response header a page must be let read.
+CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after", "x-request-id")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class GatewaySpec:
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     # None: no tracing. Else Envoy starts traces and exports its spans (conduit_gateway.tracing).
     tracing: TracingSpec | None = None
+    # The graphql service, routed at /graphql (conduit_gateway.graphql); None: no such route.
+    graphql_upstream: tuple[str, int] | None = None
+    http_cache: HttpCachePolicy = field(default_factory=HttpCachePolicy)
 
 
 def build_config(spec: GatewaySpec) -> Config:
@@ -110,17 +118,21 @@ def build_config(spec: GatewaySpec) -> Config:
     if missing:
         raise ValueError(f"no upstream for public services: {', '.join(missing)}")
     clusters = cluster_names(spec.upstreams, public)
-    routes = _route_config(spec, public, clusters)
-    bindings = rest_bindings(Contract.load(spec.descriptor_path), {s.name for s in public})
+    contract = Contract.load(spec.descriptor_path)
+    caching = route_policies(contract, [m for s in public for m in s.public_methods])
+    bindings = rest_bindings(contract, {s.name for s in public})
 
-    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, routes, bindings=bindings,
-                           tls=True)]
+    tls_routes = _route_config(spec, public, clusters, caching, tls=True)
+    listeners = [_listener("conduit_tls", spec, spec.tls_port, public, tls_routes, bindings=bindings, tls=True)]
     if spec.http_port:
-        listeners.append(_listener("conduit_http", spec, spec.http_port, public, routes,
+        http_routes = _route_config(spec, public, clusters, caching, tls=False)
+        listeners.append(_listener("conduit_http", spec, spec.http_port, public, http_routes,
                                    bindings=bindings, tls=False))
     cluster_configs = [upstream_cluster(name, address, spec.limits, spec.replicas.get(address, ()))
                        for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
+    if spec.graphql_upstream is not None:
+        cluster_configs.append(graphql_cluster(address_key(spec.graphql_upstream), spec.limits))
     if spec.tracing is not None:
         cluster_configs.append(collector_cluster(spec.tracing))
     config: Config = {
@@ -196,10 +208,12 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
         http_filters=edge_filters(descriptor_path=spec.descriptor_path, public=public, bindings=bindings,
                                   issuer=spec.jwt_issuer,
                                   audience=spec.jwt_audience, local_jwks=spec.local_jwks, limits=limits,
-                                  tls=tls),
+                                  tls=tls, http_cache=spec.http_cache),
     )
     if spec.tracing is not None:
         manager["tracing"] = http_tracing(spec.tracing)
+    if spec.graphql_upstream is not None:
+        manager["upgrade_configs"] = upgrade_configs()
     chain: Config = {"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                   "typed_config": manager}]}
     if tls:
@@ -221,9 +235,10 @@ def _listener(name: str, spec: GatewaySpec, port: int, public: Sequence[ServiceI
 
 
 def _route_config(spec: GatewaySpec, public: Sequence[ServiceInfo],
-                  clusters: Mapping[Address, str]) -> Config:
-    routes = [_method_route(m, clusters[address_key(spec.upstreams[s.name])], spec.limits)
-              for s in public for m in s.public_methods]
+                  clusters: Mapping[Address, str], caching: Mapping[str, str], *, tls: bool) -> Config:
+    routes = graphql_routes(spec.limits, tls=tls) if spec.graphql_upstream is not None else []
+    routes += [_method_route(m, clusters[address_key(spec.upstreams[s.name])], spec.limits, caching)
+               for s in public for m in s.public_methods]
     routes += [
         # Any other gRPC path, internal RPCs included: 404 (UNIMPLEMENTED to a gRPC client).
         {"match": {"prefix": "/", "headers": [
@@ -253,10 +268,11 @@ def _route_config(spec: GatewaySpec, public: Sequence[ServiceInfo],
     return {"name": "conduit", "virtual_hosts": [virtual_host]}
 
 
-def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Config:
+def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits, caching: Mapping[str, str]) -> Config:
     """The route of one RPC's gRPC path: REST calls match it too, once transcoded."""
     action: Config = {"cluster": cluster}
     if method.streaming:
+        action["priority"] = "HIGH"  # the cluster's stream budget (clusters.upstream_cluster)
         action["timeout"] = "0s"
         action["idle_timeout"] = seconds(limits.stream_idle_timeout_seconds)
     else:
@@ -277,10 +293,13 @@ def _method_route(method: MethodInfo, cluster: str, limits: EdgeLimits) -> Confi
         # Buffering a client stream whole would break it; gRPC's own message limit applies.
         route["typed_per_filter_config"] = {BUFFER_FILTER: typed(
             "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", disabled=True)}
+    # Read by the Lua filters on the response: the route matched after transcoding is the RPC's.
+    filter_metadata = route_metadata(caching, method.grpc_path)
     if method.success_status != 200:
-        # Read by Lua on the response: the route matched after transcoding is the RPC's.
-        route["metadata"] = {"filter_metadata": {LUA_FILTER: {"success_status": method.success_status}}}
+        filter_metadata[LUA_FILTER] = {"success_status": method.success_status}
+    if filter_metadata:
+        route["metadata"] = {"filter_metadata": filter_metadata}
     return route
 
 
-__all__ = ["EdgeLimits", "GatewaySpec", "TracingSpec", "build_config", "write_config"]
+__all__ = ["EdgeLimits", "GatewaySpec", "HttpCachePolicy", "TracingSpec", "build_config", "write_config"]

@@ -243,8 +243,8 @@ def _method_info(service: str, method: descriptor_pb2.MethodDescriptorProto) -> 
         raise ValueError(f"/{service}/{method.name} has no (conduit.options.v1.auth) access rule")
     http = http_rule(options)
     success = success_status(options) or 200
-    if not 200 <= success <= 299:
-        raise ValueError(f"/{service}/{method.name}: http_success_status {success} is not a 2xx code")
+    if not 200 <= success <= 399:
+        raise ValueError(f"/{service}/{method.name}: http_success_status {success} is not a 2xx or 3xx code")
     return MethodInfo(
         service=service,
         name=method.name,

@@ -14,6 +14,7 @@ from typing import Any
 
 from conduit_gateway.body_fields import RestBindings
 from conduit_gateway.descriptors import Access, ServiceInfo
+from conduit_gateway.http_cache import HttpCachePolicy, http_cache_filter
 from conduit_gateway.limits import EdgeLimits
 
 Config = dict[str, Any]
@@ -48,13 +49,15 @@ def lua_source(bindings: RestBindings | None = None) -> str:
 
 def edge_filters(*, descriptor_path: Path, public: Sequence[ServiceInfo], bindings: RestBindings,
                  issuer: str, audience: str, local_jwks: str | None, limits: EdgeLimits,
-                 tls: bool) -> list[Config]:
+                 tls: bool, http_cache: HttpCachePolicy | None = None) -> list[Config]:
     """The filter chain of the public listeners, in the order GATEWAY-FACTS verified."""
     return [
         security_headers(tls=tls),
         {"name": CORS_FILTER, "typed_config": typed("envoy.extensions.filters.http.cors.v3.Cors")},
         {"name": "envoy.filters.http.grpc_web",
          "typed_config": typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb")},
+        # Before the REST filter: on the way back it sees the final status and body.
+        http_cache_filter(http_cache or HttpCachePolicy()),
         {"name": LUA_FILTER, "typed_config": typed(
             "envoy.extensions.filters.http.lua.v3.Lua",
             default_source_code={"inline_string": lua_source(bindings)})},

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     # realtime: history).
     from conduit_server import backups
     from conduit_server.articles import cli as articles_cli
+    from conduit_server.graphql import cli as graphql_cli
     from conduit_server.realtime import cli as realtime_cli
     from conduit_server.search import cli as search_cli
     from conduit_server.users import cli as users_cli
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     articles_cli.register(commands)
     search_cli.register(commands)
     realtime_cli.register(commands)
+    graphql_cli.register(commands)
     webhooks_cli.register(commands)
     backups.register(commands)
     return parser

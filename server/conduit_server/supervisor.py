@@ -93,10 +93,27 @@ def wait_envoy_ready(admin_port: int, process: subprocess.Popen[bytes],
     raise TimeoutError("envoy not ready")
 
 
-def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
-    """Envoy's configuration inputs from the mesh settings: upstreams by service, TLS, listeners."""
+def wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 120.0) -> None:
+    """Block until `url` answers 200 (an HTTP child's health), failing when the child exits."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not answering after {timeout_seconds:.0f}s")
+
+
+def gateway_spec(settings: Settings, state: Path, *, graphql: bool = False) -> GatewaySpec:
+    """Envoy's configuration inputs from the mesh settings: upstreams by service, TLS, listeners (and the
+    graphql service's route when it runs)."""
     from conduit_gateway.config import GatewaySpec
     from conduit_gateway.descriptors import services_from_descriptors
+    from conduit_gateway.http_cache import HttpCachePolicy
     from conduit_gateway.tls import TlsMaterial, ensure_local_tls
     from conduit_gateway.tracing import TracingSpec
 
@@ -117,6 +134,8 @@ def gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
         http_port=settings.gateway_http_port, admin_port=settings.gateway_admin_port,
         jwks_port=settings.gateway_jwks_port, cors_origins=tuple(settings.cors_origins),
         jwks_upstream=endpoints["users"][0],
+        graphql_upstream=(settings.host, settings.graphql.port) if graphql else None,
+        http_cache=HttpCachePolicy(public_max_age_seconds=settings.gateway_public_max_age_seconds),
         tracing=TracingSpec.from_endpoint(settings.otlp_endpoint, settings.trace_sample_percent)
         if settings.tracing else None)
 
@@ -165,6 +184,8 @@ class Mesh:
     settings: Settings
     services: tuple[ServiceName, ...] = SERVICES
     with_gateway: bool = True
+    # The graphql service (`conduit run` starts it; tests of the gRPC mesh alone do not).
+    with_graphql: bool = False
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
@@ -199,6 +220,9 @@ class Mesh:
         # users first: the others fetch its JWKS.
         for name in self.services:
             self.start_service(name)
+        if self.with_graphql:
+            self._spawn("graphql", [sys.executable, "-m", "conduit_server", "graphql", "serve"])
+            wait_http_ok(f"http://{self.settings.host}:{self.settings.graphql.port}/healthz", self.processes["graphql"])
         if self.with_gateway:
             self._start_gateway(state)
 
@@ -206,7 +230,7 @@ class Mesh:
         from conduit_gateway.config import write_config
 
         config_path = state / "envoy.yaml"
-        write_config(gateway_spec(self.settings, state), config_path)
+        write_config(gateway_spec(self.settings, state, graphql=self.with_graphql), config_path)
         self._spawn("envoy", [envoy_binary(), "-c", str(config_path), "--log-level", "warn",
                               "--disable-hot-restart", "--drain-time-s", "1",
                               "--file-flush-interval-msec", "500"])
@@ -297,6 +321,8 @@ class Mesh:
             lines.append(f"  Local CA to trust     {tls}")
             if s.gateway_http_port:
                 lines.append(f"  REST, plain HTTP      http://localhost:{s.gateway_http_port}/api (local)")
+            if self.with_graphql:
+                lines.append(f"  GraphQL (+WebSocket)  https://localhost:{s.gateway_tls_port}/graphql")
             lines.append(f"  Envoy admin           http://127.0.0.1:{s.gateway_admin_port}/")
         lines.extend(f"  {name:<21} grpc://{s.address_of(name)}" for name in self.services)
         if s.metrics_enabled:
@@ -310,7 +336,7 @@ class Mesh:
 
 def run(settings: Settings) -> None:
     """Start the mesh, print where everything listens, stop it all on Ctrl-C/SIGTERM."""
-    mesh = Mesh(settings)
+    mesh = Mesh(settings, with_graphql=True)
     stopping = False
 
     def request_stop(_signum: int, _frame: object) -> None:

@@ -22,6 +22,7 @@ from conduit_server.articles.app import EVENTS_STREAM, MIGRATIONS, ArticlesApp
 from conduit_server.articles.repository import models
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.errors import Unavailable
 from tests.articles.conftest import Mesh, Person, stream_entries
 from tests.support import eventually
 
@@ -87,52 +88,80 @@ async def test_relay_killed_between_publish_and_mark_loses_nothing_and_dedupes(
     assert await _read_stream(articles_app, stream) == list(range(50))
 
 
-async def test_concurrent_writers_get_ids_in_commit_order(articles_app: ArticlesApp,
-                                                          relay_db: Database) -> None:
-    stream = "test:outbox:order"
-    await articles_app.redis.delete(stream)
-    await asyncio.gather(*(_write(relay_db, 5, start=100 * n) for n in range(8)))
-    relay = outbox.OutboxRelay(relay_db, articles_app.redis, stream, batch_size=7)
-    while await relay.relay_once():
-        pass
+async def test_a_running_relay_publishes_concurrent_writers_in_id_order_without_gaps(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
+    """Writers no longer wait for each other; the relay publishes only up to its horizon, so the stream
+    is in id order (no id published after a larger one) and complete."""
+    stream = f"test:outbox:order:{uuid.uuid4().hex[:8]}"
+    relay = outbox.OutboxRelay(relay_db, articles_app.redis, stream, batch_size=7, poll_seconds=0.1)
+    relay.start()
+    try:
+        await asyncio.gather(*(_write(relay_db, 20, start=100 * n) for n in range(8)))
+        await eventually(lambda: relay.published >= 160, seconds=30)
+    finally:
+        await relay.stop()
+    entries = await stream_entries(articles_app.redis, stream)
+    sequence = [int(fields[b"seq"]) for _, fields in entries]
+    assert sequence == sorted(set(sequence))  # in id order, none twice
+    assert len(sequence) == 160
     delivered = await _read_stream(articles_app, stream)
-    assert sorted(delivered) == sorted(100 * n + k for n in range(8) for k in range(5))
+    assert sorted(delivered) == sorted(100 * n + k for n in range(8) for k in range(20))
     for writer in range(8):  # each writer's own events stay in its order
         mine = [d for d in delivered if d // 100 == writer]
         assert mine == sorted(mine)
 
 
-async def _until_a_writer_waits_for_an_advisory_lock(database: Database) -> None:
-    for _ in range(500):
-        async with database.read() as session:
-            if await session.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                         "AND NOT granted")):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the second writer never waited for the append lock")
+def _deleted(article_id: int) -> events_pb2.ArticleEvent:
+    return events_pb2.ArticleEvent(article_deleted=events_pb2.ArticleDeleted(article_id=article_id))
 
 
-async def test_a_writer_waiting_for_the_append_lock_has_no_id_yet(relay_db: Database) -> None:
-    """append() takes the lock before its row's id is drawn: while one transaction holds it, a
-    second writer waits without an id, so the holder's later events still get the smaller ids, and
-    the second commits after the holder."""
-    event = events_pb2.ArticleEvent(article_deleted=events_pb2.ArticleDeleted(article_id=1))
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+@pytest.mark.parametrize("later_xid_first", [False, True])
+async def test_the_relay_never_publishes_past_a_transaction_still_holding_a_smaller_id(
+        articles_app: ArticlesApp, relay_db: Database, outcome: str, later_xid_first: bool) -> None:
+    """The hard case: A draws id 1 and stays open; B draws id 2 and commits first. The relay must not
+    publish 2 while A may still commit 1, and must publish 1 (then 2) once A commits, or 2 alone once
+    A rolls back. With `later_xid_first`, B had its transaction id before A: a relay that compared
+    transaction ids with the oldest running one (and not ids with a horizon) would publish 2 early."""
+    stream = f"test:outbox:horizon:{uuid.uuid4().hex[:8]}"
+    relay = outbox.OutboxRelay(relay_db, articles_app.redis, stream)
+    async with relay_db.sessions() as late, relay_db.sessions() as early:
+        await late.begin()
+        if later_xid_first:
+            await late.execute(text("SELECT pg_current_xact_id()"))
+        await early.begin()
+        await outbox.append(early, "article_deleted", _deleted(1))
+        await outbox.append(late, "article_deleted", _deleted(2))
+        await late.commit()
+        async with relay_db.read() as session:
+            ids = list((await session.scalars(text("SELECT id FROM outbox"))).all())
+        assert ids == [2]  # only B's row is visible, and it has the larger id: A holds id 1
+        assert await relay.relay_once() == 0
+        assert await relay.relay_once() == 0  # however often it looks
+        assert await articles_app.redis.xlen(stream) == 0
+        await (early.commit() if outcome == "commit" else early.rollback())
+    while await relay.relay_once():
+        pass
+    assert await _read_stream(articles_app, stream) == ([1, 2] if outcome == "commit" else [2])
+    assert await relay.pending() == 0
 
-    async def second_writer() -> uuid.UUID:
-        async with relay_db.transaction() as session:
-            return await outbox.append(session, "article_deleted", event)
 
-    async with relay_db.transaction() as holder:
-        early = await outbox.append(holder, "article_deleted", event)
-        waiting = asyncio.create_task(second_writer())
-        await _until_a_writer_waits_for_an_advisory_lock(relay_db)
-        late = await outbox.append(holder, "article_deleted", event)  # the lock is re-entrant
-        await asyncio.sleep(0.05)
-        assert not waiting.done()
-    second = await waiting
-    async with relay_db.read() as session:
-        ids: dict[uuid.UUID, int] = dict((await session.execute(text("SELECT event_id, id FROM outbox"))).all())
-    assert ids[early] < ids[late] < ids[second]
+async def test_a_snapshot_position_waits_for_a_write_in_flight_below_it(
+        articles_app: ArticlesApp, relay_db: Database) -> None:
+    """An export's position is final: a write holding a smaller id when the position is asked for is
+    in the snapshot opened afterwards, never counted as reflected while missing from it."""
+    async with relay_db.sessions() as writer:
+        await writer.begin()
+        await outbox.append(writer, "article_deleted", _deleted(1))
+        await _write(relay_db, 1, start=2)  # id 2, committed
+        async with relay_db.read() as session:
+            with pytest.raises(Unavailable):  # id 1 may still commit: no position covers id 2 yet
+                await outbox.settled_position(session, within=0.3)
+            await writer.commit()
+            position = await outbox.settled_position(session)
+    assert position == 2
+    async with relay_db.snapshot() as session:
+        assert await session.scalar(text("SELECT count(*) FROM outbox WHERE id <= :p"), {"p": position}) == 2
 
 
 async def _events(app: ArticlesApp, expected: int) -> list[events_pb2.ArticleEvent]:
@@ -214,8 +243,9 @@ async def test_a_relay_stopped_and_started_again_in_the_same_process_takes_over(
 
 
 async def test_the_outbox_append_is_the_last_statement_of_every_write(mesh: Mesh) -> None:
-    """The append holds the commit-order lock until COMMIT: any statement after it lengthens every
-    other writer's wait, so none may follow it."""
+    """The append draws the event's id after every read and lock of the write, and the relay's horizon
+    waits for the transactions holding ids: any statement after the append delays every event, so none
+    may follow it."""
     engine = mesh.app.database.engine.sync_engine
     appended: dict[int, str] = {}
     after_append: list[str] = []
@@ -224,7 +254,7 @@ async def test_the_outbox_append_is_the_last_statement_of_every_write(mesh: Mesh
         key = id(connection.connection.dbapi_connection)
         if key in appended:
             after_append.append(statement)
-        if "pg_advisory_xact_lock" in statement and "INSERT INTO outbox" in statement:
+        if "INSERT INTO outbox" in statement:
             appended[key] = statement
 
     def on_end(connection: Any) -> None:

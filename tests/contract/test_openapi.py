@@ -223,7 +223,7 @@ def test_every_documented_response_accepts_what_the_gateway_prints(
     zeros: bool,
 ) -> None:
     for operation_id, (path, method, op) in _operations(generated_document).items():
-        status, response = next((code, r) for code, r in op["responses"].items() if code.startswith("2"))
+        status, response = next((code, r) for code, r in op["responses"].items() if code[0] in "23")
         for media_type in response.get("content", {}):
             schema = response["content"][media_type]["schema"]
             msg = message_sampler(schema["$ref"].rsplit("/", 1)[-1], zeros=zeros)

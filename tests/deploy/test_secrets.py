@@ -25,8 +25,9 @@ CONFIG_SUFFIXES = {".env", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".
 SECRET_ASSIGNMENT = re.compile(
     r"""(?ix)^\s*-?\s*["']?([a-z0-9_.-]*(?:password|passwd|secret|token|api_?key|private_?key|encryption_key)
         [a-z0-9_.-]*)["']?\s*[:=]\s*["']?([^\s"'#]+)""")
-# Values that name where a secret comes from rather than being one.
-REFERENCE = re.compile(r"^(?:\$|\{|<|\[|\(|true$|false$|null$|none$|\*+$|-+$|\|$|>$)", re.IGNORECASE)
+# Values that name where a secret comes from rather than being one (or an npm version range: `"js-tokens":
+# "^4.0.0"` in a package lock names a package, not a credential).
+REFERENCE = re.compile(r"^(?:\$|\{|<|\[|\(|true$|false$|null$|none$|\*+$|-+$|\|$|>$|[~^]\d+\.)", re.IGNORECASE)
 # Key names whose literal values are references or settings, not secrets.
 NOT_A_VALUE = re.compile(r"(?i)(file|path|ref|name|key_id|ttl|seconds|length|_port|header|type|url)$")
 # A single lowercase word is prose or a setting (`id-token: write`), not a credential.

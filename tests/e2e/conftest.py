@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import free_port
 
 PORT_SETTINGS = ("USERS_PORT", "ARTICLES_PORT", "SEARCH_PORT", "REALTIME_PORT", "WEBHOOKS_PORT",
-                 "GATEWAY_TLS_PORT", "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT")
+                 "GATEWAY_TLS_PORT", "GATEWAY_HTTP_PORT", "GATEWAY_ADMIN_PORT", "GATEWAY_JWKS_PORT", "GRAPHQL__PORT")
 
 
 @dataclass
@@ -55,18 +55,33 @@ class RunningMesh:
 
 
 def mesh_ports() -> dict[str, int]:
-    return {name: free_port() for name in PORT_SETTINGS}
+    """A distinct free port per setting (two probes in a row may be handed the same port: seen as Envoy
+    refusing two listeners on one address)."""
+    ports: dict[str, int] = {}
+    for name in PORT_SETTINGS:
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[name] = port
+    return ports
 
 
 @contextmanager
-def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 120) -> Iterator[RunningMesh]:
-    """Start `conduit run`, wait for its banner, and Ctrl-C it (SIGINT) on exit."""
+def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float = 300,
+                extra_env: Mapping[str, str] | None = None, log_path: Path | None = None) -> Iterator[RunningMesh]:
+    """Start `conduit run` (with `extra_env` on top; the services' JSON logs to `log_path`, else dropped), wait
+    for its banner, and Ctrl-C it (SIGINT) on exit."""
     env = {**os.environ, "CONDUIT_STATE_DIR": str(state_dir), "CONDUIT_SHUTDOWN_GRACE_SECONDS": "3",
            "CONDUIT_SHUTDOWN_DRAIN_SECONDS": "0.2", **{f"CONDUIT_{k}": str(v) for k, v in ports.items()},
            # Webhook receivers of the tests listen on plain http on loopback, which production refuses.
-           "CONDUIT_WEBHOOKS__ALLOW_HTTP": "true", "CONDUIT_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
+           "CONDUIT_WEBHOOKS__ALLOW_HTTP": "true", "CONDUIT_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+           # Every e2e test registers its users from 127.0.0.1 on one shared mesh: more than the 20 an
+           # hour one address may (the limit itself is tested in tests/users).
+           "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "1000",
+           **(extra_env or {})}
+    logs = log_path.open("ab") if log_path is not None else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "conduit_server", "run"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=logs)
     banner: list[str] = []
     deadline = time.monotonic() + timeout_seconds
     assert process.stdout is not None
@@ -93,6 +108,8 @@ def conduit_run(state_dir: Path, ports: dict[str, int], timeout_seconds: float =
             raise AssertionError("conduit run did not stop within 60 s of Ctrl-C; it printed last:\n"
                                  + "".join(later)) from None
         drain.join(10)
+        if not isinstance(logs, int):
+            logs.close()
 
 
 @pytest.fixture(scope="session")

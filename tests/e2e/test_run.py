@@ -51,8 +51,7 @@ def test_run_serves_tags_over_rest_and_grpc_and_ctrl_c_leaves_nothing(tmp_path: 
         tree = mesh.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in tree)
         for part in ("serve users", "serve articles", "serve search", "serve realtime", "serve webhooks",
-                     "envoy", "postgres",
-                     "redis-server"):
+                     "graphql serve", "envoy", "postgres", "redis-server"):
             assert part in names
         mesh.process.send_signal(signal.SIGINT)
         assert mesh.process.wait(60) == 0

@@ -44,7 +44,7 @@ def config(spec: GatewaySpec) -> Config:
 def test_filters_run_in_the_verified_order(config: Config) -> None:
     names = [f["name"].rsplit(".", 1)[-1] for f in _manager(config)["http_filters"]]
 
-    assert names == ["header_mutation", "cors", "grpc_web", "lua", "jwt_authn", "buffer",
+    assert names == ["header_mutation", "cors", "grpc_web", "http_cache", "lua", "jwt_authn", "buffer",
                      "grpc_json_transcoder", "router"]
 
 
@@ -91,6 +91,20 @@ def test_streams_have_no_route_timeout_but_an_idle_timeout(config: Config) -> No
     assert unary["timeout"] != "0s"
 
 
+def test_streams_have_a_budget_of_their_own_apart_from_unary_calls(config: Config) -> None:
+    """Watches route at HIGH priority: the cluster's HIGH thresholds (10,240 concurrent streams) count
+    them, the DEFAULT ones (1,024) unary calls; one never exhausts the other."""
+    watch = _route(config, "/conduit.realtime.v1.RealtimeService/WatchArticles")["route"]
+    unary = _route(config, "/conduit.articles.v1.TagsService/ListTags")["route"]
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == watch["cluster"])
+    thresholds = {t["priority"]: t for t in cluster["circuit_breakers"]["thresholds"]}
+
+    assert watch["priority"] == "HIGH"
+    assert "priority" not in unary  # DEFAULT
+    assert thresholds["HIGH"]["max_requests"] >= 10_000
+    assert thresholds["DEFAULT"]["max_requests"] == 1024
+
+
 def test_success_status_is_route_metadata_for_lua(config: Config) -> None:
     delete = _route(config, "/conduit.articles.v1.ArticlesService/DeleteArticle")
     create = _route(config, "/conduit.users.v1.UsersService/CreateUser")
@@ -98,7 +112,7 @@ def test_success_status_is_route_metadata_for_lua(config: Config) -> None:
 
     assert delete["metadata"]["filter_metadata"]["envoy.filters.http.lua"] == {"success_status": 204}
     assert create["metadata"]["filter_metadata"]["envoy.filters.http.lua"] == {"success_status": 201}
-    assert "metadata" not in get
+    assert "envoy.filters.http.lua" not in get["metadata"]["filter_metadata"]
 
 
 def test_jwt_rules_require_tokens_on_authenticated_bindings_only(config: Config) -> None:

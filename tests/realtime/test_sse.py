@@ -129,3 +129,38 @@ async def test_batched_server_sent_events_carry_every_ready_event_in_one_frame(
     assert [event["article"]["slug"] for event in history["events"]] == ["article-1", "article-2", "article-3"]
     assert [(event["type"], event["eventId"]) for event in joined["events"]] == [
         ("EVENT_TYPE_HEARTBEAT", entries[-1])]
+
+
+async def test_a_client_over_its_stream_cap_gets_429_with_retry_after_while_another_still_streams(
+        gateway: Gateway, realtime: Realtime, users_server: UsersServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-client cap (decision 0030): the third watch of one user is refused at once with 429 and
+    Retry-After (RESOURCE_EXHAUSTED + RetryInfo behind Envoy), while another user still gets a stream;
+    closing a stream gives its slot back."""
+    hub = realtime.app.hub
+    monkeypatch.setattr(hub, "config", hub.config.model_copy(update={"max_watchers_per_client": 2}))
+    _, greedy = await users_server.register("realtime-sse-greedy")
+    _, other = await users_server.register("realtime-sse-other")
+    url = f"{gateway.https}/api/watch/articles"
+
+    def watch(client: httpx.AsyncClient, token: str) -> Any:
+        return client.stream("GET", url, headers={"authorization": f"Token {token}"})
+
+    async def joined(response: httpx.Response) -> None:
+        assert response.status_code == 200
+        frame = await asyncio.wait_for(anext(_frames(response)), 5)
+        assert frame["event"]["type"] == "EVENT_TYPE_HEARTBEAT"
+
+    async with gateway.client() as client, watch(client, greedy) as first, watch(client, greedy) as second:
+        await joined(first)
+        await joined(second)
+        refused = await client.get(url, headers={"authorization": f"Token {greedy}"})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "5"
+        assert "open streams" in refused.json()["errors"]["body"][0]
+        async with watch(client, other) as theirs:
+            await joined(theirs)
+        assert realtime.app.metrics()["refused_streams_per_client"] >= 1
+    # Both of the greedy client's streams ended: its slots are free again.
+    await eventually(lambda: realtime.app.metrics()["watchers"] == 0)
+    async with gateway.client() as client, watch(client, greedy) as again:
+        await joined(again)

@@ -419,6 +419,15 @@ class FakeAuth(users_pb2_grpc.AuthServiceServicer):
         return users_pb2.CreateOAuthTokenResponse(access_token=access, token_type="Bearer",
                                                   expires_in=max(1, int(self.lifetime)), scope=request.scope)
 
+    def StartOidcLogin(self, request: users_pb2.StartOidcLoginRequest,
+                       context: grpc.ServicerContext) -> users_pb2.StartOidcLoginResponse:
+        # Browser sign-in is no part of the SDK's sessions.
+        Failure(grpc.StatusCode.UNIMPLEMENTED, "not in this fake", ()).abort(context)
+
+    def CompleteOidcLogin(self, request: users_pb2.CompleteOidcLoginRequest,
+                          context: grpc.ServicerContext) -> users_pb2.CompleteOidcLoginResponse:
+        Failure(grpc.StatusCode.UNIMPLEMENTED, "not in this fake", ()).abort(context)
+
 
 class GuardedTags(articles_pb2_grpc.TagsServiceServicer):
     """ListTags that only answers callers with a live token from `auth`."""

@@ -28,7 +28,7 @@ from conduit_server.runtime.server import GrpcServer
 from conduit_server.search.app import MIGRATIONS, SCHEMA, SearchApp
 from conduit_server.search.domain.ports import SearchBackend
 from conduit_server.search.repository import models
-from conduit_server.search.repository.postgres import PostgresBackend
+from conduit_server.search.repository.postgres import SEARCH_WINDOW, PostgresBackend
 from search_node.node import NodeUnavailable, SearchNode
 from tests.articles.conftest import Mesh, articles_app, articles_channel, mesh  # noqa: F401 - fixtures
 from tests.fixtures.users import INTERNAL_TOKEN, UsersServer, settings_for
@@ -49,14 +49,15 @@ def elasticsearch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     node.stop()
 
 
-async def postgres_backend(postgres_url: str) -> PostgresBackend:
-    """The PostgreSQL backend on an empty `search` schema."""
-    database = Database(postgres_url, SCHEMA)
-    await migrations.upgrade(database, MIGRATIONS, models.Base.metadata)
-    async with database.transaction() as session:
+async def postgres_backend(postgres_url: str, *, window: int = SEARCH_WINDOW) -> PostgresBackend:
+    """The PostgreSQL backend on an empty `search` schema (made first, as the app does: it sets up
+    every connection its engine opens)."""
+    backend = PostgresBackend(Database(postgres_url, SCHEMA), window=window)
+    await migrations.upgrade(backend.database, MIGRATIONS, models.Base.metadata)
+    async with backend.database.transaction() as session:
         await session.execute(text("TRUNCATE documents, words"))
         await session.execute(text("UPDATE state SET live_generation = 1"))
-    return PostgresBackend(database)
+    return backend
 
 
 async def make_backend(kind: str, request: pytest.FixtureRequest) -> SearchBackend:

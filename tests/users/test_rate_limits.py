@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
+from conduit_server.runtime.auth import client_ip
 from conduit_server.runtime.errors import RateLimited
-from conduit_server.users.api import client_ip
-from conduit_server.users.repository.ratelimit import Limit, RateLimiter
+from conduit_server.runtime.ratelimit import Limit, RateLimiter
 from tests.fixtures.users import PASSWORD, UsersServer, email_for, unique_name
 from tests.support import details, trailers
 
@@ -65,17 +65,24 @@ async def test_successful_logins_do_not_count_against_the_account(users_server: 
 
 async def test_the_window_slides_so_nobody_is_locked_out_for_good(users_server: UsersServer,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time moves by an injected clock, not by sleeping."""
     limits = users_server.app.accounts.limits
     monkeypatch.setattr(users_server.app.accounts, "limits", dataclasses.replace(
         limits, login_per_account_and_ip=Limit("login-account-ip", 2, 1.0)))
+    now = [5_000.0]
+    monkeypatch.setattr(users_server.app.accounts, "_limiter", RateLimiter(
+        users_server.app.redis, prefix=f"test:{uuid.uuid4().hex}", clock=lambda: now[0]))
     name = unique_name()
     await users_server.register(name)
     ip = an_ip()
     for _ in range(2):
         await fails(attempt(users_server, name, "wrong", ip), grpc.StatusCode.UNAUTHENTICATED)
+    now[0] += 0.5
     error = await fails(attempt(users_server, name, "wrong", ip), grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert details(error)["RetryInfo"].retry_delay.seconds == 0  # under a second to go
-    await asyncio.sleep(1.1)
+    assert details(error)["RetryInfo"].retry_delay.nanos == 500_000_000  # half a second to go
+    now[0] += 0.499
+    await fails(attempt(users_server, name, PASSWORD, ip), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    now[0] += 0.002  # the first failure left the window
     assert (await attempt(users_server, name, PASSWORD, ip)).user.username == name
 
 

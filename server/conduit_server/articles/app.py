@@ -27,6 +27,7 @@ from conduit_server.articles.repository import (
 from conduit_server.articles.repository.cache import ArticleCache
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.ratelimit import RateLimiter, WriteLimit
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
@@ -61,9 +62,12 @@ class ArticlesApp:
         self.users_tail = StreamFollower(redis, [USERS_STREAM], on_entries=lambda _, entries:
                                          profiles.users_changed(entries), on_gap=profiles.clear)
         articles, tags, views = ArticleRepository(), TagRepository(), Views(self.authors)
+        # Keys carry the schema, so two services (or test apps) can share one Redis.
+        self.limiter = RateLimiter(redis, prefix=f"conduit:{database.schema}:ratelimit")
+        self.writes = WriteLimit.per_minute(self.limiter, settings.writes_per_user_per_minute)
         self.articles = Articles(database, articles, tags, cache=self.cache, users=self.users, authors=self.authors,
-                                 views=views)
-        self.comments = Comments(database, CommentRepository(), views)
+                                 views=views, writes=self.writes)
+        self.comments = Comments(database, CommentRepository(), views, writes=self.writes)
         self.importer = Importer(database, ImportRepository(), tags, self.cache, self.users)
         self.tags = Tags(database, tags, self.cache)
         self.exports = Exports(database, articles, views)

@@ -83,10 +83,10 @@ async def articles_created(session: AsyncSession, articles: Sequence[StoredArtic
                            ) -> None:
     """One ArticleCreated per article, for a bulk import.
 
-    The first goes through `outbox.append`, which takes the transaction's
-    commit-order lock; the others follow in one multi-row statement under that
-    same lock, so they keep the outbox's ordering guarantee at a fraction of
-    the round trips.
+    The first goes through `outbox.append`, which gives the transaction its
+    xid before drawing an id; the others follow in one multi-row statement,
+    so they keep the outbox's ordering guarantee (decision 0028) at a fraction
+    of the round trips.
     """
     if not articles:
         return

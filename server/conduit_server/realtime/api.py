@@ -51,7 +51,8 @@ class RealtimeApi:
             return FeedSelector(followees)
 
         async for message in self._streams.watch("WatchFeed", feed, resume_token=request.resume_token,
-                                                 user_id=user_id, batched=request.batched):
+                                                 user_id=user_id, batched=request.batched,
+                                                 client=auth.client_key(context)):
             yield message
 
     async def WatchArticle(self, request: realtime_pb2.WatchArticleRequest,
@@ -62,7 +63,8 @@ class RealtimeApi:
             return ArticleSelector(request.slug, followees)
 
         async for message in self._streams.watch("WatchArticle", article, resume_token=request.resume_token,
-                                                 user_id=_viewer(), batched=request.batched):
+                                                 user_id=_viewer(), batched=request.batched,
+                                                 client=auth.client_key(context)):
             yield message
 
     async def WatchArticles(self, request: realtime_pb2.WatchArticlesRequest,
@@ -73,7 +75,8 @@ class RealtimeApi:
             return ArticlesSelector(request.tag, request.author, followees)
 
         async for message in self._streams.watch("WatchArticles", articles, resume_token=request.resume_token,
-                                                 user_id=_viewer(), batched=request.batched):
+                                                 user_id=_viewer(), batched=request.batched,
+                                                 client=auth.client_key(context)):
             yield message
 
 

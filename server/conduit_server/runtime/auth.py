@@ -7,8 +7,10 @@ A method without a rule makes the server refuse to start: fail closed.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor
 
@@ -93,9 +95,50 @@ def require_principal() -> Principal:
     return principal
 
 
+def client_ip(context: Any) -> str:
+    """The caller's IP: the address Envoy appended to `x-forwarded-for`, else the TCP peer.
+
+    Envoy (use_remote_address) appends the address it saw to whatever the client
+    sent, so only the last entry is trustworthy; earlier entries are the client's word.
+    """
+    forwarded = next((value for key, value in context.invocation_metadata() or ()
+                      if key == "x-forwarded-for" and isinstance(value, str)), "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    candidate = hops[-1] if hops else ""
+    if not candidate:
+        peer: str = context.peer() or ""
+        kind, _, address = peer.partition(":")
+        candidate = address.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return candidate[:64] or "unknown"
+
+
+def client_key(context: Any) -> str:
+    """Who a per-client limit counts: the signed-in user, the service account, else the client's IP."""
+    principal = _principal_var.get()
+    if principal is None:
+        return f"ip:{client_ip(context)}"
+    if principal.user_id is not None and not principal.is_service:
+        return f"user:{principal.user_id}"
+    return f"service:{principal.subject}"
+
+
 def set_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
     return _principal_var.set(principal)
 
 
 def reset_principal(token: contextvars.Token[Principal | None]) -> None:
-    _principal_var.reset(token)
+    restore(_principal_var, token)
+
+
+def restore(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo `var.set(...)`. A stream the client cancelled has its handler closed later by the event
+    loop's async-generator finaliser, in a context of its own that is thrown away after: there is
+    nothing to restore there, and `reset` would raise ValueError (logged as "Task exception was never
+    retrieved" once per cancelled stream)."""
+    try:
+        var.reset(token)
+    except ValueError:  # raised only for a token of another context (reuse is a RuntimeError)
+        return

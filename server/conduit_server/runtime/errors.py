@@ -136,9 +136,9 @@ class RateLimited(ConduitError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RATE_LIMITED"
 
-    def __init__(self, message: str, retry_after_seconds: float, *,
+    def __init__(self, message: str, retry_after_seconds: float, *, reason: str | None = None,
                  metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(message, metadata=metadata)
+        super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after_seconds = max(retry_after_seconds, 0.0)
 
     def details(self) -> list[any_pb2.Any]:

@@ -134,8 +134,8 @@ class LoggingStage(_Stage):
         level = logging.DEBUG if method.startswith(HEALTH_PREFIX) and status == "OK" else logging.INFO
         log.log(level, "rpc", extra={"method": method, "code": status,
                                      "duration_ms": round((time.perf_counter() - tokens[2]) * 1000, 2)})
-        request_id_var.reset(tokens[0])
-        trace_id_var.reset(tokens[1])
+        auth.restore(request_id_var, tokens[0])
+        auth.restore(trace_id_var, tokens[1])
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def call(request: Any, context: Context) -> Any:

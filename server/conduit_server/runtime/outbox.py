@@ -1,12 +1,14 @@
 """Transactional outbox: events are rows written with the change, relayed to a Redis Stream.
 
-Writers call `append()` as the *last* statement of their transaction. Its one
-statement takes a transaction-scoped advisory lock before the row's id is drawn,
-so outbox ids are assigned in commit order (see
-docs/decisions/0003-outbox-commit-order.md). The relay publishes
-unpublished rows in id order with XADD, then marks them published. A crash
-between the two re-publishes the batch on restart: delivery is at least once,
-and consumers deduplicate by `event_id`.
+Writers call `append()` as the *last* statement of their transaction; nothing serialises writers.
+Its one statement makes sure the transaction has its transaction id (xid) *before* the row's id is
+drawn. The relay publishes in id order, but only up to a **horizon**: an id `drawn` it read from the
+sequence, once every transaction that already had an xid at that moment has ended. Any row with an id
+up to `drawn` was written by one of those (its xid came before its id), so by then it is committed
+(visible) or rolled back (gone): nothing below the horizon can appear later, and the stream is in
+id order without gaps (see docs/decisions/0028-outbox-horizon.md, which replaces 0003's lock). The
+relay XADDs, then marks the rows published. A crash between the two re-publishes the batch on
+restart: delivery is at least once, and consumers deduplicate by `event_id`.
 
 One relay per schema publishes, the holder of a session advisory lock, and it
 reads and marks rows on that very connection: if the connection drops, the lock
@@ -36,14 +38,14 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from conduit_server.runtime import telemetry
 from conduit_server.runtime.db import Database, delete_in_batches
+from conduit_server.runtime.errors import Unavailable
 from conduit_server.runtime.metrics import RelayMetrics
 from conduit_server.runtime.settings import Settings
 from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.outbox")
 
-# Both writers and the relay of one schema agree on these lock keys.
-_APPEND_LOCK = "conduit-outbox-append"
+# The relays of one schema agree on this lock key.
 _RELAY_LOCK = "conduit-outbox-relay"
 
 
@@ -87,25 +89,98 @@ class OutboxRow:
 
 
 # One statement, one round trip. The INSERT draws its identity value while projecting the rows of
-# its FROM, which are the lock's and the notify's rows: the lock is held before the id exists.
-# (A SELECT CTE that nothing references would not run at all, hence the FROM.)
+# its FROM, which are the xid's and the notify's rows: the transaction has its xid before the id
+# exists, which is what the relay's horizon relies on. (A SELECT CTE that nothing references would
+# not run at all, hence the FROM.)
 _APPEND = text(
-    "WITH commit_order AS (SELECT pg_advisory_xact_lock(hashtext(current_schema() || :key))), "
+    "WITH xact AS (SELECT pg_current_xact_id()), "
     "wake_relay AS (SELECT pg_notify(current_schema() || '_outbox', '')) "
     "INSERT INTO outbox (event_id, event_type, payload, traceparent) "
     "SELECT CAST(:event_id AS uuid), CAST(:event_type AS varchar), CAST(:payload AS bytea), "
     "CAST(NULLIF(:traceparent, '') AS varchar) "
-    "FROM commit_order, wake_relay")
+    "FROM xact, wake_relay")
+
+# The last id handed out (0 before the first). The identity sequence has no cache (CACHE 1), so this
+# is the newest id any session has drawn.
+_DRAWN = text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'id')::regclass), 0)")
+# A fresh xid, in a later statement (and committed at once): larger than every xid assigned before
+# `_DRAWN` ran. No function reads the next xid without assigning it; a snapshot's xmax will not do,
+# as it is one past the latest *completed* xid (running transactions above it are not listed).
+# (The comments name the statements as the outbox's in logs, pg_stat_statements and tests' counts.)
+_FRESH_XID = text("SELECT pg_current_xact_id()::text::bigint /* outbox horizon */")
+# With the fresh xid ended, xmin >= it means no transaction holding a smaller xid is running.
+_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint /* outbox horizon */")
 
 
 async def append(session: AsyncSession, event_type: str, payload: Message, *,
                  event_id: uuid.UUID | None = None) -> uuid.UUID:
     """Add an event to the current transaction; call it last, just before commit."""
     event_id = event_id or uuid.uuid4()
-    await session.execute(_APPEND, {"key": _APPEND_LOCK, "event_id": event_id, "event_type": event_type,
+    await session.execute(_APPEND, {"event_id": event_id, "event_type": event_type,
                                     "payload": payload.SerializeToString(),
                                     "traceparent": telemetry.current_traceparent()})
     return event_id
+
+
+class Horizon:
+    """Which outbox ids are final: the relay's and a snapshot reader's view of "every row up to here".
+
+    `observe()` notes a mark (drawn, xid): the newest id drawn, then a fresh xid taken after it. Once
+    the oldest transaction still running is at or past that xid, every transaction that could hold
+    an id up to `drawn` has ended (each took its xid before its id). `final` is the largest such
+    `drawn`. A fresh xid is taken only when some id is not yet final (idle relays consume none).
+    """
+
+    # Newer marks only delay publication, never hide a row, so a long transaction cannot grow the list.
+    MAX_MARKS = 64
+
+    def __init__(self) -> None:
+        self._marks: list[tuple[int, int]] = []  # (drawn, xid), both increasing
+        self.final = 0  # every id up to here is committed or gone
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some drawn id is not yet known final."""
+        return bool(self._marks)
+
+    async def observe(self, connection: AsyncConnection | AsyncSession) -> int:
+        """Note a new mark and advance `final` past every mark the running transactions allow.
+
+        Commits on `connection`: call it outside any transaction of the caller's."""
+        drawn = int(await connection.scalar(_DRAWN) or 0)
+        newest = self._marks[-1][0] if self._marks else self.final
+        if drawn > newest:
+            xid = int(await connection.scalar(_FRESH_XID) or 0)
+            await connection.commit()  # the fresh xid must end, or it would hold xmin below itself
+            mark = (drawn, xid)
+            if len(self._marks) < self.MAX_MARKS:
+                self._marks.append(mark)
+            else:
+                self._marks[-1] = mark
+        if not self._marks:
+            await connection.commit()
+            return self.final
+        xmin = int(await connection.scalar(_XMIN) or 0)
+        await connection.commit()
+        while self._marks and self._marks[0][1] <= xmin:
+            self.final = max(self.final, self._marks.pop(0)[0])
+        return self.final
+
+
+async def settled_position(connection: AsyncConnection | AsyncSession, *, within: float = 10.0) -> int:
+    """An outbox id every row at or below which is final (committed or gone) from now on: a snapshot
+    opened after this returns sees all of them, and any row it does not see has a larger id.
+    Waits (bounded) for the transactions running now to end."""
+    horizon = Horizon()
+    deadline = time.monotonic() + within  # checked between statements: none is cut off midway
+    while True:
+        final = await horizon.observe(connection)
+        if not horizon.waiting:
+            return final
+        if time.monotonic() >= deadline:
+            raise Unavailable(f"a write transaction older than {within:g}s holds the outbox horizon; "
+                              "try again")
+        await asyncio.sleep(0.005)
 
 
 class OutboxRelay:
@@ -117,7 +192,7 @@ class OutboxRelay:
 
     def __init__(self, database: Database, redis: aioredis.Redis, stream: str, *, batch_size: int = 500,
                  poll_seconds: float = 1.0, stream_max_len: int = 100_000, retention_seconds: float = 86_400.0,
-                 prune_batch: int = 1_000, prune_every_seconds: float = 60.0,
+                 prune_batch: int = 1_000, prune_every_seconds: float = 60.0, coalesce_seconds: float = 0.005,
                  after_publish: Callable[[Sequence[Event]], Awaitable[None]] | None = None) -> None:
         self.database = database
         self.redis = redis
@@ -134,6 +209,11 @@ class OutboxRelay:
         self.pruned = 0
         self.holds_lock = False
         self.lock_backend_pid: int | None = None  # the PostgreSQL backend holding the relay lock
+        self.horizon = Horizon()
+        # Every relay statement stands alone (reads, marks, prune batches, the horizon's): AUTOCOMMIT
+        # spares a BEGIN and a COMMIT round trip around each.
+        self._engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.coalesce_seconds = coalesce_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
@@ -157,12 +237,15 @@ class OutboxRelay:
         connection is used for the batch.
         """
         if connection is None:
-            async with self.database.engine.connect() as pooled:
+            async with self._engine.connect() as pooled:
                 return await self.relay_once(pooled)
+        final = await self.horizon.observe(connection)
         async with connection.begin():
+            # A later snapshot: every transaction the horizon waited for ended before it.
             rows = (await connection.execute(text(
                 "SELECT id, event_id, event_type, payload, traceparent, created_at FROM outbox "
-                "WHERE published_at IS NULL ORDER BY id LIMIT :limit"), {"limit": self.batch_size})).all()
+                "WHERE published_at IS NULL AND id <= :final ORDER BY id LIMIT :limit"),
+                {"final": final, "limit": self.batch_size})).all()
         if not rows:
             self.metrics.cycle(0.0, 0, self.published)
             return 0
@@ -197,7 +280,7 @@ class OutboxRelay:
         """Delete published rows older than the retention, a batch per statement (short transactions that
         never touch unpublished rows, so writers never wait on them), and trim the stream by age."""
         if connection is None:
-            async with self.database.engine.connect() as pooled:
+            async with self._engine.connect() as pooled:
                 return await self.prune(pooled)
         removed = await delete_in_batches(connection, (
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL "
@@ -226,7 +309,7 @@ class OutboxRelay:
     async def _session(self) -> None:
         """Hold the relay lock on one connection, relay and prune on it, wake on NOTIFY or every
         `poll_seconds`."""
-        connection = await self.database.engine.connect()
+        connection = await self._engine.connect()
         try:
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None
@@ -249,8 +332,12 @@ class OutboxRelay:
                     self._next_prune = time.monotonic() + self.prune_every_seconds
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # races its completion, and stop() would then wait for ever.
+                # Under a stream of commits, let a few gather: one cycle (five statements) per batch,
+                # not per commit. Rows drawn but not yet final: look again soon (their writers are short).
+                await asyncio.sleep(self.coalesce_seconds)
+                pause = min(self.poll_seconds, 0.01) if self.horizon.waiting else self.poll_seconds
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_seconds):
+                    async with asyncio.timeout(pause):
                         await self._wake.wait()
         finally:
             self.holds_lock, self.lock_backend_pid = False, None

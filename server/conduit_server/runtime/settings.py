@@ -33,6 +33,11 @@ class RealtimeSettings(BaseModel):
     max_queued_per_watcher: int = 1_000
     # Open streams per process; more are refused with RESOURCE_EXHAUSTED (memory stays bounded).
     max_watchers: int = 20_000
+    # Open streams per client (a signed-in user, a service account, else one client IP), so one client
+    # cannot take every stream; more are refused with RESOURCE_EXHAUSTED + RetryInfo (REST: 429).
+    max_watchers_per_client: int = 100
+    # The Retry-After of a refused stream.
+    refused_stream_retry_seconds: float = 5.0
     # Entries per XREAD of the reader, and per XRANGE page of a resume.
     read_count: int = 200
     # How long one XREAD waits for new entries (they wake it at once). Keep it well below the Redis
@@ -75,6 +80,53 @@ class CacheSettings(BaseModel):
     # Public profiles cached in each process that shows authors (articles, realtime), evicted by events.
     profile_ttl_seconds: float = Field(default=60.0, gt=0)
     profile_entries: int = Field(default=20_000, ge=1)
+
+
+class GraphqlSettings(BaseModel):
+    """The graphql service (`CONDUIT_GRAPHQL__<NAME>`): its port and the limits on what one document may ask
+    (docs/decisions/0031-graphql-over-the-mesh.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Where it listens (HTTP/1.1 and WebSocket; Envoy routes `/graphql` on the TLS port here).
+    port: int = Field(default=8090, ge=1, le=65535)
+    # Schema introspection and the GraphiQL page: off in production, on for local exploration.
+    introspection: bool = False
+    # Nesting depth, cost (fields x page sizes) and size in bytes of one document.
+    max_depth: int = Field(default=10, ge=1)
+    max_complexity: int = Field(default=5_000, ge=1)
+    max_query_bytes: int = Field(default=16_384, ge=64)
+    # Subscriptions one WebSocket connection may hold at once.
+    max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
+    assets_dir: str = ""
+
+
+class OidcSettings(BaseModel):
+    """Sign-in through an external OpenID Connect provider (`CONDUIT_OIDC__<NAME>`), off while
+    `issuer` or `client_id` is empty (docs/decisions/0044-oidc-login.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The provider's issuer URL; its discovery document is `<issuer>/.well-known/openid-configuration`.
+    issuer: str = ""
+    # The mesh's client registration at the provider.
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    # Where the provider sends the browser back: the gateway's `/api/auth/oidc/callback`, as registered.
+    redirect_uri: str = ""
+    # Scopes asked for: `openid` and `email` are needed to find or link an account.
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # How long a started sign-in may take to come back (state, nonce and PKCE verifier kept in Redis).
+    state_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # Timeout of each call to the provider (discovery, JWKS, token endpoint).
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Discovery and JWKS are cached this long; an unknown key id refetches the JWKS (at most every 30 s).
+    metadata_ttl_seconds: float = Field(default=3600.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
 
 
 class WebhooksSettings(BaseModel):
@@ -177,6 +229,8 @@ class Settings(BaseSettings):
     # local CA and localhost certificate generated under state_dir/tls.
     gateway_tls_cert: str = ""
     gateway_tls_key: str = ""
+    # Cache-Control max-age of public answers (tags, articles, comments, profiles) to anonymous callers.
+    gateway_public_max_age_seconds: int = Field(default=30, ge=0, le=86400)
     # Browser origins allowed to call the API (CORS): the dev and preview servers of the common
     # RealWorld frontends (React/Next 3000, Angular 4100/4200, Vite 5173 and preview 4173, Vue 8080).
     cors_origins: list[str] = Field(default_factory=lambda: [
@@ -202,6 +256,9 @@ class Settings(BaseSettings):
     # 15 minutes (failed logins per account and IP stay at 10 per 15 minutes).
     registrations_per_ip_per_hour: int = Field(default=20, ge=1)
     logins_per_ip_per_quarter_hour: int = Field(default=100, ge=1)
+    # Writes (creates, updates, deletes, comments, favorites, follows) per signed-in user per minute,
+    # per service; the next is answered 429 with Retry-After (decision 0029).
+    writes_per_user_per_minute: int = Field(default=600, ge=1)
 
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
@@ -233,6 +290,8 @@ class Settings(BaseSettings):
     signing_key_reload_seconds: float = Field(default=30.0, gt=0)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    graphql: GraphqlSettings = Field(default_factory=GraphqlSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
 
     # Search: Elasticsearch when set (e.g. http://127.0.0.1:9201), else PostgreSQL full-text search.
@@ -264,7 +323,9 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 text = value.get_secret_value()
             elif isinstance(value, list | dict):
-                text = json.dumps(value)
+                # A group may hold secrets too (CONDUIT_OIDC__CLIENT_SECRET).
+                text = json.dumps(value, default=lambda item: item.get_secret_value()
+                                  if isinstance(item, SecretStr) else str(item))
             else:
                 text = str(value)
             environment[f"CONDUIT_{name.upper()}"] = text

@@ -23,6 +23,7 @@ from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
 from conduit_server.search.events import Indexer, StreamLog
 from conduit_server.search.repository import models
+from conduit_server.search.repository.lease import Lease
 from conduit_server.search.repository.peers import ArticlesSource, UsersDirectory
 from conduit_server.search.repository.postgres import PostgresBackend
 from conduit_server.users.client.calls import UsersClient
@@ -32,7 +33,9 @@ SCHEMA = models.SCHEMA
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
 REINDEX_LOCK = "conduit:search:reindex"
-REINDEX_LOCK_SECONDS = 3600
+# The lock's time to live, renewed every third of it while the reindex runs (docs/decisions/0023):
+# a crashed reindex blocks the next one for at most this long.
+REINDEX_LOCK_SECONDS = 30.0
 
 
 def build_backend(settings: Settings, database_url: str) -> SearchBackend:
@@ -54,7 +57,8 @@ class SearchApp:
 
     def __init__(self, settings: Settings, backend: SearchBackend, redis: aioredis.Redis,
                  users_channel: grpc.aio.Channel, articles_channel: grpc.aio.Channel, *,
-                 stream: str = EVENTS_STREAM, consumer: str = "") -> None:
+                 stream: str = EVENTS_STREAM, consumer: str = "",
+                 reindex_lock_seconds: float = REINDEX_LOCK_SECONDS) -> None:
         self.settings = settings
         self.backend = backend
         self.redis = redis
@@ -68,6 +72,7 @@ class SearchApp:
         self.events = StreamLog(redis, stream)
         self.indexer = Indexer(redis, stream, backend, consumer=consumer,
                                claim_idle_ms=int(settings.search_claim_idle_seconds * 1000))
+        self.reindex_lock_seconds = reindex_lock_seconds
 
     @classmethod
     def from_resources(cls, resources: Resources) -> SearchApp:
@@ -83,13 +88,10 @@ class SearchApp:
                         api.SearchApi(self.searcher, self.reindex, self.status))]
 
     async def reindex(self, progress: ProgressCallback) -> int:
-        """One full reindex at a time across replicas (a Redis lock)."""
-        if not await self.redis.set(REINDEX_LOCK, self.indexer.consumer, nx=True, ex=REINDEX_LOCK_SECONDS):
-            raise FailedPrecondition("a reindex is already running", reason="REINDEX_RUNNING")
-        try:
+        """One full reindex at a time across replicas (a Redis lease, renewed while it runs)."""
+        lease = Lease(self.redis, REINDEX_LOCK, ttl_seconds=self.reindex_lock_seconds, owner=self.indexer.consumer)
+        async with lease.held(FailedPrecondition("a reindex is already running", reason="REINDEX_RUNNING")):
             return await Reindexer(self.backend, self.articles, self.events).run(progress)
-        finally:
-            await self.redis.delete(REINDEX_LOCK)
 
     async def status(self) -> IndexStatus:
         """What `conduit search status` and the metrics show: the index, the lag, documents indexed.

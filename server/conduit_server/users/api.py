@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 from conduit.users.v1 import users_pb2, users_pb2_grpc
-from conduit_server.runtime.auth import current_principal, require_principal
+from conduit_server.runtime.auth import client_ip, current_principal, require_principal
 from conduit_server.runtime.errors import OAuthError, PermissionDenied
 from conduit_server.users.domain.accounts import Accounts, Changes, Directory, Profile, Profiles, SignedIn
 from conduit_server.users.domain.admin import Roles, ServiceAccountInfo, ServiceAccounts
 from conduit_server.users.domain.oauth import ClientCredentials, token_request
+from conduit_server.users.domain.oidc import OidcLogin
 from conduit_server.users.domain.sessions import Session, Sessions
 from conduit_server.users.domain.signer import Signer
 
 _FORM_TYPE = "application/x-www-form-urlencoded"
+# The browser binding of an OpenID Connect sign-in: __Host- (Secure, Path=/, no Domain); Lax so that
+# the provider's top-level redirect back brings it.
+OIDC_COOKIE = "__Host-conduit-oidc"
 _BEARER = "Bearer"
 
 
@@ -23,23 +26,18 @@ def _metadata(context: Any) -> dict[str, str]:
     return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
 
 
-def client_ip(context: Any) -> str:
-    """The caller's IP: the address Envoy appended to `x-forwarded-for`, else the TCP peer.
+def oidc_cookie(value: str, max_age_seconds: int) -> str:
+    """The Set-Cookie value carrying (or, with max age 0, clearing) the sign-in binding."""
+    return f"{OIDC_COOKIE}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; Secure; SameSite=Lax"
 
-    Envoy (use_remote_address) appends the address it saw to whatever the client
-    sent, so only the last entry is trustworthy; earlier entries are the client's word.
-    """
-    forwarded = _metadata(context).get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    candidate = hops[-1] if hops else ""
-    if not candidate:
-        peer: str = context.peer() or ""
-        kind, _, address = peer.partition(":")
-        candidate = address.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return candidate[:64] or "unknown"
+
+def cookie_value(header: str, name: str) -> str:
+    """The value of cookie `name` in a Cookie header; "" when absent."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
 
 
 def _user_id() -> int:
@@ -132,10 +130,12 @@ class ProfilesApi(users_pb2_grpc.ProfilesServiceServicer):
 
 
 class AuthApi(users_pb2_grpc.AuthServiceServicer):
-    def __init__(self, sessions: Sessions, client_credentials: ClientCredentials, signer: Signer) -> None:
+    def __init__(self, sessions: Sessions, client_credentials: ClientCredentials, signer: Signer,
+                 oidc: OidcLogin) -> None:
         self._sessions = sessions
         self._client_credentials = client_credentials
         self._signer = signer
+        self._oidc = oidc
 
     async def CreateSession(self, request: users_pb2.CreateSessionRequest, context: Any
                             ) -> users_pb2.CreateSessionResponse:
@@ -177,6 +177,24 @@ class AuthApi(users_pb2_grpc.AuthServiceServicer):
 
     async def GetJwks(self, request: users_pb2.GetJwksRequest, context: Any) -> users_pb2.GetJwksResponse:
         return users_pb2.GetJwksResponse(keys=[users_pb2.Jwk(**key) for key in self._signer.jwks()["keys"]])
+
+    async def StartOidcLogin(self, request: users_pb2.StartOidcLoginRequest, context: Any
+                             ) -> users_pb2.StartOidcLoginResponse:
+        started = await self._oidc.start()
+        # The gateway answers REST callers 302 (http_success_status) with these two headers.
+        await context.send_initial_metadata((
+            ("location", started.authorization_url),
+            ("set-cookie", oidc_cookie(started.binding, self._oidc.state_ttl_seconds))))
+        return users_pb2.StartOidcLoginResponse(authorization_url=started.authorization_url)
+
+    async def CompleteOidcLogin(self, request: users_pb2.CompleteOidcLoginRequest, context: Any
+                                ) -> users_pb2.CompleteOidcLoginResponse:
+        signed_in = await self._oidc.complete(
+            code=request.code, state=request.state, issuer=request.iss, error=request.error,
+            error_description=request.error_description,
+            binding=cookie_value(_metadata(context).get("cookie", ""), OIDC_COOKIE))
+        await context.send_initial_metadata((("set-cookie", oidc_cookie("", 0)),))
+        return users_pb2.CompleteOidcLoginResponse(user=_user(signed_in))
 
 
 class AdminApi(users_pb2_grpc.AdminServiceServicer):

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from conduit.users.v1 import users_pb2, users_pb2_grpc
 from conduit_server.runtime import migrations, outbox
 from conduit_server.runtime.db import Database
+from conduit_server.runtime.ratelimit import Limit, RateLimiter, WriteLimit
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.revocations import Revocations, revocations_prefix
 from conduit_server.runtime.server import Binding
@@ -23,6 +24,7 @@ from conduit_server.users.domain.accounts import Accounts, Directory, Profiles, 
 from conduit_server.users.domain.admin import Roles, ServiceAccounts
 from conduit_server.users.domain.keys import derive_kek
 from conduit_server.users.domain.oauth import ClientCredentials
+from conduit_server.users.domain.oidc import OidcLogin
 from conduit_server.users.domain.passwords import PasswordHasher
 from conduit_server.users.domain.sessions import Sessions
 from conduit_server.users.domain.signer import Clock, Signer, TokenPolicy, utc_now
@@ -34,7 +36,7 @@ from conduit_server.users.repository import (
     UserRepository,
     models,
 )
-from conduit_server.users.repository.ratelimit import Limit, RateLimiter
+from conduit_server.users.repository.oidc import IdentityRepository, PendingLogins, ProviderClient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -76,17 +78,27 @@ class UsersApp:
         # Keys carry the schema, so two services (or test apps) can share one Redis.
         prefix = f"conduit:{database.schema}"
         self.limiter = RateLimiter(redis, prefix=f"{prefix}:ratelimit")
+        self.writes = WriteLimit.per_minute(self.limiter, settings.writes_per_user_per_minute)
         self.cache = DirectoryCache(redis, prefix=directory_prefix(database.schema),
                                     ttl_seconds=settings.cache.directory_ttl_seconds)
         users, events, refresh_tokens = UserRepository(), EventRepository(), RefreshTokenRepository()
         self.accounts = Accounts(database, users=users, events=events, refresh_tokens=refresh_tokens,
                                  hasher=self.hasher, signer=self.signer, limiter=self.limiter,
-                                 cache=self.cache, limits=rate_limits, clock=clock, revocations=self.revocations)
-        self.profiles = Profiles(database, users, events, self.cache)
+                                 cache=self.cache, limits=rate_limits, clock=clock, revocations=self.revocations,
+                                 writes=self.writes)
+        self.profiles = Profiles(database, users, events, self.cache, writes=self.writes)
         self.directory = Directory(database, users, self.cache)
         self.sessions = Sessions(database, self.accounts, users, refresh_tokens,
                                  refresh_ttl_seconds=settings.refresh_token_ttl_seconds, clock=clock)
         self.client_credentials = ClientCredentials(database, ServiceAccountRepository(), self.signer)
+        oidc = settings.oidc
+        self.oidc_provider = ProviderClient(
+            issuer=oidc.issuer, client_id=oidc.client_id, client_secret=oidc.client_secret.get_secret_value(),
+            timeout_seconds=oidc.http_timeout_seconds, metadata_ttl_seconds=oidc.metadata_ttl_seconds)
+        self.oidc = OidcLogin(oidc, provider=self.oidc_provider,
+                              pending=PendingLogins(redis, prefix=f"{prefix}:oidc-state"), database=database,
+                              accounts=self.accounts, users=users, identities=IdentityRepository(), events=events,
+                              hasher=self.hasher)
         self.roles, self.service_accounts = admin_for(database, self.revocations)
         self.relay = outbox.OutboxRelay.from_settings(settings, database, redis,
                                                       stream or outbox.stream_name("users"))
@@ -114,7 +126,7 @@ class UsersApp:
             Binding(services["ProfilesService"], users_pb2_grpc.add_ProfilesServiceServicer_to_server,
                     api.ProfilesApi(self.profiles)),
             Binding(services["AuthService"], users_pb2_grpc.add_AuthServiceServicer_to_server,
-                    api.AuthApi(self.sessions, self.client_credentials, self.signer)),
+                    api.AuthApi(self.sessions, self.client_credentials, self.signer, self.oidc)),
             Binding(services["AdminService"], users_pb2_grpc.add_AdminServiceServicer_to_server,
                     api.AdminApi(self.roles, self.service_accounts)),
             Binding(services["UserDirectoryService"],
@@ -131,6 +143,7 @@ class UsersApp:
 
     async def close(self) -> None:
         await self._background.stop()
+        await self.oidc_provider.close()
         await asyncio.to_thread(self.hasher.close)
         await self.database.close()
         await self.redis.aclose()

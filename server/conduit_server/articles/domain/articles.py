@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit_server.articles import events
 from conduit_server.articles.domain import normalise, slugs
-from conduit_server.articles.domain.access import require_author, require_author_or_moderator, require_user
+from conduit_server.articles.domain.access import (
+    count_write,
+    require_author,
+    require_author_or_moderator,
+    require_user,
+)
 from conduit_server.articles.domain.authors import Authors
 from conduit_server.articles.domain.pages import ARTICLES_PAGE, page_size
 from conduit_server.articles.domain.records import (
@@ -31,6 +36,7 @@ from conduit_server.articles.repository import ArticleRepository, TagRepository
 from conduit_server.articles.repository.cache import FRONT_PAGE_SIZE, ArticleCache
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import AlreadyExists, FieldViolation, NotFound
+from conduit_server.runtime.ratelimit import WriteLimit
 from conduit_server.users.client.calls import UsersClient
 
 # Tries of a slug before giving up: the plain slug, then random suffixes (a clash is ~1 in 2·10⁹).
@@ -56,8 +62,10 @@ def _slug_exhausted() -> AlreadyExists:
 
 class Articles:
     def __init__(self, database: Database, articles: ArticleRepository, tags: TagRepository, *,
-                 cache: ArticleCache, users: UsersClient, authors: Authors, views: Views) -> None:
+                 cache: ArticleCache, users: UsersClient, authors: Authors, views: Views,
+                 writes: WriteLimit) -> None:
         self._database = database
+        self._writes = writes
         self._articles = articles
         self._tags = tags
         self._cache = cache
@@ -128,6 +136,7 @@ class Articles:
                      tags: list[str]) -> ArticleView:
         """Publish an article by the caller; its slug comes from the title, made unique."""
         author_id = require_user(caller, "write articles")
+        await self._writes.check(author_id)
         names = normalise.normalise_tags(tags)
         row = NewArticleRow(title=title, description=description, body=body, tags=tuple(names),
                             author_id=author_id, excerpt=normalise.excerpt(body),
@@ -153,13 +162,14 @@ class Articles:
 
     async def update(self, caller: Caller, slug: str, changes: ArticleChanges) -> ArticleView:
         """Change an article; only its author may. A new title makes a new slug."""
+        await count_write(self._writes, caller)
         async with self._database.transaction() as session:
             current = await self._articles.by_slug(session, slug, for_update=True)
             if current is None:
                 raise _not_found(slug)
             require_author(caller, current.author_id, "change this article")
             values = _changed_columns(current, changes)
-            # Every read before the event: the outbox append takes the commit-order lock, held to COMMIT.
+            # Every read before the event: the append is the last statement (decision 0028).
             favorited = await self._articles.favorited_ids(session, caller.viewer_id, [current.id])
             if values:
                 await self._apply(session, current, values)
@@ -183,6 +193,7 @@ class Articles:
 
     async def delete(self, caller: Caller, slug: str) -> None:
         """Delete an article; its author, a moderator or an admin may."""
+        await count_write(self._writes, caller)
         async with self._database.transaction() as session:
             article = await self._articles.by_slug(session, slug, for_update=True)
             if article is None:
@@ -199,6 +210,7 @@ class Articles:
         deleted, in the same statement, so it stays exact under concurrency.
         """
         user_id = require_user(caller, "favorite articles")
+        await self._writes.check(user_id)
         async with self._database.transaction() as session:
             toggled = await self._articles.set_favorite(session, slug, user_id, favorited=favorited)
             if toggled is None:

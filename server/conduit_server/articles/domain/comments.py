@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from conduit_server.articles import events
-from conduit_server.articles.domain.access import require_author_or_moderator, require_user
+from conduit_server.articles.domain.access import count_write, require_author_or_moderator, require_user
 from conduit_server.articles.domain.pages import COMMENTS_PAGE, page_size
 from conduit_server.articles.domain.records import Caller, CommentView
 from conduit_server.articles.domain.views import Views
 from conduit_server.articles.repository import CommentRepository
 from conduit_server.runtime.db import Database
 from conduit_server.runtime.errors import NotFound
+from conduit_server.runtime.ratelimit import WriteLimit
 
 
 def _article_not_found(slug: str) -> NotFound:
@@ -17,8 +18,10 @@ def _article_not_found(slug: str) -> NotFound:
 
 
 class Comments:
-    def __init__(self, database: Database, comments: CommentRepository, views: Views) -> None:
+    def __init__(self, database: Database, comments: CommentRepository, views: Views, *,
+                 writes: WriteLimit) -> None:
         self._database = database
+        self._writes = writes
         self._comments = comments
         self._views = views
 
@@ -34,6 +37,7 @@ class Comments:
 
     async def create(self, caller: Caller, slug: str, body: str) -> CommentView:
         author_id = require_user(caller, "comment")
+        await self._writes.check(author_id)
         async with self._database.transaction() as session:
             comment = await self._comments.add(session, slug, author_id, body)
             if comment is None:
@@ -44,6 +48,7 @@ class Comments:
 
     async def delete(self, caller: Caller, slug: str, comment_id: int) -> None:
         """Delete a comment of the article; its author, a moderator or an admin may."""
+        await count_write(self._writes, caller)
         async with self._database.transaction() as session:
             comment = await self._comments.in_article_for_update(session, slug, comment_id)
             if comment is None:

@@ -35,8 +35,9 @@ class Exports:
         Always yields at least one batch (possibly empty), so the reader learns the position.
         """
         batch_size = batch_size or SNAPSHOT_BATCH
+        async with self._database.read() as session:
+            position = await self._articles.settled_outbox_position(session)
         async with self._database.snapshot() as session:
-            position = await self._articles.outbox_position(session)
             total = await self._articles.count(session)
             after, first = 0, True
             while True:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit_server.articles.domain.records import ArticleFilter, NewArticleRow, StoredArticle
+from conduit_server.runtime import outbox
 
 SLUG_CONSTRAINT = "uq_articles_slug"
 
@@ -97,9 +98,6 @@ _BY_IDS = text(f"SELECT {_article_columns('a', body=False)} FROM articles AS a "
                "WHERE a.id = ANY(CAST(:ids AS bigint[]))")
 _AFTER = text(f"SELECT {_article_columns('a')} FROM articles AS a WHERE a.id > :after ORDER BY a.id LIMIT :limit")
 _COUNT = text("SELECT count(*) FROM articles")
-# The outbox position a snapshot reflects: ids are drawn in commit order (0003), so in one snapshot every
-# event up to the largest visible id is visible and every later one is not.
-_OUTBOX_POSITION = text("SELECT coalesce(max(id), 0) FROM outbox")
 _FAVORITED = text("SELECT article_id FROM favorites WHERE user_id = :user_id "
                   "AND article_id = ANY(CAST(:article_ids AS bigint[]))")
 
@@ -204,9 +202,11 @@ class ArticleRepository:
     async def count(self, session: AsyncSession) -> int:
         return int(await session.scalar(_COUNT) or 0)
 
-    async def outbox_position(self, session: AsyncSession) -> int:
-        """The id of the newest outbox event visible to the session's snapshot (0 when none)."""
-        return int(await session.scalar(_OUTBOX_POSITION) or 0)
+    async def settled_outbox_position(self, session: AsyncSession) -> int:
+        """An outbox id that a snapshot opened afterwards reflects exactly: every event up to it is in
+        that snapshot, and every event the snapshot misses has a larger id (decision 0028). Waits for
+        the write transactions running now to end (bounded)."""
+        return await outbox.settled_position(session)
 
     async def favorited_ids(self, session: AsyncSession, user_id: int, article_ids: Sequence[int]
                             ) -> set[int]:

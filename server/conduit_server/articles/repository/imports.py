@@ -63,7 +63,7 @@ class ImportRepository:
 
     async def add_events(self, session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, bytes]]) -> None:
         """Outbox rows in one statement. Only after `outbox.append` in the same transaction, which
-        holds the commit-order lock until commit (see runtime/outbox.py)."""
+        gives the transaction its xid before any of these ids is drawn (see runtime/outbox.py)."""
         if not rows:
             return
         await session.execute(_EVENTS, {"ids": [row[0] for row in rows], "types": [row[1] for row in rows],

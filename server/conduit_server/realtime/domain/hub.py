@@ -27,7 +27,7 @@ from conduit_server.realtime.domain.watchers import ArticleSelector, Offer, Watc
 from conduit_server.realtime.events import RecentIds, decode_entries, drop_duplicates
 from conduit_server.realtime.repository.history import xrevrange
 from conduit_server.runtime import telemetry
-from conduit_server.runtime.errors import ConduitError, ResourceExhausted
+from conduit_server.runtime.errors import ConduitError, RateLimited, ResourceExhausted
 from conduit_server.runtime.settings import RealtimeSettings
 from conduit_server.runtime.tail import RawEntry, StreamFollower
 from conduit_server.runtime.tasks import cancel_until_done
@@ -52,6 +52,7 @@ class Counters:
     heartbeats_sent: int = 0
     slow_consumer_disconnects: int = 0
     refused_streams: int = 0
+    refused_streams_per_client: int = 0
     resumes: int = 0
     resumes_out_of_range: int = 0
     follow_events: int = 0
@@ -75,6 +76,7 @@ class Hub:
         self._ready = asyncio.Event()
         self._closing = False
         self._streams: set[Watcher] = set()  # every open stream, live or catching up
+        self._per_client: dict[str, int] = {}  # open streams by client (auth.client_key)
         self._broadcast: set[Watcher] = set()  # live WatchFeed / WatchArticles streams
         self._by_slug: dict[str, set[Watcher]] = {}  # live WatchArticle streams by current slug
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,11 +123,21 @@ class Hub:
     # -- registry ----------------------------------------------------------------------------
 
     def attach(self, watcher: Watcher) -> None:
-        """Count a new stream (not yet fed); raises ResourceExhausted past `max_watchers`."""
+        """Count a new stream (not yet fed). Past `max_watchers` on this process, or past
+        `max_watchers_per_client` for the watcher's client, it is refused: RESOURCE_EXHAUSTED with a
+        RetryInfo (REST: 429 with Retry-After), so one client cannot take every stream."""
+        retry = self.config.refused_stream_retry_seconds
         if len(self._streams) >= self.config.max_watchers:
             self.counters.refused_streams += 1
-            raise ResourceExhausted("too many open streams on this server; retry later",
-                                    reason="TOO_MANY_STREAMS")
+            raise RateLimited("too many open streams on this server; retry later", retry,
+                              reason="TOO_MANY_STREAMS")
+        held = self._per_client.get(watcher.client, 0)
+        if held >= self.config.max_watchers_per_client:
+            self.counters.refused_streams_per_client += 1
+            raise RateLimited(f"this client has {held} open streams, the most allowed; close one or retry later",
+                              retry, reason="TOO_MANY_STREAMS_FOR_CLIENT",
+                              metadata={"max_streams": str(self.config.max_watchers_per_client)})
+        self._per_client[watcher.client] = held + 1
         self._streams.add(watcher)
         self.counters.by_method[watcher.method] = self.counters.by_method.get(watcher.method, 0) + 1
 
@@ -142,7 +154,13 @@ class Hub:
 
     def detach(self, watcher: Watcher) -> None:
         self._unlink(watcher)
-        self._streams.discard(watcher)
+        if watcher in self._streams:
+            self._streams.discard(watcher)
+            held = self._per_client[watcher.client] - 1
+            if held:
+                self._per_client[watcher.client] = held
+            else:
+                del self._per_client[watcher.client]
 
     def _unlink(self, watcher: Watcher) -> None:
         self._broadcast.discard(watcher)
@@ -266,6 +284,8 @@ class Hub:
             "heartbeats_sent": counters.heartbeats_sent,
             "slow_consumer_disconnects": counters.slow_consumer_disconnects,
             "refused_streams": counters.refused_streams,
+            "refused_streams_per_client": counters.refused_streams_per_client,
+            "clients": len(self._per_client),
             "duplicates_dropped": counters.duplicates_dropped,
             "malformed_entries": counters.malformed_entries + self.preparer.malformed,
             "resumes": counters.resumes,

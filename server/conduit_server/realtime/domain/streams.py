@@ -64,9 +64,10 @@ class Streams:
         self.config = config
 
     async def watch(self, method: str, selector: SelectorFactory, *, resume_token: str,
-                    user_id: int | None, batched: bool = False) -> AsyncIterator[bytes]:
+                    user_id: int | None, batched: bool = False, client: str = "") -> AsyncIterator[bytes]:
         """The serialized messages of one stream; `user_id` personalises `following`; `batched`: each
-        message carries every event ready when it is sent (`events`), else one (`event`)."""
+        message carries every event ready when it is sent (`events`), else one (`event`); `client`:
+        whom the per-client cap counts the stream for."""
         resume_after = parse_resume_token(resume_token)
         if self.hub.closing:
             raise unavailable("this server is shutting down", "SHUTTING_DOWN")(resume_after)
@@ -78,7 +79,7 @@ class Streams:
             raise unavailable(error.message, error.reason)(resume_after) from None
         try:
             watcher = Watcher(method, selector(followees), max_queued=self.config.max_queued_per_watcher,
-                              resume_after=resume_after)
+                              resume_after=resume_after, client=client)
             self.hub.attach(watcher)
             try:
                 async for message in self._run(watcher, resume_after, batched):

@@ -94,8 +94,9 @@ class Watcher:
     """The server side of one stream."""
 
     def __init__(self, method: str, selector: Selector, *, max_queued: int,
-                 resume_after: StreamId | None = None) -> None:
+                 resume_after: StreamId | None = None, client: str = "") -> None:
         self.method = method
+        self.client = client  # whom the per-client cap counts it for (auth.client_key)
         self.selector = selector
         self.max_queued = max_queued
         # Id of the last event handed to the stream (set before the hand-over: it is on its way).

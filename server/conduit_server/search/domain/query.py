@@ -59,6 +59,9 @@ class BackendPage:
     hits: list[BackendHit]
     total: int
     facets: list[tuple[str, int]]
+    # False when the backend stopped counting at its window: `total` is then a lower bound and the
+    # facets count the matches it looked at (docs/decisions/0022).
+    total_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class SearchPage:
     total: int
     facets: list[tuple[str, int]] = field(default_factory=list)
     corrected: bool = False
+    total_exact: bool = True
 
 
 def marked_html(text: str, *, limit: int = 0) -> str:

@@ -32,5 +32,5 @@ class Searcher:
         hits = [Hit(found, marked_html(found.title_marked), marked_html(found.snippet_marked, limit=SNIPPET_CHARS),
                     views.get(found.article_id))
                 for found in page.hits]
-        return SearchPage(hits, page.total, page.facets, corrected)
+        return SearchPage(hits, page.total, page.facets, corrected, page.total_exact)
 

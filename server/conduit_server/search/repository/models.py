@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, SmallInteger, Text, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Index, Integer, SmallInteger, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,6 +35,8 @@ class DocumentRow(Base):
         Index("ix_documents_document", "document", postgresql_using="gin"),
         Index("ix_documents_tags", "tags", postgresql_using="gin"),
         Index("ix_documents_author", "generation", "author_id"),
+        Index("ix_documents_head", "head", postgresql_using="gin"),
+        Index("ix_documents_recent", "generation", text("created_at DESC"), "article_id"),
     )
 
     generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -50,6 +52,10 @@ class DocumentRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     document: Mapped[str] = mapped_column(TSVECTOR, server_default="")
+    # Title (A), description and tags (B) only: the matches a bounded candidate set must never miss.
+    head: Mapped[str] = mapped_column(TSVECTOR, server_default="")
+    # `document` with at most three positions per lexeme: what ts_rank reads (bounded cost per match).
+    ranking: Mapped[str] = mapped_column(TSVECTOR, server_default="")
 
 
 class Word(Base):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from conduit_server.runtime.db import Database
 from conduit_server.search.domain.documents import MARK_CLOSE, MARK_OPEN, Change, Document, Tombstone, latest
@@ -22,23 +22,34 @@ from conduit_server.search.domain.ports import IndexStats
 from conduit_server.search.domain.query import FACET_SIZE, BackendHit, BackendPage, SearchQuery
 
 LIVE = "(SELECT live_generation FROM state WHERE id = 1)"
+# Written out wherever it is used (not a CTE): planned per call, the planner folds it into a constant
+# and estimates its selectivity from the column statistics.
+_QUERY = "websearch_to_tsquery('english', CAST(:q AS text))"
 _WORD_CHARS = (3, 32)
+# How many matches a search ranks, counts and facets at most, besides as many title/description/tag
+# matches (docs/decisions/0022).
+SEARCH_WINDOW = 500
+# Positions per lexeme in the ranking vector: ts_rank's cost grows with the product of the query words'
+# positions; three keep term frequency (saturating, as BM25 does), title occurrences first.
+_RANKED_POSITIONS = 3
 
 _UPSERT = text(f"""
 INSERT INTO documents AS d (generation, article_id, version, deleted, slug, title, description, body, tags,
-                            author_id, created_at, document)
+                            author_id, created_at, head, document, ranking)
 SELECT coalesce(CAST(:generation AS int), {LIVE}), c.article_id, c.version, c.deleted, c.slug, c.title,
-       c.description, c.body, c.tags, c.author_id, c.created_at,
-       setweight(to_tsvector('english', c.title), 'A')
-       || setweight(to_tsvector('english', c.description || ' ' || array_to_string(c.tags, ' ')), 'B')
-       || setweight(to_tsvector('english', c.body), 'C')
+       c.description, c.body, c.tags, c.author_id, c.created_at, h.head, v.document,
+       capped_positions(v.document, {_RANKED_POSITIONS})
 FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS c(article_id bigint, version bigint, deleted boolean,
-     slug text, title text, description text, body text, tags text[], author_id bigint, created_at timestamptz)
+     slug text, title text, description text, body text, tags text[], author_id bigint, created_at timestamptz),
+     LATERAL (SELECT setweight(to_tsvector('english', c.title), 'A')
+                     || setweight(to_tsvector('english', c.description || ' ' || array_to_string(c.tags, ' ')),
+                                  'B') AS head) AS h,
+     LATERAL (SELECT h.head || setweight(to_tsvector('english', c.body), 'C') AS document) AS v
 ON CONFLICT (generation, article_id) DO UPDATE SET
     version = excluded.version, deleted = excluded.deleted, slug = excluded.slug, title = excluded.title,
     description = excluded.description, body = excluded.body, tags = excluded.tags,
-    author_id = excluded.author_id, created_at = excluded.created_at, document = excluded.document,
-    indexed_at = now()
+    author_id = excluded.author_id, created_at = excluded.created_at, head = excluded.head,
+    document = excluded.document, ranking = excluded.ranking, indexed_at = now()
 WHERE d.version < excluded.version
 """)
 # Unstemmed words of the documents, for typo correction by trigram similarity. Sorted, so that two
@@ -60,36 +71,56 @@ FROM unnest(CAST(:words AS text[])) AS q(word)
 WHERE NOT EXISTS (SELECT 1 FROM words AS w WHERE w.word = q.word)
 """)
 _QUERY_WORDS = text("SELECT lexeme FROM unnest(to_tsvector('simple', :q))")
-_HEADLINE = (f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=30, MinWords=10, MaxFragments=2, "
-             "FragmentDelimiter=\" … \"")
-# ts_headline parses the whole text it is given: a snippet comes from the first part of a long body.
-_HEADLINE_SOURCE_CHARS = 4000
+# One excerpt around the best cover (the snippet shows SNIPPET_CHARS of it): cheaper than fragments.
+_HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=35, MinWords=15"
+# ts_headline parses all the text it is given, at a cost that grows with its length and its matches:
+# a snippet comes from the first part of a long body.
+_HEADLINE_SOURCE_CHARS = 500
 _TITLE_HEADLINE = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, HighlightAll=true"
 
 
 def _search_statement(*, tag: bool, author: bool) -> Any:
-    filters = "".join([" AND CAST(:tag AS text) = ANY(d.tags)" if tag else "",
+    """One round trip, bounded work whatever the query matches (docs/decisions/0022).
+
+    `hits`: the newest `window` (+1, to tell) matches. With a planned-per-call statement the planner
+    sees the query's selectivity: a broad query walks the recency index and stops after `window` rows,
+    a selective one takes the GIN bitmap and sorts its few rows. `head`: likewise among matches in
+    title, description or tags (their own small GIN index), so a title match is a candidate however
+    many bodies match. The candidates `hits UNION head` are what the answer is about: ranked (on the
+    capped `ranking` vector), counted (the total: every page is reachable) and faceted; all of the
+    matches whenever no more than `window` match. `ts_headline` runs on the page's rows only.
+    """
+    filters = "".join([" AND d.tags @> ARRAY[CAST(:tag AS text)]" if tag else "",
                        " AND d.author_id = :author_id" if author else ""])
     return text(f"""
-WITH q AS (SELECT websearch_to_tsquery('english', :q) AS query),
-matches AS MATERIALIZED (
-    SELECT d.article_id, d.tags, ts_rank(d.document, q.query) AS score, d.created_at
-    FROM documents AS d, q
-    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.document @@ q.query{filters}
+WITH hits AS MATERIALIZED (
+    SELECT d.article_id, d.tags, d.created_at, d.ranking FROM documents AS d
+    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.document @@ {_QUERY}{filters}
+    ORDER BY d.created_at DESC, d.article_id LIMIT :window + 1
+),
+head AS MATERIALIZED (
+    SELECT d.article_id, d.tags, d.created_at, d.ranking FROM documents AS d
+    WHERE d.generation = {LIVE} AND NOT d.deleted AND d.head @@ {_QUERY}{filters}
+    ORDER BY d.created_at DESC, d.article_id LIMIT :window
+),
+candidates AS MATERIALIZED (
+    SELECT c.article_id, c.tags, c.created_at, ts_rank(c.ranking, {_QUERY}) AS score
+    FROM (SELECT * FROM hits
+          UNION ALL SELECT * FROM head WHERE article_id NOT IN (SELECT article_id FROM hits)) AS c
 ),
 page AS (
-    SELECT article_id, score FROM matches ORDER BY score DESC, created_at DESC, article_id LIMIT :limit OFFSET :offset
+    SELECT article_id, score FROM candidates
+    ORDER BY score DESC, created_at DESC, article_id LIMIT :limit OFFSET :offset
 )
-SELECT (SELECT count(*) FROM matches) AS total,
+SELECT (SELECT count(*) FROM candidates) AS total, (SELECT count(*) FROM hits) AS matched,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(f.tag, f.n)), '[]') FROM (
-            SELECT t.tag, count(*) AS n FROM matches AS m, unnest(m.tags) AS t(tag)
+            SELECT t.tag, count(*) AS n FROM (SELECT unnest(tags) AS tag FROM candidates) AS t
             GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {FACET_SIZE}) AS f) AS facets,
        p.score, d.article_id, d.slug, d.title, d.description, d.tags, d.author_id, d.created_at,
-       ts_headline('english', d.title, q.query, '{_TITLE_HEADLINE}') AS title_marked,
+       ts_headline('english', d.title, {_QUERY}, '{_TITLE_HEADLINE}') AS title_marked,
        ts_headline('english', CASE WHEN d.body = '' THEN d.description ELSE left(d.body, {_HEADLINE_SOURCE_CHARS}) END,
-                   q.query,
-                   '{_HEADLINE}') AS snippet_marked
-FROM q CROSS JOIN (SELECT 1) AS one
+                   {_QUERY}, '{_HEADLINE}') AS snippet_marked
+FROM (SELECT 1) AS one
 LEFT JOIN page AS p ON true
 LEFT JOIN documents AS d ON d.generation = {LIVE} AND d.article_id = p.article_id
 ORDER BY p.score DESC NULLS LAST, d.created_at DESC, d.article_id
@@ -98,6 +129,18 @@ ORDER BY p.score DESC NULLS LAST, d.created_at DESC, d.article_id
 
 _SEARCHES = {(tag, author): _search_statement(tag=tag, author=author) for tag in (False, True)
              for author in (False, True)}
+
+
+def search_sql(*, tag: bool = False, author: bool = False) -> str:
+    """The search statement's text (for `EXPLAIN` in the bench)."""
+    return str(_SEARCHES[(tag, author)])
+
+
+def _plan_each_statement(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET plan_cache_mode = force_custom_plan")
+    cursor.close()
+    dbapi_connection.commit()  # the driver opened a transaction: its rollback would undo the SET
 
 
 def _row(change: Change) -> dict[str, Any]:
@@ -114,9 +157,14 @@ def _row(change: Change) -> dict[str, Any]:
 class PostgresBackend:
     name = "postgresql"
 
-    def __init__(self, database: Database, *, batch_rows: int = 200) -> None:
+    def __init__(self, database: Database, *, batch_rows: int = 200, window: int = SEARCH_WINDOW) -> None:
         self.database = database
         self._batch_rows = batch_rows
+        self._window = window
+        # Every search is planned with its own words: a plan cached for some query (after five
+        # executions PostgreSQL may switch to a generic plan) would take the GIN bitmap and sort every
+        # match of a broad one. Set on each connection the engine opens from now on.
+        event.listen(database.engine.sync_engine, "connect", _plan_each_statement)
 
     async def prepare(self) -> None:
         return None  # the migrations create everything (app.start runs them)
@@ -141,7 +189,8 @@ class PostgresBackend:
             if corrected is None:
                 return BackendPage([], 0, [])
             text_query = corrected
-        params: dict[str, Any] = {"q": text_query, "limit": query.limit, "offset": query.offset}
+        params: dict[str, Any] = {"q": text_query, "limit": query.limit, "offset": query.offset,
+                                  "window": self._window}
         if query.tag:
             params["tag"] = query.tag
         if query.author_id is not None:
@@ -153,7 +202,8 @@ class PostgresBackend:
         hits = [BackendHit(row.article_id, float(row.score), row.slug, row.title, row.description, tuple(row.tags),
                            row.author_id, row.created_at, row.title_marked or row.title, row.snippet_marked or "")
                 for row in rows if row.article_id is not None]
-        return BackendPage(hits, int(first.total), [(tag, int(count)) for tag, count in first.facets])
+        return BackendPage(hits, int(first.total), [(tag, int(count)) for tag, count in first.facets],
+                           total_exact=int(first.matched) <= self._window)
 
     async def _corrected(self, query: str) -> str | None:
         """The query with each unknown word replaced by the closest known one; None when none is."""

@@ -18,6 +18,7 @@ from conduit_server.runtime.errors import (
     NotFound,
     Unauthenticated,
 )
+from conduit_server.runtime.ratelimit import Limit, RateLimiter, WriteLimit
 from conduit_server.runtime.revocations import Revocations
 from conduit_server.users.client.cache import DirectoryCache
 from conduit_server.users.domain.passwords import PasswordHasher
@@ -25,7 +26,6 @@ from conduit_server.users.domain.signer import Clock, Signer, utc_now
 from conduit_server.users.events import EventRepository
 from conduit_server.users.repository import RefreshTokenRepository, Taken, UserRepository
 from conduit_server.users.repository.models import User
-from conduit_server.users.repository.ratelimit import Limit, RateLimiter
 
 IMPLICIT_ROLE = "user"
 TAKEN = "has already been taken"
@@ -122,8 +122,10 @@ class Accounts:
     def __init__(self, database: Database, *, users: UserRepository, events: EventRepository,
                  refresh_tokens: RefreshTokenRepository, hasher: PasswordHasher, signer: Signer,
                  limiter: RateLimiter, cache: DirectoryCache, limits: RateLimits | None = None,
-                 clock: Clock = utc_now, revocations: Revocations | None = None) -> None:
+                 clock: Clock = utc_now, revocations: Revocations | None = None,
+                 writes: WriteLimit) -> None:
         self._database = database
+        self._writes = writes
         self._users = users
         self._events = events
         self._refresh_tokens = refresh_tokens
@@ -204,6 +206,7 @@ class Accounts:
         return self.sign_in(await self.account(user_id))
 
     async def update(self, user_id: int, changes: Changes) -> SignedIn:
+        await self._writes.check(user_id)
         values: dict[str, str] = {}
         if changes.email is not None:
             values["email"] = normalise_email(changes.email)
@@ -254,11 +257,12 @@ class Profiles:
     """RealWorld profiles and follows, `following` as seen by the viewer."""
 
     def __init__(self, database: Database, users: UserRepository, events: EventRepository,
-                 cache: DirectoryCache) -> None:
+                 cache: DirectoryCache, *, writes: WriteLimit) -> None:
         self._database = database
         self._users = users
         self._events = events
         self._cache = cache
+        self._writes = writes
 
     async def get(self, username: str, viewer_id: int | None) -> Profile:
         async with self._database.read() as session:
@@ -270,6 +274,7 @@ class Profiles:
             return profile_of(user, following)
 
     async def follow(self, viewer_id: int, username: str) -> Profile:
+        await self._writes.check(viewer_id)
         async with self._database.transaction() as session:
             user = await self._users.by_username(session, username)
             if user is None:
@@ -285,6 +290,7 @@ class Profiles:
         return profile_of(user, True)
 
     async def unfollow(self, viewer_id: int, username: str) -> Profile:
+        await self._writes.check(viewer_id)
         async with self._database.transaction() as session:
             user = await self._users.by_username(session, username)
             if user is None:

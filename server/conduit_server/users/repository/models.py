@@ -126,3 +126,14 @@ class ServiceAccount(Base):
 
 class OutboxEvent(OutboxRow, Base):
     """A domain event written in the same transaction as the change it reports."""
+
+
+class ExternalIdentity(Base):
+    """An account at an OpenID Connect provider (issuer + subject) linked to a user (decision 0044)."""
+
+    __tablename__ = "external_identities"
+
+    issuer: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

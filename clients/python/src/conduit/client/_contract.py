@@ -70,6 +70,14 @@ GET_JWKS: Method[users_v1_users_pb2.GetJwksRequest, users_v1_users_pb2.GetJwksRe
     "/conduit.users.v1.AuthService/GetJwks", users_v1_users_pb2.GetJwksRequest, users_v1_users_pb2.GetJwksResponse,
     kind="unary", idempotency="NO_SIDE_EFFECTS", default_timeout_ms=0,
     retry_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED",), backoff=(0.1, 2.0, 2.0, 10))
+START_OIDC_LOGIN: Method[users_v1_users_pb2.StartOidcLoginRequest, users_v1_users_pb2.StartOidcLoginResponse] = Method(
+    "/conduit.users.v1.AuthService/StartOidcLogin", users_v1_users_pb2.StartOidcLoginRequest, users_v1_users_pb2.StartOidcLoginResponse,
+    kind="unary", idempotency="IDEMPOTENCY_UNKNOWN", default_timeout_ms=0,
+    retry_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED",), backoff=(0.1, 2.0, 2.0, 10))
+COMPLETE_OIDC_LOGIN: Method[users_v1_users_pb2.CompleteOidcLoginRequest, users_v1_users_pb2.CompleteOidcLoginResponse] = Method(
+    "/conduit.users.v1.AuthService/CompleteOidcLogin", users_v1_users_pb2.CompleteOidcLoginRequest, users_v1_users_pb2.CompleteOidcLoginResponse,
+    kind="unary", idempotency="IDEMPOTENCY_UNKNOWN", default_timeout_ms=0,
+    retry_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED",), backoff=(0.1, 2.0, 2.0, 10))
 LIST_USER_ROLES: Method[users_v1_users_pb2.ListUserRolesRequest, users_v1_users_pb2.ListUserRolesResponse] = Method(
     "/conduit.users.v1.AdminService/ListUserRoles", users_v1_users_pb2.ListUserRolesRequest, users_v1_users_pb2.ListUserRolesResponse,
     kind="unary", idempotency="NO_SIDE_EFFECTS", default_timeout_ms=0,
@@ -214,6 +222,8 @@ METHODS: dict[str, Method[Any, Any]] = {m.path: m for m in (
     REVOKE_ALL_SESSIONS,
     CREATE_OAUTH_TOKEN,
     GET_JWKS,
+    START_OIDC_LOGIN,
+    COMPLETE_OIDC_LOGIN,
     LIST_USER_ROLES,
     GRANT_ROLE,
     REVOKE_ROLE,
@@ -536,6 +546,104 @@ class WebhookMessageNotFoundError(ConduitError):
     do_not_retry = True
 
 
+class LeaseLostError(ConduitError):
+    """The reindex lost its lease (it expired or was taken) while it was running; start it again. (ErrorInfo reason `LEASE_LOST`.)"""
+
+    reason_name = "LEASE_LOST"
+    do_not_retry = False
+
+
+class OidcDisabledError(ConduitError):
+    """OpenID Connect sign-in is not configured. (ErrorInfo reason `OIDC_DISABLED`.)"""
+
+    reason_name = "OIDC_DISABLED"
+    do_not_retry = True
+
+
+class OidcCallbackError(ConduitError):
+    """The provider's redirect back lacks its code or state. (ErrorInfo reason `OIDC_CALLBACK`.)"""
+
+    reason_name = "OIDC_CALLBACK"
+    do_not_retry = True
+
+
+class OidcProviderErrorError(ConduitError):
+    """The provider answered the sign-in with an error. (ErrorInfo reason `OIDC_PROVIDER_ERROR`.)"""
+
+    reason_name = "OIDC_PROVIDER_ERROR"
+    do_not_retry = True
+
+
+class OidcStateInvalidError(ConduitError):
+    """The sign-in state is unknown, spent, expired or from another browser. (ErrorInfo reason `OIDC_STATE_INVALID`.)"""
+
+    reason_name = "OIDC_STATE_INVALID"
+    do_not_retry = True
+
+
+class OidcIssuerMismatchError(ConduitError):
+    """The answer names another issuer than the configured provider. (ErrorInfo reason `OIDC_ISSUER_MISMATCH`.)"""
+
+    reason_name = "OIDC_ISSUER_MISMATCH"
+    do_not_retry = True
+
+
+class OidcCodeRejectedError(ConduitError):
+    """The provider refused the authorization code. (ErrorInfo reason `OIDC_CODE_REJECTED`.)"""
+
+    reason_name = "OIDC_CODE_REJECTED"
+    do_not_retry = True
+
+
+class OidcIdTokenInvalidError(ConduitError):
+    """The ID token does not verify (signature, algorithm, keys). (ErrorInfo reason `OIDC_ID_TOKEN_INVALID`.)"""
+
+    reason_name = "OIDC_ID_TOKEN_INVALID"
+    do_not_retry = True
+
+
+class OidcIdTokenClaimsError(ConduitError):
+    """A claim of the ID token does not hold (iss, aud, azp, nonce, exp, sub). (ErrorInfo reason `OIDC_ID_TOKEN_CLAIMS`.)"""
+
+    reason_name = "OIDC_ID_TOKEN_CLAIMS"
+    do_not_retry = True
+
+
+class OidcNoEmailError(ConduitError):
+    """The ID token carries no email. (ErrorInfo reason `OIDC_NO_EMAIL`.)"""
+
+    reason_name = "OIDC_NO_EMAIL"
+    do_not_retry = True
+
+
+class OidcEmailNotVerifiedError(ConduitError):
+    """The email is taken by an account and the provider has not verified it. (ErrorInfo reason `OIDC_EMAIL_NOT_VERIFIED`.)"""
+
+    reason_name = "OIDC_EMAIL_NOT_VERIFIED"
+    do_not_retry = True
+
+
+class OidcProviderUnavailableError(ConduitError):
+    """The OpenID Connect provider could not be reached. (ErrorInfo reason `OIDC_PROVIDER_UNAVAILABLE`.)"""
+
+    reason_name = "OIDC_PROVIDER_UNAVAILABLE"
+    do_not_retry = False
+
+
+class OidcStateStoreError(ConduitError):
+    """The sign-in state store could not be reached. (ErrorInfo reason `OIDC_STATE_STORE`.)"""
+
+    reason_name = "OIDC_STATE_STORE"
+    do_not_retry = False
+
+
+class OidcUsernameError(ConduitError):
+    """No free username was found for a new account; try again. (ErrorInfo reason `OIDC_USERNAME`.)"""
+
+    reason_name = "OIDC_USERNAME"
+    do_not_retry = False
+
+
 #: The error class of each ErrorInfo reason of the `conduit.dev` domain.
 REASON_CLASSES: dict[str, type[ConduitError]] = {
     "TOKEN_MISSING": TokenMissingError,
@@ -579,4 +687,18 @@ REASON_CLASSES: dict[str, type[ConduitError]] = {
     "WEBHOOK_ENDPOINT_LIMIT": WebhookEndpointLimitError,
     "WEBHOOK_ENDPOINT_NOT_FOUND": WebhookEndpointNotFoundError,
     "WEBHOOK_MESSAGE_NOT_FOUND": WebhookMessageNotFoundError,
+    "LEASE_LOST": LeaseLostError,
+    "OIDC_DISABLED": OidcDisabledError,
+    "OIDC_CALLBACK": OidcCallbackError,
+    "OIDC_PROVIDER_ERROR": OidcProviderErrorError,
+    "OIDC_STATE_INVALID": OidcStateInvalidError,
+    "OIDC_ISSUER_MISMATCH": OidcIssuerMismatchError,
+    "OIDC_CODE_REJECTED": OidcCodeRejectedError,
+    "OIDC_ID_TOKEN_INVALID": OidcIdTokenInvalidError,
+    "OIDC_ID_TOKEN_CLAIMS": OidcIdTokenClaimsError,
+    "OIDC_NO_EMAIL": OidcNoEmailError,
+    "OIDC_EMAIL_NOT_VERIFIED": OidcEmailNotVerifiedError,
+    "OIDC_PROVIDER_UNAVAILABLE": OidcProviderUnavailableError,
+    "OIDC_STATE_STORE": OidcStateStoreError,
+    "OIDC_USERNAME": OidcUsernameError,
 }

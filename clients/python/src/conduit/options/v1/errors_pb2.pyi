@@ -134,6 +134,34 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No webhook endpoint has this id for the caller."""
     ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: _ErrorReason.ValueType  # 52
     """No webhook message has this id for the caller."""
+    ERROR_REASON_LEASE_LOST: _ErrorReason.ValueType  # 53
+    """The reindex lost its lease (it expired or was taken) while it was running; start it again."""
+    ERROR_REASON_OIDC_DISABLED: _ErrorReason.ValueType  # 60
+    """OpenID Connect sign-in is not configured."""
+    ERROR_REASON_OIDC_CALLBACK: _ErrorReason.ValueType  # 61
+    """The provider's redirect back lacks its code or state."""
+    ERROR_REASON_OIDC_PROVIDER_ERROR: _ErrorReason.ValueType  # 62
+    """The provider answered the sign-in with an error."""
+    ERROR_REASON_OIDC_STATE_INVALID: _ErrorReason.ValueType  # 63
+    """The sign-in state is unknown, spent, expired or from another browser."""
+    ERROR_REASON_OIDC_ISSUER_MISMATCH: _ErrorReason.ValueType  # 64
+    """The answer names another issuer than the configured provider."""
+    ERROR_REASON_OIDC_CODE_REJECTED: _ErrorReason.ValueType  # 65
+    """The provider refused the authorization code."""
+    ERROR_REASON_OIDC_ID_TOKEN_INVALID: _ErrorReason.ValueType  # 66
+    """The ID token does not verify (signature, algorithm, keys)."""
+    ERROR_REASON_OIDC_ID_TOKEN_CLAIMS: _ErrorReason.ValueType  # 67
+    """A claim of the ID token does not hold (iss, aud, azp, nonce, exp, sub)."""
+    ERROR_REASON_OIDC_NO_EMAIL: _ErrorReason.ValueType  # 68
+    """The ID token carries no email."""
+    ERROR_REASON_OIDC_EMAIL_NOT_VERIFIED: _ErrorReason.ValueType  # 69
+    """The email is taken by an account and the provider has not verified it."""
+    ERROR_REASON_OIDC_PROVIDER_UNAVAILABLE: _ErrorReason.ValueType  # 70
+    """The OpenID Connect provider could not be reached."""
+    ERROR_REASON_OIDC_STATE_STORE: _ErrorReason.ValueType  # 71
+    """The sign-in state store could not be reached."""
+    ERROR_REASON_OIDC_USERNAME: _ErrorReason.ValueType  # 72
+    """No free username was found for a new account; try again."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every ErrorInfo reason of the domain `conduit.dev`."""
@@ -244,6 +272,34 @@ ERROR_REASON_WEBHOOK_ENDPOINT_NOT_FOUND: ErrorReason.ValueType  # 51
 """No webhook endpoint has this id for the caller."""
 ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: ErrorReason.ValueType  # 52
 """No webhook message has this id for the caller."""
+ERROR_REASON_LEASE_LOST: ErrorReason.ValueType  # 53
+"""The reindex lost its lease (it expired or was taken) while it was running; start it again."""
+ERROR_REASON_OIDC_DISABLED: ErrorReason.ValueType  # 60
+"""OpenID Connect sign-in is not configured."""
+ERROR_REASON_OIDC_CALLBACK: ErrorReason.ValueType  # 61
+"""The provider's redirect back lacks its code or state."""
+ERROR_REASON_OIDC_PROVIDER_ERROR: ErrorReason.ValueType  # 62
+"""The provider answered the sign-in with an error."""
+ERROR_REASON_OIDC_STATE_INVALID: ErrorReason.ValueType  # 63
+"""The sign-in state is unknown, spent, expired or from another browser."""
+ERROR_REASON_OIDC_ISSUER_MISMATCH: ErrorReason.ValueType  # 64
+"""The answer names another issuer than the configured provider."""
+ERROR_REASON_OIDC_CODE_REJECTED: ErrorReason.ValueType  # 65
+"""The provider refused the authorization code."""
+ERROR_REASON_OIDC_ID_TOKEN_INVALID: ErrorReason.ValueType  # 66
+"""The ID token does not verify (signature, algorithm, keys)."""
+ERROR_REASON_OIDC_ID_TOKEN_CLAIMS: ErrorReason.ValueType  # 67
+"""A claim of the ID token does not hold (iss, aud, azp, nonce, exp, sub)."""
+ERROR_REASON_OIDC_NO_EMAIL: ErrorReason.ValueType  # 68
+"""The ID token carries no email."""
+ERROR_REASON_OIDC_EMAIL_NOT_VERIFIED: ErrorReason.ValueType  # 69
+"""The email is taken by an account and the provider has not verified it."""
+ERROR_REASON_OIDC_PROVIDER_UNAVAILABLE: ErrorReason.ValueType  # 70
+"""The OpenID Connect provider could not be reached."""
+ERROR_REASON_OIDC_STATE_STORE: ErrorReason.ValueType  # 71
+"""The sign-in state store could not be reached."""
+ERROR_REASON_OIDC_USERNAME: ErrorReason.ValueType  # 72
+"""No free username was found for a new account; try again."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 DO_NOT_RETRY_FIELD_NUMBER: _builtins.int

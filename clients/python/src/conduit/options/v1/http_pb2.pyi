@@ -13,5 +13,6 @@ DESCRIPTOR: _descriptor.FileDescriptor
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
 http_success_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.int]
 """The HTTP status the gateway answers on success (RealWorld uses 201 for
-creations and 204 for deletions); 200 when absent.
+creations and 204 for deletions; a 302 redirects to the `location` the
+service sends as initial metadata); 200 when absent.
 """

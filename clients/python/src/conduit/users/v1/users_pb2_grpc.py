@@ -441,6 +441,16 @@ class AuthServiceStub:
                 request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.StartOidcLogin = channel.unary_unary(
+                '/conduit.users.v1.AuthService/StartOidcLogin',
+                request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginRequest.SerializeToString,
+                response_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginResponse.FromString,
+                _registered_method=True)
+        self.CompleteOidcLogin = channel.unary_unary(
+                '/conduit.users.v1.AuthService/CompleteOidcLogin',
+                request_serializer=conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginRequest.SerializeToString,
+                response_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -494,6 +504,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartOidcLogin(self, request, context):
+        """Starts a sign-in through the configured OpenID Connect provider
+        (authorization code + PKCE). Answers the provider's authorization URL; over
+        REST a 302 to it with a `Set-Cookie` binding the sign-in to this browser
+        (gRPC callers read `location` and `set-cookie` from the initial metadata
+        and send the cookie back). FAILED_PRECONDITION when OIDC is not configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteOidcLogin(self, request, context):
+        """Completes an OpenID Connect sign-in where the provider redirected the
+        browser: checks `state` against the browser's cookie (single use),
+        exchanges the code, verifies the ID token (signature from the provider's
+        JWKS, issuer, audience, nonce, expiry) and answers the linked or new
+        account with a token, as Login does. UNAUTHENTICATED for any refusal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -526,6 +558,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.GetJwksRequest.FromString,
                     response_serializer=conduit_dot_users_dot_v1_dot_users__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'StartOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcLogin,
+                    request_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginRequest.FromString,
+                    response_serializer=conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginResponse.SerializeToString,
+            ),
+            'CompleteOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteOidcLogin,
+                    request_deserializer=conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginRequest.FromString,
+                    response_serializer=conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -692,6 +734,60 @@ class AuthService:
             '/conduit.users.v1.AuthService/GetJwks',
             conduit_dot_users_dot_v1_dot_users__pb2.GetJwksRequest.SerializeToString,
             conduit_dot_users_dot_v1_dot_users__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conduit.users.v1.AuthService/StartOidcLogin',
+            conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginRequest.SerializeToString,
+            conduit_dot_users_dot_v1_dot_users__pb2.StartOidcLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conduit.users.v1.AuthService/CompleteOidcLogin',
+            conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginRequest.SerializeToString,
+            conduit_dot_users_dot_v1_dot_users__pb2.CompleteOidcLoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

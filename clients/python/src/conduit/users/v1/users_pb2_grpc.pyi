@@ -193,6 +193,20 @@ class AuthServiceStub:
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetJwksRequest, _users_pb2.GetJwksResponse]
     """The public keys that verify access tokens, as a JSON Web Key Set."""
+    StartOidcLogin: _grpc.UnaryUnaryMultiCallable[_users_pb2.StartOidcLoginRequest, _users_pb2.StartOidcLoginResponse]
+    """Starts a sign-in through the configured OpenID Connect provider
+    (authorization code + PKCE). Answers the provider's authorization URL; over
+    REST a 302 to it with a `Set-Cookie` binding the sign-in to this browser
+    (gRPC callers read `location` and `set-cookie` from the initial metadata
+    and send the cookie back). FAILED_PRECONDITION when OIDC is not configured.
+    """
+    CompleteOidcLogin: _grpc.UnaryUnaryMultiCallable[_users_pb2.CompleteOidcLoginRequest, _users_pb2.CompleteOidcLoginResponse]
+    """Completes an OpenID Connect sign-in where the provider redirected the
+    browser: checks `state` against the browser's cookie (single use),
+    exchanges the code, verifies the ID token (signature from the provider's
+    JWKS, issuer, audience, nonce, expiry) and answers the linked or new
+    account with a token, as Login does. UNAUTHENTICATED for any refusal.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -220,6 +234,20 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_users_pb2.GetJwksRequest, _users_pb2.GetJwksResponse]  # type: ignore[assignment]
     """The public keys that verify access tokens, as a JSON Web Key Set."""
+    StartOidcLogin: _aio.UnaryUnaryMultiCallable[_users_pb2.StartOidcLoginRequest, _users_pb2.StartOidcLoginResponse]  # type: ignore[assignment]
+    """Starts a sign-in through the configured OpenID Connect provider
+    (authorization code + PKCE). Answers the provider's authorization URL; over
+    REST a 302 to it with a `Set-Cookie` binding the sign-in to this browser
+    (gRPC callers read `location` and `set-cookie` from the initial metadata
+    and send the cookie back). FAILED_PRECONDITION when OIDC is not configured.
+    """
+    CompleteOidcLogin: _aio.UnaryUnaryMultiCallable[_users_pb2.CompleteOidcLoginRequest, _users_pb2.CompleteOidcLoginResponse]  # type: ignore[assignment]
+    """Completes an OpenID Connect sign-in where the provider redirected the
+    browser: checks `state` against the browser's cookie (single use),
+    exchanges the code, verifies the ID token (signature from the provider's
+    JWKS, issuer, audience, nonce, expiry) and answers the linked or new
+    account with a token, as Login does. UNAUTHENTICATED for any refusal.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Token life cycle beyond RealWorld: sessions with refresh tokens, the OAuth2
@@ -280,6 +308,32 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.GetJwksResponse, _abc.Awaitable[_users_pb2.GetJwksResponse]]:
         """The public keys that verify access tokens, as a JSON Web Key Set."""
+
+    @_abc_1.abstractmethod
+    def StartOidcLogin(
+        self,
+        request: _users_pb2.StartOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.StartOidcLoginResponse, _abc.Awaitable[_users_pb2.StartOidcLoginResponse]]:
+        """Starts a sign-in through the configured OpenID Connect provider
+        (authorization code + PKCE). Answers the provider's authorization URL; over
+        REST a 302 to it with a `Set-Cookie` binding the sign-in to this browser
+        (gRPC callers read `location` and `set-cookie` from the initial metadata
+        and send the cookie back). FAILED_PRECONDITION when OIDC is not configured.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteOidcLogin(
+        self,
+        request: _users_pb2.CompleteOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.CompleteOidcLoginResponse, _abc.Awaitable[_users_pb2.CompleteOidcLoginResponse]]:
+        """Completes an OpenID Connect sign-in where the provider redirected the
+        browser: checks `state` against the browser's cookie (single use),
+        exchanges the code, verifies the ID token (signature from the provider's
+        JWKS, issuer, audience, nonce, expiry) and answers the linked or new
+        account with a token, as Login does. UNAUTHENTICATED for any refusal.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -12,7 +12,15 @@ count against its account. Windows slide, so nobody is ever locked out for
 longer than one window after the last counted hit.
 
 Timestamps come from the Redis server's clock, so replicas with skewed clocks
-agree. Subjects are hashed into the key: no email or IP is stored in Redis.
+agree, unless a clock is given (tests move time by hand instead of sleeping).
+Subjects are hashed into the key: no email or IP is stored in Redis.
+
+When Redis cannot be reached, a hit is let through and logged (fail open,
+decision 0029): logins, registrations and writes keep working through a cache
+outage; the limits come back with Redis.
+
+`WriteLimit` is the per-user budget of writes (creates, updates, deletes,
+comments, favorites, follows) the services check before each write.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -30,16 +38,19 @@ from conduit_server.runtime.errors import RateLimited
 
 log = logging.getLogger("conduit.ratelimit")
 
-# KEYS: one sorted set per limit. ARGV: member, then max_hits and window (ms) per key.
-# Returns 0 when the hit was recorded, else the milliseconds until it would be allowed.
+# KEYS: one sorted set per limit. ARGV: member, the time in ms (0: the server's), then max_hits and
+# window (ms) per key. Returns 0 when the hit was recorded, else the milliseconds until it would be allowed.
 _ACQUIRE = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = tonumber(ARGV[2])
+if now == 0 then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local member = ARGV[1]
 local wait = 0
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
+  local limit = tonumber(ARGV[2 * i + 1])
+  local window = tonumber(ARGV[2 * i + 2])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   local count = redis.call('ZCARD', key)
   if count >= limit then
@@ -52,7 +63,7 @@ end
 if wait > 0 then return math.max(1, wait) end
 for i, key in ipairs(KEYS) do
   redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 2]))
 end
 return 0
 """
@@ -82,9 +93,11 @@ class Attempt:
 class RateLimiter:
     """Checks and records hits against several limits at once."""
 
-    def __init__(self, redis: aioredis.Redis, *, prefix: str = "conduit:ratelimit") -> None:
+    def __init__(self, redis: aioredis.Redis, *, prefix: str = "conduit:ratelimit",
+                 clock: Callable[[], float] | None = None) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._clock = clock  # seconds; None: the Redis server's TIME
         self._script = redis.register_script(_ACQUIRE)
 
     def key(self, limit: Limit, subject: str) -> str:
@@ -95,11 +108,12 @@ class RateLimiter:
         """Record one hit for every (limit, subject); raise RateLimited when any limit is reached.
 
         Redis being unavailable lets the hit through (logged): a cache outage must
-        not take logins down with it.
+        not take logins or writes down with it.
         """
         keys = tuple(self.key(limit, subject) for limit, subject in checks)
         member = uuid.uuid4().hex
-        args: list[str | int] = [member]
+        now_ms = max(1, round(self._clock() * 1000)) if self._clock is not None else 0
+        args: list[str | int] = [member, now_ms]
         for limit, _ in checks:
             args += [limit.max_hits, max(1, round(limit.window_seconds * 1000))]
         try:
@@ -129,4 +143,22 @@ class RateLimiter:
         await self._redis.delete(self.key(limit, subject))
 
 
-__all__ = ["Attempt", "Limit", "RateLimiter"]
+class WriteLimit:
+    """At most `limit.max_hits` writes per authenticated user within any `limit.window_seconds`;
+    the next is refused with RESOURCE_EXHAUSTED and a RetryInfo (HTTP 429 with Retry-After)."""
+
+    def __init__(self, limiter: RateLimiter, limit: Limit) -> None:
+        self._limiter = limiter
+        self.limit = limit
+
+    @classmethod
+    def per_minute(cls, limiter: RateLimiter, writes: int) -> WriteLimit:
+        return cls(limiter, Limit("writes-user", writes, 60.0))
+
+    async def check(self, user_id: int) -> None:
+        """Count one write of `user_id`; raise RateLimited when the budget is spent."""
+        await self._limiter.acquire([(self.limit, str(user_id))],
+                                    message="too many writes: slow down and try again later")
+
+
+__all__ = ["Attempt", "Limit", "RateLimiter", "WriteLimit"]

@@ -1,0 +1,196 @@
+"""The graphql service's composition: channels to the mesh, the schema with its limits, the ASGI app.
+
+    /graphql            POST (or GET) a document; WebSocket (graphql-transport-ws) for subscriptions;
+                        GET with `Accept: text/html`: GraphiQL, when introspection is on
+    /graphql/assets/…   GraphiQL's files, from the local npm cache (never a CDN)
+    /healthz            200 while serving (Envoy's health check)
+
+Callers' tokens are verified here from the users JWKS (as every service does), for the viewer id of
+the profile look-ups and to refuse a bad token at once; the called RPCs verify them again and apply
+their own rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from conduit_server.graphql.api import MAX_PAGE, Context, Mesh, Mutation, Query
+from conduit_server.graphql.domain.limits import complexity_rule, query_size_limit
+from conduit_server.graphql.events import Subscription
+from conduit_server.runtime.errors import ConduitError
+from conduit_server.runtime.settings import GraphqlSettings
+from conduit_server.runtime.tokens import AccessTokenVerifier, parse_authorization_header
+
+log = logging.getLogger("conduit.graphql")
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+PATH = "/graphql"
+ASSETS = f"{PATH}/assets/"
+# GraphiQL 3 and React 18 as npm ships them (`make graphql-clients`): the only files served from disk.
+ASSET_FILES = {
+    "react.production.min.js": "react/umd/react.production.min.js",
+    "react-dom.production.min.js": "react-dom/umd/react-dom.production.min.js",
+    "graphiql.min.js": "graphiql/graphiql.min.js",
+    "graphiql.min.css": "graphiql/graphiql.min.css",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Conduit GraphQL</title>
+<link rel="stylesheet" href="/graphql/assets/graphiql.min.css">
+<style>body{margin:0;height:100vh}#graphiql{height:100vh}</style></head>
+<body><div id="graphiql">Loading GraphiQL…</div>
+<script src="/graphql/assets/react.production.min.js"></script>
+<script src="/graphql/assets/react-dom.production.min.js"></script>
+<script src="/graphql/assets/graphiql.min.js"></script>
+<script src="/graphql/assets/start.js"></script>
+</body></html>
+"""
+START_JS = """const fetcher = GraphiQL.createFetcher({ url: '/graphql' });
+ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, { fetcher }));
+"""
+
+
+def default_assets_dir() -> Path:
+    return Path.home() / ".cache" / "conduit" / "graphql-clients" / "node_modules"
+
+
+def build_schema(config: GraphqlSettings) -> strawberry.Schema:
+    rules: list[Any] = [complexity_rule(config.max_complexity, MAX_PAGE)]
+    if not config.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
+        query_size_limit(config.max_query_bytes),
+        # Factories: Strawberry makes a fresh extension per request.
+        lambda: QueryDepthLimiter(max_depth=config.max_depth), lambda: AddValidationRules(rules)])
+
+
+class ConduitGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with the mesh's context, local GraphiQL and the caller's token verified."""
+
+    def __init__(self, schema: strawberry.Schema, mesh: Mesh, verifier: AccessTokenVerifier | None,
+                 config: GraphqlSettings) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if config.introspection else None,
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), keep_alive=True,
+                         keep_alive_interval=15,
+                         max_subscriptions_per_connection=config.max_subscriptions_per_connection)
+        self.mesh = mesh
+        self.verifier = verifier
+
+    async def context_for(self, authorization: str, request_id: str) -> Context:
+        """A context carrying `authorization` on; ConduitError when the token is not valid."""
+        metadata: list[tuple[str, str]] = []
+        viewer_id = 0
+        if authorization:
+            token = parse_authorization_header(authorization)
+            if token is not None and self.verifier is not None:
+                principal = await self.verifier.verify(token)
+                viewer_id = principal.user_id or 0
+            metadata.append(("authorization", authorization))
+        if request_id:
+            metadata.append(("x-request-id", request_id))
+        return Context(self.mesh, tuple(metadata), viewer_id)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        headers = request.headers
+        try:
+            return await self.context_for(headers.get("authorization", ""), headers.get("x-request-id", ""))
+        except ConduitError:
+            # A bad token on a WebSocket may still be replaced by connection_init's; on HTTP the
+            # resolvers answer UNAUTHENTICATED through the called RPCs.
+            return Context(self.mesh, (("authorization", headers.get("authorization", "")),), 0)
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """`connection_init`'s payload may carry `Authorization` (browsers cannot set WebSocket headers)."""
+        params = getattr(context, "connection_params", None) or {}
+        authorization = params.get("Authorization") or params.get("authorization") or ""
+        if not isinstance(authorization, str) or not authorization:
+            return
+        try:
+            fresh = await self.context_for(authorization, "")
+        except ConduitError as error:
+            raise ConnectionRejectionError({"message": str(error)}) from None
+        context.metadata, context.viewer_id = fresh.metadata, fresh.viewer_id
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE, headers={"content-security-policy": PAGE_CSP})
+
+
+class GraphqlApp:
+    """The ASGI application of the service (what uvicorn serves)."""
+
+    def __init__(self, mesh: Mesh, verifier: AccessTokenVerifier | None, config: GraphqlSettings) -> None:
+        self.config = config
+        self.view = ConduitGraphQL(build_schema(config), mesh, verifier, config)
+        self.assets = Path(config.assets_dir) if config.assets_dir else default_assets_dir()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http":
+            send = _with_csp(send)
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif path == PATH:
+            await self.view(scope, receive, send)
+        elif scope["type"] == "http" and path == "/healthz":
+            await Response("ok\n", media_type="text/plain")(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith(ASSETS) and self.config.introspection:
+            await self.asset(path.removeprefix(ASSETS))(scope, receive, send)
+        elif scope["type"] == "http":
+            await Response("not found\n", 404, media_type="text/plain")(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 4404})
+
+    def asset(self, name: str) -> Response:
+        if name == "start.js":
+            return Response(START_JS, media_type="text/javascript")
+        relative = ASSET_FILES.get(name)
+        if relative is None or not (self.assets / relative).is_file():
+            return Response(f"GraphiQL asset {name!r} is not installed (make graphql-clients)\n", 404,
+                            media_type="text/plain")
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Response((self.assets / relative).read_bytes(), media_type=media,
+                        headers={"cache-control": "public, max-age=3600"})
+
+
+def _with_csp(send: Send) -> Send:
+    """Every HTTP answer gets a content-security-policy (the API's strict one unless it set its own)."""
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                headers.append((b"content-security-policy", API_CSP.encode()))
+            message["headers"] = [*headers, (b"x-content-type-options", b"nosniff")]
+        await send(message)
+
+    return sending
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+__all__ = ["ASSET_FILES", "ConduitGraphQL", "GraphqlApp", "build_schema", "default_assets_dir"]

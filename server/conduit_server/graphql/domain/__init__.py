@@ -1,0 +1,1 @@
+"""Rules of the graphql service: generated types, errors, query limits, DataLoaders."""
