@@ -29,7 +29,7 @@ ENV_FILE = DEPLOY / "compose.env"
 STATE = DEPLOY / ".compose"
 PROJECT = "conduit"
 PODMAN = str(DEPLOY / "podman" / "podman")
-SERVICES = ("users", "articles", "search", "realtime")
+SERVICES = ("users", "articles", "search", "realtime", "webhooks")
 
 
 def free_port() -> int:

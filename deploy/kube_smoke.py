@@ -48,7 +48,7 @@ PODMAN = str(ROOT / "deploy" / "podman" / "podman")
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "dev"
 INFRA_IMAGE = "localhost/conduit-infra:bookworm"
 POSTGRES_IMAGE = "localhost/conduit-postgres:dev"
-SERVICES = ("users", "articles", "search", "realtime")
+SERVICES = ("users", "articles", "search", "realtime", "webhooks")
 REPLICAS = 2
 Object = dict[str, Any]
 
@@ -352,16 +352,24 @@ class Smoke:
 
     def down(self) -> None:
         """Remove every pod and volume of this run; fail if any is left."""
-        for pod in reversed(self.pods):
-            podman("pod", "rm", "--force", "--time", "5", pod, check=False)
-        for volume in self.volumes:
-            podman("volume", "rm", "--force", volume, check=False)
+        errors: list[str] = []
+        for kind, names in (("pod", list(reversed(self.pods))), ("volume", self.volumes)):
+            for name in names:
+                # A loaded machine (other Podman users) can fail one removal transiently (seen: a pod
+                # left "Exited" that a second `pod rm` removed): try up to three times, keep why.
+                for _ in range(3):
+                    result = podman(kind, "rm", "--force", *(("--time", "5") if kind == "pod" else ()), name,
+                                    check=False)
+                    if result.returncode == 0:
+                        break
+                else:
+                    errors.append(f"{kind} {name}: {result.stderr.strip()}")
         shutil.rmtree(self.work, ignore_errors=True)
         prefix = f"name=smoke-{self.run_id}-"
         left = podman("pod", "ls", "--filter", prefix, "--format", "{{.Name}}").stdout.split()
         left += podman("volume", "ls", "--filter", prefix, "--format", "{{.Name}}").stdout.split()
         if left:
-            raise RuntimeError(f"kube-smoke left behind: {', '.join(left)}")
+            raise RuntimeError(f"kube-smoke left behind: {', '.join(left)} ({'; '.join(errors)})")
 
 
 @contextlib.contextmanager

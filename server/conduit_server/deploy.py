@@ -99,19 +99,21 @@ def run_gateway(settings: Settings) -> None:
 
 
 async def migrate(settings: Settings) -> None:
-    """Bring every service schema to its newest revision (users, then articles)."""
+    """Bring every service schema to its newest revision (users, articles, then webhooks)."""
     from conduit_server.articles.app import MIGRATIONS as ARTICLE_MIGRATIONS
     from conduit_server.articles.repository import models as article_models
     from conduit_server.runtime import migrations
     from conduit_server.runtime.db import Database
     from conduit_server.users.app import MIGRATIONS as USER_MIGRATIONS
     from conduit_server.users.repository import models as user_models
+    from conduit_server.webhooks.app import MIGRATIONS as WEBHOOK_MIGRATIONS
+    from conduit_server.webhooks.repository import models as webhook_models
 
     if not settings.database_url:
         raise SystemExit("conduit migrate needs CONDUIT_DATABASE_URL")
     for schema, location, metadata in ((user_models.SCHEMA, USER_MIGRATIONS, user_models.Base.metadata),
-                                       (article_models.SCHEMA, ARTICLE_MIGRATIONS,
-                                        article_models.Base.metadata)):
+                                       (article_models.SCHEMA, ARTICLE_MIGRATIONS, article_models.Base.metadata),
+                                       (webhook_models.SCHEMA, WEBHOOK_MIGRATIONS, webhook_models.Base.metadata)):
         database = Database(settings.database_url, schema, pool_size=1, max_overflow=0)
         try:
             await migrations.upgrade(database, location, metadata)

@@ -7,6 +7,7 @@ object by object."""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 SCHEMAS = KUBERNETES / "schemas"
 KUBERNETES_VERSION = "1.32.0"
-SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054}
+SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054, "webhooks": 50055}
 Object = dict[str, Any]
 
 
@@ -158,6 +159,43 @@ def test_network_policies_deny_by_default(overlay: str) -> None:
     senders = [peer["podSelector"]["matchLabels"] for peer in services["ingress"][0]["from"]]
     assert senders == [{"conduit.dev/role": "gateway"}, {"conduit.dev/role": "service"}]
     assert "conduit-db" in policies
+    # Every service's port is open from the gateway and between services.
+    ports = set(SERVICES.values())
+    assert {p["port"] for p in policies["gateway"]["spec"]["egress"][0]["ports"]} == ports
+    assert {p["port"] for p in services["ingress"][0]["ports"]} == ports
+
+
+def covered(peers: list[Object], address: str) -> bool:
+    """Whether an address is in one of the policy's ipBlocks (and not in its exceptions)."""
+    ip = ipaddress.ip_address(address)
+    for peer in peers:
+        block = peer["ipBlock"]
+        network = ipaddress.ip_network(block["cidr"])
+        if ip.version == network.version and ip in network \
+                and not any(ip in ipaddress.ip_network(e) for e in block.get("except", [])):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_webhooks_reach_public_https_and_nothing_private(overlay: str) -> None:
+    """Webhook deliveries: the webhooks pods reach public addresses on 443 and nothing private (the
+    addresses the service's SSRF guard refuses are refused here too)."""
+    policies = by_kind(render(overlay), "NetworkPolicy")
+    # No other policy opens a public address block (prod's managed Redis is a private one; the
+    # CloudNativePG instances' object-storage rule is theirs alone, in the component).
+    outward = [name for name, policy in policies.items() for rule in policy["spec"].get("egress", [])
+               if covered([peer for peer in rule.get("to", []) if "ipBlock" in peer], "8.8.8.8")]
+    assert outward == ["webhooks-deliveries"]
+    spec = policies["webhooks-deliveries"]["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "webhooks"}}
+    [rule] = spec["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
+    for public in ("93.184.216.34", "8.8.8.8", "2606:4700::1111"):
+        assert covered(rule["to"], public), public
+    for internal in ("10.0.0.1", "169.254.169.254", "127.0.0.1", "172.16.5.4", "192.168.1.20", "100.64.0.1",
+                     "::1", "fe80::1", "fd00::1"):
+        assert not covered(rule["to"], internal), internal
 
 
 def test_gateway_config_map_routes_to_the_headless_services() -> None:
@@ -174,7 +212,7 @@ def test_gateway_config_map_routes_to_the_headless_services() -> None:
     for name, port in SERVICES.items():
         if name in endpoints:
             assert endpoints[name] == ("STRICT_DNS", name, port)
-    assert {"users", "articles"} <= endpoints.keys()
+    assert {"users", "articles", "webhooks"} <= endpoints.keys()
     deployment = by_kind(objects, "Deployment")["gateway"]
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]

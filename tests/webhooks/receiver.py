@@ -46,7 +46,7 @@ class Behaviour:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.behaviours: dict[str, Behaviour] = {}
         self.deliveries: list[Delivery] = []
         self.arrived: list[str] = []  # paths, as requests come in (before any hold)
@@ -60,7 +60,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -121,8 +121,8 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
+def running_receiver(host: str = "127.0.0.1", port: int = 0) -> Iterator[Receiver]:
+    receiver = Receiver(host, port)
     receiver.thread.start()
     try:
         yield receiver

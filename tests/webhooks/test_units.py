@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from conduit.articles.v1 import events_pb2
 from conduit_server.runtime import migrations
 from conduit_server.runtime.db import Database
-from conduit_server.runtime.settings import WebhooksSettings
+from conduit_server.runtime.webhook_settings import WebhooksSettings
 from conduit_server.webhooks.app import MIGRATIONS
 from conduit_server.webhooks.domain import signing
 from conduit_server.webhooks.domain.schedule import RetrySchedule

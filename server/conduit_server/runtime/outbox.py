@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from conduit_server.runtime import telemetry
-from conduit_server.runtime.db import Database
+from conduit_server.runtime.db import Database, delete_in_batches
 from conduit_server.runtime.errors import Unavailable
 from conduit_server.runtime.metrics import RelayMetrics
 from conduit_server.runtime.settings import Settings
@@ -282,16 +282,10 @@ class OutboxRelay:
         if connection is None:
             async with self._engine.connect() as pooled:
                 return await self.prune(pooled)
-        removed = 0
-        while True:
-            async with connection.begin():
-                deleted = (await connection.execute(text(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL "
-                    "AND published_at < now() - make_interval(secs => :retention) ORDER BY id LIMIT :batch)"),
-                    {"retention": self.retention_seconds, "batch": self.prune_batch})).rowcount
-            removed += deleted
-            if deleted < self.prune_batch:
-                break
+        removed = await delete_in_batches(connection, (
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL "
+            "AND published_at < now() - make_interval(secs => :retention) ORDER BY id LIMIT :batch)"),
+            {"retention": self.retention_seconds}, self.prune_batch)
         # Entry ids are milliseconds since the epoch: MINID drops every entry older than the retention.
         oldest_kept = int((time.time() - self.retention_seconds) * 1000)
         await self.redis.xtrim(self.stream, minid=str(oldest_kept), approximate=False)

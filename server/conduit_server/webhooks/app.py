@@ -19,6 +19,7 @@ from conduit_server.webhooks import api
 from conduit_server.webhooks.domain.delivery import Dispatcher
 from conduit_server.webhooks.domain.endpoints import Endpoints
 from conduit_server.webhooks.domain.ports import Claimed, Outcome
+from conduit_server.webhooks.domain.retention import Retention
 from conduit_server.webhooks.domain.schedule import RetrySchedule
 from conduit_server.webhooks.domain.sealing import Sealer
 from conduit_server.webhooks.domain.targets import Resolver, TargetPolicy
@@ -36,7 +37,7 @@ class WebhooksApp:
 
     name = "webhooks"
     metric_counters = ("webhooks_delivered", "webhooks_failed_attempts", "webhooks_dead_lettered",
-                       "webhooks_messages_queued")
+                       "webhooks_messages_queued", "webhooks_messages_pruned")
 
     def __init__(self, settings: Settings, database: Database, redis: aioredis.Redis, *,
                  resolver: Resolver = resolve, clock: Callable[[], float] | None = None,
@@ -58,6 +59,9 @@ class WebhooksApp:
                                      claim_batch=config.claim_batch,
                                      **({"clock": clock} if clock is not None else {}))
         self.dispatcher.counters.observers.append(self._observe)
+        self.retention = Retention(self.store, retention_seconds=config.retention_seconds,
+                                   every_seconds=config.prune_every_seconds, batch=config.prune_batch,
+                                   **({"clock": clock} if clock is not None else {}))
         self.endpoints = Endpoints(self.store, policy, resolver, sealer, grace_seconds=config.secret_grace_seconds,
                                    max_per_owner=config.max_endpoints_per_owner)
         self.events = EventQueue(redis, self.store, articles_stream=settings.realtime.articles_stream,
@@ -88,14 +92,17 @@ class WebhooksApp:
         counters = self.dispatcher.counters
         return {"webhooks_delivered": counters.delivered, "webhooks_failed_attempts": counters.failed_attempts,
                 "webhooks_dead_lettered": counters.dead_lettered,
-                "webhooks_messages_queued": self.events.messages_queued}
+                "webhooks_messages_queued": self.events.messages_queued,
+                "webhooks_messages_pruned": self.retention.pruned}
 
     async def start(self) -> None:
         await migrations.upgrade(self.store.database, MIGRATIONS, models.Base.metadata)
         self.events.start()
         self.dispatcher.start()
+        self.retention.start()
 
     async def close(self) -> None:
+        await self.retention.stop()
         await self.dispatcher.stop()
         await self.events.stop()
         await self.sender.close()

@@ -131,5 +131,11 @@ class DeliveryQueue(Protocol):
         False when the lease was lost meanwhile (nothing written)."""
 
 
+class PrunableQueue(Protocol):
+    async def prune(self, before: datetime, batch: int) -> int:
+        """Delete messages delivered or dead-lettered before `before`, with their attempts, `batch` rows
+        per transaction; pending messages are never deleted. How many were."""
+
+
 class Sender(Protocol):
     async def post(self, target: Target, headers: dict[str, str], body: bytes) -> Outcome: ...

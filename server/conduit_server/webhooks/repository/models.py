@@ -56,6 +56,8 @@ class MessageRow(Base):
         Index("ix_messages_pending", "endpoint_id", "position_ms", "position_seq",
               postgresql_where=text("state = 'pending'")),
         Index("ix_messages_endpoint_created", "endpoint_id", "created_at"),
+        Index("ix_messages_delivered_at", "delivered_at", postgresql_where=text("state = 'delivered'")),
+        Index("ix_messages_dead_at", "dead_at", postgresql_where=text("state = 'dead'")),
     )
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -72,13 +74,15 @@ class MessageRow(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AttemptRow(Base):
     """One HTTP request made for a message, kept for its owner to read."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_endpoint_id", "endpoint_id", "id"),)
+    __table_args__ = (Index("ix_attempts_endpoint_id", "endpoint_id", "id"),
+                      Index("ix_attempts_message_id", "message_id"))
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     message_id: Mapped[str] = mapped_column(Text, ForeignKey("messages.id", ondelete="CASCADE"))

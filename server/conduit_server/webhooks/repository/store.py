@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import text
 
-from conduit_server.runtime.db import Database
+from conduit_server.runtime.db import Database, delete_in_batches
 from conduit_server.webhooks.domain.ports import (
     AttemptRecord,
     Claimed,
@@ -126,7 +126,7 @@ class WebhookStore:
         async with self.database.transaction() as session:
             row = (await session.execute(text(
                 "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = now(), "
-                "delivered_at = NULL WHERE endpoint_id = :endpoint AND id = :id "
+                "delivered_at = NULL, dead_at = NULL WHERE endpoint_id = :endpoint AND id = :id "
                 "AND (lease_until IS NULL OR lease_until < now()) RETURNING "
                 "id, endpoint_id, event_type, state, attempts, next_attempt_at, created_at"),
                 {"endpoint": endpoint_id, "id": message_id})).one_or_none()
@@ -195,7 +195,8 @@ class WebhookStore:
             updated = (await session.execute(text(
                 "UPDATE messages SET lease = NULL, lease_until = NULL, attempts = attempts + 1, state = :state, "
                 "next_attempt_at = CASE WHEN :state = 'pending' THEN now() + make_interval(secs => :retry) END, "
-                "delivered_at = CASE WHEN :state = 'delivered' THEN now() END "
+                "delivered_at = CASE WHEN :state = 'delivered' THEN now() END, "
+                "dead_at = CASE WHEN :state = 'dead' THEN now() END "
                 "WHERE id = :id AND lease = :lease RETURNING attempts"),
                 {"state": state, "retry": retry_in_seconds or 0.0, "id": claimed.message_id,
                  "lease": claimed.lease})).one_or_none()
@@ -209,6 +210,20 @@ class WebhookStore:
                  "status": outcome.status, "error": outcome.error, "duration": outcome.duration_ms,
                  "succeeded": outcome.succeeded, "response": outcome.response})
         return True
+
+    async def prune(self, before: datetime, batch: int) -> int:
+        """Delete messages delivered or dead-lettered before `before` (their attempts go with them), a
+        batch per short transaction. Pending messages are never touched, and rows another transaction
+        holds (a redelivery) are skipped, so pruning never waits on the queue nor the queue on it; the
+        state is checked again on the row deleted, so a message redelivered meanwhile stays."""
+        removed = 0
+        async with self.database.engine.connect() as connection:
+            for state, column in (("delivered", "delivered_at"), ("dead", "dead_at")):
+                removed += await delete_in_batches(connection, (
+                    f"DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = '{state}' "  # noqa: S608
+                    f"AND {column} < :before ORDER BY {column} LIMIT :batch FOR UPDATE SKIP LOCKED) "
+                    f"AND state = '{state}' AND {column} < :before"), {"before": before}, batch)
+        return removed
 
     async def oldest_pending(self) -> datetime | None:
         async with self.database.read() as session:
