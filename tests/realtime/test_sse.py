@@ -154,7 +154,7 @@ async def test_a_client_over_its_stream_cap_gets_429_with_retry_after_while_anot
         await joined(first)
         await joined(second)
         refused = await client.get(url, headers={"authorization": f"Token {greedy}"})
-        assert refused.status_code == 429
+        assert refused.status_code == 429, (refused.headers, refused.text)
         assert refused.headers["retry-after"] == "5"
         assert "open streams" in refused.json()["errors"]["body"][0]
         async with watch(client, other) as theirs:

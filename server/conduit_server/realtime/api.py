@@ -40,43 +40,48 @@ class RealtimeApi:
         self._streams = streams
         self._announce = ((HEARTBEAT_INTERVAL_KEY, str(round(streams.config.heartbeat_seconds * 1000))),)
 
+    async def _announced(self, context: Any, messages: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`messages`, with the heartbeat interval in the initial metadata sent just before the first one:
+        a stream refused before it starts (per-client cap, shutting down) still ends trailers-only, so
+        Envoy can answer REST/SSE callers with its status (429 + Retry-After), not a 200 and a cut."""
+        announced = False
+        async for message in messages:
+            if not announced:
+                await context.send_initial_metadata(self._announce)
+                announced = True
+            yield message
+
     async def WatchFeed(self, request: realtime_pb2.WatchFeedRequest, context: Any) -> AsyncIterator[bytes]:
         user_id = _viewer()
         if user_id is None:  # the contract lets service accounts in; a feed needs a user, as in ListFeed
             raise PermissionDenied("only users may have a feed", reason="USER_ONLY")
 
-        await context.send_initial_metadata(self._announce)
-
         def feed(followees: Any) -> FeedSelector:
             return FeedSelector(followees)
 
-        async for message in self._streams.watch("WatchFeed", feed, resume_token=request.resume_token,
-                                                 user_id=user_id, batched=request.batched,
-                                                 client=auth.client_key(context)):
+        stream = self._streams.watch("WatchFeed", feed, resume_token=request.resume_token, user_id=user_id,
+                                     batched=request.batched, client=auth.client_key(context))
+        async for message in self._announced(context, stream):
             yield message
 
     async def WatchArticle(self, request: realtime_pb2.WatchArticleRequest,
                            context: Any) -> AsyncIterator[bytes]:
-        await context.send_initial_metadata(self._announce)
-
         def article(followees: Any) -> ArticleSelector:
             return ArticleSelector(request.slug, followees)
 
-        async for message in self._streams.watch("WatchArticle", article, resume_token=request.resume_token,
-                                                 user_id=_viewer(), batched=request.batched,
-                                                 client=auth.client_key(context)):
+        stream = self._streams.watch("WatchArticle", article, resume_token=request.resume_token, user_id=_viewer(),
+                                     batched=request.batched, client=auth.client_key(context))
+        async for message in self._announced(context, stream):
             yield message
 
     async def WatchArticles(self, request: realtime_pb2.WatchArticlesRequest,
                             context: Any) -> AsyncIterator[bytes]:
-        await context.send_initial_metadata(self._announce)
-
         def articles(followees: Any) -> ArticlesSelector:
             return ArticlesSelector(request.tag, request.author, followees)
 
-        async for message in self._streams.watch("WatchArticles", articles, resume_token=request.resume_token,
-                                                 user_id=_viewer(), batched=request.batched,
-                                                 client=auth.client_key(context)):
+        stream = self._streams.watch("WatchArticles", articles, resume_token=request.resume_token, user_id=_viewer(),
+                                     batched=request.batched, client=auth.client_key(context))
+        async for message in self._announced(context, stream):
             yield message
 
 

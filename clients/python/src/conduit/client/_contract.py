@@ -553,6 +553,20 @@ class LeaseLostError(ConduitError):
     do_not_retry = False
 
 
+class TooManyStreamsForClientError(ConduitError):
+    """The caller has as many open watches as one client may hold; close one or retry after the delay given. (ErrorInfo reason `TOO_MANY_STREAMS_FOR_CLIENT`.)"""
+
+    reason_name = "TOO_MANY_STREAMS_FOR_CLIENT"
+    do_not_retry = False
+
+
+class DependencyUnavailableError(ConduitError):
+    """A dependency of the service (its database or Redis) was lost mid-call; retry. (ErrorInfo reason `DEPENDENCY_UNAVAILABLE`.)"""
+
+    reason_name = "DEPENDENCY_UNAVAILABLE"
+    do_not_retry = False
+
+
 class OidcDisabledError(ConduitError):
     """OpenID Connect sign-in is not configured. (ErrorInfo reason `OIDC_DISABLED`.)"""
 
@@ -688,6 +702,8 @@ REASON_CLASSES: dict[str, type[ConduitError]] = {
     "WEBHOOK_ENDPOINT_NOT_FOUND": WebhookEndpointNotFoundError,
     "WEBHOOK_MESSAGE_NOT_FOUND": WebhookMessageNotFoundError,
     "LEASE_LOST": LeaseLostError,
+    "TOO_MANY_STREAMS_FOR_CLIENT": TooManyStreamsForClientError,
+    "DEPENDENCY_UNAVAILABLE": DependencyUnavailableError,
     "OIDC_DISABLED": OidcDisabledError,
     "OIDC_CALLBACK": OidcCallbackError,
     "OIDC_PROVIDER_ERROR": OidcProviderErrorError,

@@ -136,6 +136,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No webhook message has this id for the caller."""
     ERROR_REASON_LEASE_LOST: _ErrorReason.ValueType  # 53
     """The reindex lost its lease (it expired or was taken) while it was running; start it again."""
+    ERROR_REASON_TOO_MANY_STREAMS_FOR_CLIENT: _ErrorReason.ValueType  # 54
+    """The caller has as many open watches as one client may hold; close one or retry after the delay given."""
+    ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ErrorReason.ValueType  # 55
+    """A dependency of the service (its database or Redis) was lost mid-call; retry."""
     ERROR_REASON_OIDC_DISABLED: _ErrorReason.ValueType  # 60
     """OpenID Connect sign-in is not configured."""
     ERROR_REASON_OIDC_CALLBACK: _ErrorReason.ValueType  # 61
@@ -274,6 +278,10 @@ ERROR_REASON_WEBHOOK_MESSAGE_NOT_FOUND: ErrorReason.ValueType  # 52
 """No webhook message has this id for the caller."""
 ERROR_REASON_LEASE_LOST: ErrorReason.ValueType  # 53
 """The reindex lost its lease (it expired or was taken) while it was running; start it again."""
+ERROR_REASON_TOO_MANY_STREAMS_FOR_CLIENT: ErrorReason.ValueType  # 54
+"""The caller has as many open watches as one client may hold; close one or retry after the delay given."""
+ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason.ValueType  # 55
+"""A dependency of the service (its database or Redis) was lost mid-call; retry."""
 ERROR_REASON_OIDC_DISABLED: ErrorReason.ValueType  # 60
 """OpenID Connect sign-in is not configured."""
 ERROR_REASON_OIDC_CALLBACK: ErrorReason.ValueType  # 61
