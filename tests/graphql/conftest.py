@@ -15,6 +15,9 @@ import pytest
 
 from tests.e2e.conftest import RunningMesh, conduit_run, mesh_ports
 
+# The realtime service's per-client stream cap in this mesh: small, so a test can reach it.
+WATCHERS_PER_CLIENT = 3
+
 
 @dataclass
 class GraphqlMesh:
@@ -82,7 +85,8 @@ def graphql_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphqlMe
     state = tmp_path_factory.mktemp("graphql-mesh")
     log_path = state / "services.log"
     env = {"CONDUIT_GRAPHQL__INTROSPECTION": "true", "CONDUIT_GRAPHQL__MAX_DEPTH": "3",
-           "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "100000"}
+           "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "100000",
+           "CONDUIT_REALTIME__MAX_WATCHERS_PER_CLIENT": str(WATCHERS_PER_CLIENT)}
     # A loaded machine (other suites in parallel) may need minutes to start a mesh.
     with conduit_run(state, mesh_ports(), timeout_seconds=300, extra_env=env, log_path=log_path) as mesh:
         yield GraphqlMesh(mesh, log_path)

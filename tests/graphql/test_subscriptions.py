@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
-from .conftest import GraphqlClient, GraphqlMesh
+from .conftest import WATCHERS_PER_CLIENT, GraphqlClient, GraphqlMesh
 from .ws import Subscriber
 
 pytestmark = pytest.mark.e2e
@@ -74,3 +75,35 @@ async def test_the_feed_subscription_needs_a_signed_in_caller(graphql_mesh: Grap
         assert message["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     finally:
         await subscriber.close()
+
+
+NEW_ARTICLES = "subscription { articleEvents { eventId type } }"
+
+
+async def _first_result(subscriber: Subscriber) -> dict[str, Any]:
+    return await asyncio.wait_for(subscriber.next(), WAIT_SECONDS)
+
+
+async def test_stream_caps_count_each_browser_not_the_graphql_service(graphql_mesh: GraphqlMesh) -> None:
+    """The graphql service passes Envoy's `x-forwarded-for` on: the realtime service's per-client cap counts
+    the browser's address (here 127.0.0.2 and 127.0.0.3), so one busy client cannot take every stream of
+    the GraphQL endpoint, and everyone else still gets theirs."""
+
+    async def open_from(source: str) -> Subscriber:
+        return await Subscriber.open(graphql_mesh.ws_url, graphql_mesh.mesh.ca, NEW_ARTICLES, source=source)
+
+    opened: list[Subscriber] = []
+    try:
+        for _ in range(WATCHERS_PER_CLIENT):
+            opened.append(await open_from("127.0.0.2"))
+            first = await _first_result(opened[-1])
+            assert (first.get("data") or {}).get("articleEvents", {}).get("type") == "HEARTBEAT", first
+        opened.append(await open_from("127.0.0.2"))
+        refused = await _first_result(opened[-1])
+        assert refused["errors"][0]["extensions"]["code"] == "RESOURCE_EXHAUSTED", refused
+        opened.append(await open_from("127.0.0.3"))
+        other = await _first_result(opened[-1])
+        assert (other.get("data") or {}).get("articleEvents", {}).get("type") == "HEARTBEAT", other
+    finally:
+        for subscriber in opened:
+            await subscriber.close()

@@ -23,11 +23,13 @@ class Subscriber:
         self.connection = connection
 
     @classmethod
-    async def open(cls, url: str, ca: Path, query: str, variables: Mapping[str, Any] | None = None,
-                   token: str | None = None) -> Subscriber:
+    async def open(cls, url: str, ca: Path, query: str, variables: Mapping[str, Any] | None = None, *,
+                   token: str | None = None, source: str | None = None) -> Subscriber:
+        """`source`: the local address to connect from (any 127.x.y.z is a distinct client on loopback)."""
         context = ssl.create_default_context(cafile=ca)
         connection = await websockets.connect(url, ssl=context, subprotocols=[PROTOCOL],  # type: ignore[list-item]
-                                              open_timeout=30, max_queue=None)
+                                              open_timeout=30, max_queue=None,
+                                              local_addr=(source, 0) if source else None)
         payload = {"Authorization": f"Token {token}"} if token else {}
         await connection.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await connection.recv())

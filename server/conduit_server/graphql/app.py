@@ -25,7 +25,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from conduit_server.graphql.api import MAX_PAGE, Context, Mesh, Mutation, Query
@@ -72,13 +73,19 @@ def default_assets_dir() -> Path:
 
 
 def build_schema(config: GraphqlSettings) -> strawberry.Schema:
-    rules: list[Any] = [complexity_rule(config.max_complexity, MAX_PAGE)]
+    """The schema with its limits. A document is parsed and validated once per distinct text (LRU caches of
+    `config.documents_cached` entries), then only executed: clients send the same few documents over and
+    over. The rules are built once so that the validation cache's key (document, rules) repeats; the depth
+    rule is Strawberry's own (`QueryDepthLimiter` would make a new rule class, a new key, per request)."""
+    rules: list[Any] = [create_depth_rule(config.max_depth, None),
+                        complexity_rule(config.max_complexity, MAX_PAGE)]
     if not config.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
         query_size_limit(config.max_query_bytes),
         # Factories: Strawberry makes a fresh extension per request.
-        lambda: QueryDepthLimiter(max_depth=config.max_depth), lambda: AddValidationRules(rules)])
+        lambda: AddValidationRules(rules), lambda: ParserCache(maxsize=config.documents_cached),
+        lambda: ValidationCache(maxsize=config.documents_cached)])
 
 
 class ConduitGraphQL(GraphQL[Context, None]):
@@ -93,8 +100,13 @@ class ConduitGraphQL(GraphQL[Context, None]):
         self.mesh = mesh
         self.verifier = verifier
 
-    async def context_for(self, authorization: str, request_id: str) -> Context:
-        """A context carrying `authorization` on; ConduitError when the token is not valid."""
+    async def context_for(self, authorization: str, request_id: str, forwarded_for: str = "") -> Context:
+        """A context carrying `authorization` on; ConduitError when the token is not valid.
+
+        `x-forwarded-for` (as Envoy appended the caller's address to it) goes on too, so the called
+        services count per-client limits (stream caps, login and write limits) per browser, not once for
+        this whole process.
+        """
         metadata: list[tuple[str, str]] = []
         viewer_id = 0
         if authorization:
@@ -105,16 +117,22 @@ class ConduitGraphQL(GraphQL[Context, None]):
             metadata.append(("authorization", authorization))
         if request_id:
             metadata.append(("x-request-id", request_id))
+        if forwarded_for:
+            metadata.append(("x-forwarded-for", forwarded_for))
         return Context(self.mesh, tuple(metadata), viewer_id)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         headers = request.headers
+        forwarded_for = headers.get("x-forwarded-for", "")
         try:
-            return await self.context_for(headers.get("authorization", ""), headers.get("x-request-id", ""))
+            return await self.context_for(headers.get("authorization", ""), headers.get("x-request-id", ""),
+                                          forwarded_for)
         except ConduitError:
             # A bad token on a WebSocket may still be replaced by connection_init's; on HTTP the
             # resolvers answer UNAUTHENTICATED through the called RPCs.
-            return Context(self.mesh, (("authorization", headers.get("authorization", "")),), 0)
+            anonymous = await self.context_for("", headers.get("x-request-id", ""), forwarded_for)
+            anonymous.metadata = (("authorization", headers.get("authorization", "")), *anonymous.metadata)
+            return anonymous
 
     async def on_ws_connect(self, context: Context) -> None:
         """`connection_init`'s payload may carry `Authorization` (browsers cannot set WebSocket headers)."""
@@ -122,8 +140,10 @@ class ConduitGraphQL(GraphQL[Context, None]):
         authorization = params.get("Authorization") or params.get("authorization") or ""
         if not isinstance(authorization, str) or not authorization:
             return
+        kept = dict(context.metadata)
         try:
-            fresh = await self.context_for(authorization, "")
+            fresh = await self.context_for(authorization, kept.get("x-request-id", ""),
+                                           kept.get("x-forwarded-for", ""))
         except ConduitError as error:
             raise ConnectionRejectionError({"message": str(error)}) from None
         context.metadata, context.viewer_id = fresh.metadata, fresh.viewer_id

@@ -95,6 +95,8 @@ class GraphqlSettings(BaseModel):
     max_depth: int = Field(default=10, ge=1)
     max_complexity: int = Field(default=5_000, ge=1)
     max_query_bytes: int = Field(default=16_384, ge=64)
+    # Distinct documents whose parse and validation are kept (LRU); at most max_query_bytes each.
+    documents_cached: int = Field(default=256, ge=1)
     # Subscriptions one WebSocket connection may hold at once.
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
     # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
