@@ -12,6 +12,7 @@ import pytest
 from conduit.client import (
     AsyncConduit,
     Conduit,
+    Internal,
     NotFound,
     OutOfRange,
     PasswordCredentials,
@@ -113,6 +114,22 @@ def test_a_token_too_old_raises_stream_expired(serve: Serve) -> None:
     assert raised.value.resume_token == "1-0"
     assert raised.value.reason == "RESUME_TOKEN_EXPIRED"
     assert realtime.resume_tokens == ["1-0"]
+
+
+def test_a_stream_reset_by_a_proxy_resumes(serve: Serve) -> None:
+    """Envoy resets a watch whose replica died after the headers went out; gRPC reports INTERNAL."""
+    reset = Failure(S.INTERNAL, "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))")
+    realtime = FakeRealtime([Connection([event("1")], end=reset), Connection([event("2")])])
+    with _connect(serve, realtime) as conduit:
+        assert _ids(list(conduit.articles.watch("a"))) == ["1", "2"]
+    assert realtime.resume_tokens == ["", "1"]
+
+
+def test_an_internal_error_the_server_sent_is_raised_at_once(serve: Serve) -> None:
+    realtime = FakeRealtime([Connection([event("1")], end=Failure(S.INTERNAL, "handler failed"))])
+    with _connect(serve, realtime) as conduit, pytest.raises(Internal):
+        list(conduit.articles.watch("a"))
+    assert len(realtime.resume_tokens) == 1
 
 
 def test_errors_that_a_reconnect_cannot_fix_are_raised_at_once(serve: Serve) -> None:

@@ -55,6 +55,8 @@ WatchResponse = realtime_pb2.WatchArticleResponse | realtime_pb2.WatchArticlesRe
 #: The ErrorInfo metadata key that carries the last event id the server sent.
 LAST_EVENT_ID_KEY = "last_event_id"
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+#: How gRPC reports a stream that a proxy reset (HTTP/2 RST_STREAM): INTERNAL, "Stream removed (RST_STREAM …)".
+STREAM_RESET = "RST_STREAM"
 #: Failed reconnects in a row before a watch gives up (with the default backoff, about half a minute).
 MAX_RECONNECTS = 20
 #: The initial metadata key in which the realtime service announces its heartbeat interval.
@@ -81,6 +83,20 @@ class Reconnect:
 
 ReconnectHook = Callable[[Reconnect], None]
 OpenStream = Callable[[str, Budget], Any]
+
+
+def resumable(error: ConduitError) -> bool:
+    """Whether a reconnect after the resume token can fix what ended the stream.
+
+    UNAVAILABLE and RESOURCE_EXHAUSTED (shutdown, slow consumer), and a stream reset by a proxy: when a
+    replica dies under a watch that goes through Envoy, Envoy has already sent the response headers and
+    can only reset the stream, which gRPC reports as INTERNAL "Stream removed (RST_STREAM …)". A watch is
+    read-only and resumes after its token with no gap or duplicate, so it reconnects; an INTERNAL the
+    server sent (a bug) is raised as before.
+    """
+    if error.code in RESUMABLE:
+        return True
+    return error.code == grpc.StatusCode.INTERNAL and STREAM_RESET in error.message
 
 
 def _interval(metadata: Any) -> float | None:
@@ -174,7 +190,7 @@ class _Resume:
         if error.code == grpc.StatusCode.OUT_OF_RANGE:
             raise StreamExpired(error.message, code=error.code, details=error.details,
                                 trailing_metadata=error.trailing_metadata, resume_token=self.token) from exc
-        if error.code not in RESUMABLE:
+        if not resumable(error):
             raise error from cause
         hint = error.metadata.get(LAST_EVENT_ID_KEY, "")
         if hint and not self.received:
