@@ -54,14 +54,16 @@ def load_average() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def list_throughput(base: str, *, seconds: float, connections: int) -> tuple[LoadResult, LoadResult]:
-    """(REST GET /api/articles?limit=20, POST /graphql articles(first: 20) with authors), same load."""
+def list_throughput(base: str, *, seconds: float, connections: int, token: str = "") -> tuple[LoadResult, LoadResult]:
+    """(REST GET /api/articles?limit=20, POST /graphql articles(first: 20) with authors), same load; with
+    `token`, both signed in: the GraphQL answer is then executed every time (decision 0047 shares only
+    anonymous answers) and the REST list is personalised."""
     body = json.dumps({"query": ARTICLES_QUERY})
     for warm in (True, False):
-        rest = run_wrk(base, paths=["/api/articles?limit=20&offset=0"], connections=connections,
+        rest = run_wrk(base, paths=["/api/articles?limit=20&offset=0"], connections=connections, token=token,
                        seconds=2 if warm else seconds)
         graphql = run_wrk(base, paths=["/graphql"], method="POST", body=body, connections=connections,
-                          seconds=2 if warm else seconds)
+                          token=token, seconds=2 if warm else seconds)
     return rest, graphql
 
 
@@ -162,6 +164,8 @@ async def graphql_rows(base: str, ca: Path, token: str, *, seconds: float, conne
                        ) -> dict[str, Any]:
     before = load_average()
     rest, graphql = await asyncio.to_thread(list_throughput, base, seconds=seconds, connections=connections)
+    rest_in, graphql_in = await asyncio.to_thread(list_throughput, base, seconds=seconds, connections=connections,
+                                                  token=token)
     delivery = await fan_out(base, ca, token)
     return {
         "load_average_before": before, "load_average_after": load_average(),
@@ -169,6 +173,11 @@ async def graphql_rows(base: str, ca: Path, token: str, *, seconds: float, conne
         "graphql_list_rps": round(graphql.rps), "graphql_list_p99_ms": graphql.p99_ms,
         "graphql_errors": graphql.errors,
         "graphql_vs_rest": round(graphql.rps / rest.rps, 2) if rest.rps else 0.0,
+        "rest_signed_in_rps": round(rest_in.rps), "rest_signed_in_p99_ms": rest_in.p99_ms,
+        "rest_signed_in_errors": rest_in.errors,
+        "graphql_signed_in_rps": round(graphql_in.rps), "graphql_signed_in_p99_ms": graphql_in.p99_ms,
+        "graphql_signed_in_errors": graphql_in.errors,
+        "graphql_vs_rest_signed_in": round(graphql_in.rps / rest_in.rps, 2) if rest_in.rps else 0.0,
         "ws_subscribers": delivery.subscribers, "ws_received": delivery.received,
         "ws_delivery_p50_ms": round(delivery.p50_ms, 1), "ws_delivery_p99_ms": round(delivery.p99_ms, 1),
         "ws_delivery_max_ms": round(delivery.max_ms, 1), "ws_connect_seconds": round(delivery.connect_seconds, 1),
@@ -183,8 +192,13 @@ def markdown(rows: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
         f"| GET /api/articles?limit=20 (REST) | {rows['rest_list_rps']:,} | {rows['rest_list_p99_ms']:.1f} "
         f"| {rows['rest_errors']} | 1.00 |",
-        f"| POST /graphql articles(first: 20) with authors | {rows['graphql_list_rps']:,} "
+        f"| POST /graphql articles(first: 20) with authors (anonymous: shared answer) | {rows['graphql_list_rps']:,} "
         f"| {rows['graphql_list_p99_ms']:.1f} | {rows['graphql_errors']} | {rows['graphql_vs_rest']:.2f} |",
+        f"| GET /api/articles?limit=20 (REST, signed in) | {rows['rest_signed_in_rps']:,} "
+        f"| {rows['rest_signed_in_p99_ms']:.1f} | {rows['rest_signed_in_errors']} | 1.00 |",
+        f"| POST /graphql articles(first: 20) with authors (signed in: executed) | {rows['graphql_signed_in_rps']:,} "
+        f"| {rows['graphql_signed_in_p99_ms']:.1f} | {rows['graphql_signed_in_errors']} "
+        f"| {rows['graphql_vs_rest_signed_in']:.2f} |",
         "",
         f"New article to {rows['ws_subscribers']:,} joined WebSocket subscribers (of 1,000 opened): "
         f"{rows['ws_received']:,} received, "

@@ -86,7 +86,9 @@ def graphql_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphqlMe
     log_path = state / "services.log"
     env = {"CONDUIT_GRAPHQL__INTROSPECTION": "true", "CONDUIT_GRAPHQL__MAX_DEPTH": "3",
            "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "100000",
-           "CONDUIT_REALTIME__MAX_WATCHERS_PER_CLIENT": str(WATCHERS_PER_CLIENT)}
+           "CONDUIT_REALTIME__MAX_WATCHERS_PER_CLIENT": str(WATCHERS_PER_CLIENT),
+           # Long enough that a test's repeated anonymous query is certainly shared (decision 0047).
+           "CONDUIT_GRAPHQL__RESPONSE_CACHE_SECONDS": "60"}
     # A loaded machine (other suites in parallel) may need minutes to start a mesh.
     with conduit_run(state, mesh_ports(), timeout_seconds=300, extra_env=env, log_path=log_path) as mesh:
         yield GraphqlMesh(mesh, log_path)

@@ -110,3 +110,40 @@ def test_an_unauthenticated_mutation_is_refused(gql: GraphqlClient) -> None:
 def test_a_bad_token_is_refused_at_the_edge(gql: GraphqlClient) -> None:
     answer = gql.post("query { tags }", token="not.a.jwt")
     assert answer.status_code == 401
+
+
+SHARED = "query($tag: String!) { articles(tag: $tag, first: 5) { totalCount nodes { slug } } }"
+LIST_ARTICLES = "/conduit.articles.v1.ArticlesService/ListArticles"
+
+
+def test_an_anonymous_query_is_executed_once_and_shared_but_never_for_a_signed_in_caller(
+        gql: GraphqlClient, graphql_mesh: GraphqlMesh) -> None:
+    """Decision 0047: anonymous answers are shared for CONDUIT_GRAPHQL__RESPONSE_CACHE_SECONDS (60 in
+    this mesh); a signed-in caller, a mutation and an answer with errors always go to the mesh."""
+    tag = f"shared{uuid.uuid4().hex[:8]}"
+    _, token = gql.register()
+    _publish(gql, token, tag, "Shared 1")
+    ids = [f"gql-shared-{uuid.uuid4().hex}" for _ in range(3)]
+    first = gql.post(SHARED, {"tag": tag}, request_id=ids[0])
+    second = gql.post(SHARED, {"tag": tag}, request_id=ids[1])
+    assert (first.headers["x-conduit-cache"], second.headers["x-conduit-cache"]) == ("miss", "hit")
+    assert second.json() == first.json()
+    assert first.json()["data"]["articles"]["totalCount"] == 1
+    assert len(graphql_mesh.log_lines(ids[0], LIST_ARTICLES)) == 1
+    assert graphql_mesh.log_lines(ids[1], LIST_ARTICLES) == []
+    _publish(gql, token, tag, "Shared 2")
+    signed_in = gql.post(SHARED, {"tag": tag}, token=token, request_id=ids[2])
+    assert "x-conduit-cache" not in signed_in.headers
+    assert signed_in.json()["data"]["articles"]["totalCount"] == 2
+    assert len(graphql_mesh.log_lines(ids[2], LIST_ARTICLES)) == 1
+    # An anonymous reader may see the shared answer until it expires, as with REST's public max-age.
+    assert gql.post(SHARED, {"tag": tag}).json()["data"]["articles"]["totalCount"] == 1
+    for _ in range(2):
+        refused = gql.post("query { me { username } }")
+        assert refused.headers["x-conduit-cache"] == "miss"
+    name = f"shared{uuid.uuid4().hex[:8]}"
+    register = ("mutation($u: NewUserInput!) { register(user: $u) { username } }",
+                {"u": {"username": name, "email": f"{name}@example.com", "password": "password123"}})
+    assert "x-conduit-cache" not in gql.post(*register).headers
+    taken = gql.post(*register).json()
+    assert taken["errors"], taken

@@ -12,8 +12,12 @@ their own rules.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import mimetypes
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from conduit_server.graphql.api import MAX_PAGE, Context, Mesh, Mutation, Query
 from conduit_server.graphql.domain.limits import complexity_rule, query_size_limit
+from conduit_server.graphql.domain.responses import Answer, ResponseCache, key_of
 from conduit_server.graphql.events import Subscription
 from conduit_server.runtime.errors import ConduitError
 from conduit_server.runtime.settings import GraphqlSettings
@@ -41,6 +46,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PATH = "/graphql"
+# On answers to anonymous POSTs: `hit` when it came from the response cache, `miss` when executed.
+CACHE_HEADER = b"x-conduit-cache"
 ASSETS = f"{PATH}/assets/"
 # GraphiQL 3 and React 18 as npm ships them (`make graphql-clients`): the only files served from disk.
 ASSET_FILES = {
@@ -155,10 +162,13 @@ class ConduitGraphQL(GraphQL[Context, None]):
 class GraphqlApp:
     """The ASGI application of the service (what uvicorn serves)."""
 
-    def __init__(self, mesh: Mesh, verifier: AccessTokenVerifier | None, config: GraphqlSettings) -> None:
+    def __init__(self, mesh: Mesh, verifier: AccessTokenVerifier | None, config: GraphqlSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.view = ConduitGraphQL(build_schema(config), mesh, verifier, config)
         self.assets = Path(config.assets_dir) if config.assets_dir else default_assets_dir()
+        self.responses = (ResponseCache(config.response_cache_seconds, config.response_cache_entries, clock)
+                          if config.response_cache_seconds > 0 else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -166,6 +176,8 @@ class GraphqlApp:
             send = _with_csp(send)
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+        elif path == PATH and self.responses is not None and _anonymous_post(scope):
+            await self.shared(scope, receive, send)
         elif path == PATH:
             await self.view(scope, receive, send)
         elif scope["type"] == "http" and path == "/healthz":
@@ -177,6 +189,40 @@ class GraphqlApp:
         else:
             await send({"type": "websocket.close", "code": 4404})
 
+    async def shared(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An anonymous POST: a query's answer from the response cache (decision 0047), anything else
+        executed by the view as usual."""
+        assert self.responses is not None
+        messages, body = await _read_body(receive, self.config.max_query_bytes * 4)
+        key = None
+        if body is not None:
+            with contextlib.suppress(ValueError):
+                request = json.loads(body)
+                if isinstance(request, dict):
+                    key = key_of(request, _header(scope, b"accept"))
+        if body is None or key is None:
+            await self.view(scope, _prefixed(messages, receive), send)
+            return
+        answer, hit = await self.responses.answer(key, lambda: self._execute(scope, body))
+        headers = [*answer.headers, (CACHE_HEADER, b"hit" if hit else b"miss")]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def _execute(self, scope: Scope, body: bytes) -> Answer:
+        """Run the view on a request body and collect what it sends."""
+        started: MutableMapping[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def collect(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.view(scope, _replay(body), collect)
+        headers = tuple((bytes(name), bytes(value)) for name, value in started.get("headers", ()))
+        return Answer(int(started.get("status", 500)), headers, b"".join(chunks))
+
     def asset(self, name: str) -> Response:
         if name == "start.js":
             return Response(START_JS, media_type="text/javascript")
@@ -187,6 +233,58 @@ class GraphqlApp:
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return Response((self.assets / relative).read_bytes(), media_type=media,
                         headers={"cache-control": "public, max-age=3600"})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((value.decode("latin-1") for key, value in scope.get("headers", ()) if key.lower() == name), "")
+
+
+def _anonymous_post(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope.get("method") == "POST" and not _header(scope, b"authorization")
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[list[MutableMapping[str, Any]], bytes | None]:
+    """(the messages received, the whole body); the body is None past `limit` bytes or on a disconnect:
+    then the view gets the messages again and answers unshared (a body that large is refused by the
+    query size limit anyway)."""
+    messages: list[MutableMapping[str, Any]] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, None
+        if not message.get("more_body", False):
+            return messages, b"".join(part.get("body", b"") for part in messages)
+
+
+def _prefixed(messages: list[MutableMapping[str, Any]], receive: Receive) -> Receive:
+    """A `receive` that hands out `messages` first, then the client's own."""
+    pending = list(messages)
+
+    async def replay() -> MutableMapping[str, Any]:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+def _replay(body: bytes) -> Receive:
+    """A `receive` that hands the view the body already read, then waits like a quiet client."""
+    sent = False
+    idle = asyncio.Event()
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await idle.wait()  # never set: a view only asks again to notice a disconnect
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _with_csp(send: Send) -> Send:

@@ -97,6 +97,11 @@ class GraphqlSettings(BaseModel):
     max_query_bytes: int = Field(default=16_384, ge=64)
     # Distinct documents whose parse and validation are kept (LRU); at most max_query_bytes each.
     documents_cached: int = Field(default=256, ge=1)
+    # Answers to anonymous queries are shared this long (0: never); like REST's public pages, an anonymous
+    # reader may see data this old (docs/decisions/0047-graphql-response-cache.md).
+    response_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Answers kept at most (least recently used dropped first; each at most 1 MiB).
+    response_cache_entries: int = Field(default=1_024, ge=1)
     # Subscriptions one WebSocket connection may hold at once.
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
     # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
