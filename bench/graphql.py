@@ -38,6 +38,8 @@ HANDSHAKES_AT_ONCE = 32
 # counts the browser's address, which Envoy and the graphql service pass on. Like 20 browsers of
 # 50 tabs each, from 127.0.0.2, 127.0.0.3, … (every 127.x.y.z is this machine's loopback).
 SUBSCRIBERS_PER_ADDRESS = 50
+# A subscriber that has not joined (its first HEARTBEAT) this long after subscribing counts as failed.
+JOIN_SECONDS = 120.0
 
 
 @dataclass
@@ -104,10 +106,13 @@ class FanOut:
             self._settle(joined=False)
             raise
         counted = False
+        # Bounded: a subscriber not joined by then, or that hears nothing for this long after, has failed
+        # (the server's pings alone must not keep a subscriber that never joined waiting).
+        join_by = time.monotonic() + JOIN_SECONDS
         try:
             while True:
-                # Bounded: a subscriber that hears nothing for this long counts as failed.
-                raw = await asyncio.wait_for(connection.recv(), 300)
+                wait = 300.0 if counted else max(0.0, join_by - time.monotonic())
+                raw = await asyncio.wait_for(connection.recv(), wait)
                 message = json.loads(raw)
                 if message["type"] == "ping":
                     await connection.send(json.dumps({"type": "pong"}))

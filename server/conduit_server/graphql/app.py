@@ -24,7 +24,7 @@ from typing import Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -176,10 +176,14 @@ class GraphqlApp:
             send = _with_csp(send)
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
-        elif path == PATH and self.responses is not None and _anonymous_post(scope):
-            await self.shared(scope, receive, send)
         elif path == PATH:
-            await self.view(scope, receive, send)
+            try:
+                if self.responses is not None and _anonymous_post(scope):
+                    await self.shared(scope, receive, send)
+                else:
+                    await self.view(scope, receive, send)
+            except ClientDisconnect:
+                return  # gone before its request arrived whole: nobody to answer (not a server error)
         elif scope["type"] == "http" and path == "/healthz":
             await Response("ok\n", media_type="text/plain")(scope, receive, send)
         elif scope["type"] == "http" and path.startswith(ASSETS) and self.config.introspection:
