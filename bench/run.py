@@ -274,6 +274,10 @@ def main() -> None:
     if os.environ.get("BENCH_ROWS") == "search":  # only the search rows (bench/search.py)
         search.main()
         return
+    if os.environ.get("BENCH_ROWS") == "streams-envoy":  # 10,000 watchers through Envoy (bench/streams.py)
+        subprocess.run([sys.executable, "-m", "bench.streams", "--through-envoy", "--watchers", "1000",
+                        "--idle", "9000"], check=True)
+        return
     shutil.rmtree(args.state_dir, ignore_errors=True)
     # One load generator on loopback is one client IP, and every write row is one user at hundreds of
     # writes a second: lift the per-IP and per-user limits for the run (decision 0029).
