@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import httpx
 import websockets
 
 from bench.load import LoadResult, run_wrk, wrk_available
+from conduit_server.replicas import free_ports
 from conduit_server.runtime.settings import Settings
 from conduit_server.supervisor import Mesh
 
@@ -227,12 +227,6 @@ async def _small_run(mesh: Mesh, ca: Path, seconds: float) -> dict[str, Any]:
     return await graphql_rows(base, ca, tokens[0], seconds=seconds)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -247,12 +241,13 @@ def main() -> None:
     shutil.rmtree(args.state_dir, ignore_errors=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run still stops its mesh
     # Free ports: other meshes on this machine may hold the defaults.
-    names = ("users_port", "articles_port", "search_port", "realtime_port", "gateway_tls_port", "gateway_http_port",
-             "gateway_admin_port", "gateway_jwks_port")
-    ports: dict[str, Any] = {name: _free_port() for name in names}
+    # Every `*_port` setting and the graphql service's, taken in one go.
+    names = [name for name in Settings.model_fields if name.endswith("_port")]
+    *taken, graphql_port = free_ports(len(names) + 1)
+    ports: dict[str, Any] = dict(zip(names, taken, strict=True))
     settings = Settings.model_validate({"state_dir": args.state_dir, "log_level": "WARNING",
                                         "registrations_per_ip_per_hour": 1_000_000, **ports,
-                                        "graphql": {"port": _free_port()}})
+                                        "graphql": {"port": graphql_port}})
     mesh = Mesh(settings, with_graphql=True, log_dir=args.state_dir / "logs")
     mesh.start()
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
 from pathlib import Path
 
@@ -18,30 +17,26 @@ from bench.load import run_wrk, wrk_available
 from bench.run import CONCURRENCY, RESULTS
 from bench.seed import SeedSize, seed
 from conduit_server.observe import ObservedMesh, StackPorts
+from conduit_server.replicas import free_ports
 from conduit_server.runtime.settings import Settings
 from conduit_server.supervisor import Mesh
 
 ROWS = ("GET /api/articles", "GET /api/articles/{slug}", "GET /api/profiles/{username}", "POST /api/articles")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run_mode(observed: bool, state_dir: Path, seconds: float) -> dict[str, float]:
     shutil.rmtree(state_dir, ignore_errors=True)
     # Free ports throughout: other meshes may run on this machine.
-    ports = {f"{name}_port": _free_port() for name in (
-        "users", "articles", "search", "realtime", "webhooks",
-        "gateway_tls", "gateway_http", "gateway_admin", "gateway_jwks",
-        "users_metrics", "articles_metrics", "search_metrics", "realtime_metrics",
-        "webhooks_metrics")}
+    # Taken in one go, the stack's five too (ports probed one after another may come back twice).
+    names = ("users", "articles", "search", "realtime", "webhooks", "gateway_tls", "gateway_http", "gateway_admin",
+             "gateway_jwks", "users_metrics", "articles_metrics", "search_metrics", "realtime_metrics",
+             "webhooks_metrics")
+    taken = free_ports(len(names) + 5)
+    ports = {f"{name}_port": port for name, port in zip(names, taken, strict=False)}
     settings = Settings(state_dir=state_dir, log_level="WARNING", trace_sample_percent=10.0,
                         registrations_per_ip_per_hour=1_000_000, logins_per_ip_per_quarter_hour=10_000_000,
                         **ports)  # type: ignore[arg-type]
-    stack_ports = StackPorts(*(_free_port() for _ in range(5)))
+    stack_ports = StackPorts(*taken[len(names):])
     stack = ObservedMesh(settings, ports=stack_ports, log_dir=state_dir / "logs") if observed else None
     mesh = Mesh(settings, log_dir=state_dir / "logs") if stack is None else None
     (stack or mesh).start()  # type: ignore[union-attr]

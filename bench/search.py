@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -285,20 +284,16 @@ async def search_rows(bench: Bench) -> dict[str, Any]:
     return extra
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run_mesh(state_dir: Path, seconds: float, **settings: Any) -> tuple[list[Any], dict[str, Any]]:
     """Start a mesh on free ports, seed it, run the search rows; the rows and figures."""
     from bench.run import Bench
+    from conduit_server.replicas import free_ports
     from conduit_server.runtime.settings import Settings
     from conduit_server.supervisor import Mesh
 
     # Every listener on a free port (other meshes may run on this machine): each `*_port` setting.
-    ports: dict[str, Any] = {name: _free_port() for name in Settings.model_fields if name.endswith("_port")}
+    names = [name for name in Settings.model_fields if name.endswith("_port")]
+    ports: dict[str, Any] = dict(zip(names, free_ports(len(names)), strict=True))
     shutil.rmtree(state_dir, ignore_errors=True)
     mesh = Mesh(Settings(state_dir=state_dir, log_level="WARNING", registrations_per_ip_per_hour=1_000_000,
                          logins_per_ip_per_quarter_hour=10_000_000, **ports, **settings),
