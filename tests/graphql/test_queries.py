@@ -147,3 +147,10 @@ def test_an_anonymous_query_is_executed_once_and_shared_but_never_for_a_signed_i
     assert "x-conduit-cache" not in gql.post(*register).headers
     taken = gql.post(*register).json()
     assert taken["errors"], taken
+
+
+@pytest.mark.parametrize("body", ["[" * 60_000, '{"query": "{ tags }\u0000"}', "\udcff{", '{"query": ["x"]}'])
+def test_hostile_anonymous_bodies_get_a_clear_4xx_or_errors_never_a_5xx(gql: GraphqlClient, body: str) -> None:
+    answer = gql.http.post(gql.mesh.url, content=body.encode("utf-8", "surrogateescape"),
+                           headers={"content-type": "application/json"})
+    assert answer.status_code < 500, answer.text

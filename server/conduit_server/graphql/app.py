@@ -155,6 +155,14 @@ class ConduitGraphQL(GraphQL[Context, None]):
             raise ConnectionRejectionError({"message": str(error)}) from None
         context.metadata, context.viewer_id = fresh.metadata, fresh.viewer_id
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Strawberry's, but a body that is not UTF-8 or nests past the stack is a 400 like any other body
+        that is not JSON (Strawberry lets those two errors through: a 500)."""
+        try:
+            return super().decode_json(data)
+        except (UnicodeDecodeError, RecursionError):
+            raise json.JSONDecodeError("not UTF-8 JSON, or nested too deeply", "", 0) from None
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"content-security-policy": PAGE_CSP})
 
@@ -200,7 +208,7 @@ class GraphqlApp:
         messages, body = await _read_body(receive, self.config.max_query_bytes * 4)
         key = None
         if body is not None:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON, or nested past the stack
                 request = json.loads(body)
                 if isinstance(request, dict):
                     key = key_of(request, _header(scope, b"accept"))
