@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -150,12 +149,12 @@ async def fan_out(base: str, ca: Path, token: str, subscribers: int = 1000) -> D
         answer = await client.post(f"{base}/graphql", json=mutation, headers={"Authorization": f"Token {token}"})
         fan.slug = answer.json()["data"]["createArticle"]["slug"]
     done, _ = await asyncio.wait(tasks, timeout=60)
-    for task in done:
-        if not task.exception():
-            with contextlib.suppress(websockets.WebSocketException):
-                await task.result().close()
     for task in tasks:
         task.cancel()
+    # All at once: each close waits for Envoy to close the TCP connection after the closing handshake
+    # (its delayed_close_timeout, 1 s), so one after the other, 1,000 of them took 17 minutes.
+    await asyncio.gather(*(task.result().close() for task in done if not task.cancelled() and not task.exception()),
+                         return_exceptions=True)
     delays = sorted((arrival - sent) * 1000 for arrival in fan.arrivals)
 
     def pick(share: float) -> float:

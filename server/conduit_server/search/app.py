@@ -21,6 +21,7 @@ from conduit_server.search import api
 from conduit_server.search.domain.ports import IndexStatus, SearchBackend
 from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
+from conduit_server.search.domain.sharing import SharedSearches
 from conduit_server.search.events import Indexer, StreamLog
 from conduit_server.search.repository import models
 from conduit_server.search.repository.lease import Lease
@@ -60,7 +61,10 @@ class SearchApp:
                  stream: str = EVENTS_STREAM, consumer: str = "",
                  reindex_lock_seconds: float = REINDEX_LOCK_SECONDS) -> None:
         self.settings = settings
-        self.backend = backend
+        self.store = backend
+        # Searches, the indexer and reindexes all go through the sharing wrapper: its writes forget.
+        self.backend: SearchBackend = backend if settings.search_answers_shared_seconds == 0 else SharedSearches(
+            backend, ttl=settings.search_answers_shared_seconds, entries=settings.search_answers_shared_entries)
         self.redis = redis
         self.articles_channel = articles_channel
         timeout = settings.internal_call_timeout_seconds
@@ -68,9 +72,9 @@ class SearchApp:
                                                     timeout_seconds=timeout)
         self.articles = ArticlesSource(self.article_records)
         users = UsersClient(users_channel, timeout_cap_seconds=timeout)
-        self.searcher = Searcher(backend, self.articles, UsersDirectory(users, timeout_seconds=timeout))
+        self.searcher = Searcher(self.backend, self.articles, UsersDirectory(users, timeout_seconds=timeout))
         self.events = StreamLog(redis, stream)
-        self.indexer = Indexer(redis, stream, backend, consumer=consumer,
+        self.indexer = Indexer(redis, stream, self.backend, consumer=consumer,
                                claim_idle_ms=int(settings.search_claim_idle_seconds * 1000))
         self.reindex_lock_seconds = reindex_lock_seconds
 
@@ -106,8 +110,8 @@ class SearchApp:
                 "search_events_acknowledged": self.indexer.entries_acknowledged}
 
     async def start(self) -> None:
-        if isinstance(self.backend, PostgresBackend):
-            await migrations.upgrade(self.backend.database, MIGRATIONS, models.Base.metadata)
+        if isinstance(self.store, PostgresBackend):
+            await migrations.upgrade(self.store.database, MIGRATIONS, models.Base.metadata)
         await self.backend.prepare()
         self.indexer.start()
 

@@ -13,17 +13,17 @@ the others waiting on it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
+
+from conduit_server.runtime.flight import SharedResults
 
 # An answer bigger than this is served but not kept (a page of 100 articles is ~60 KiB).
 MAX_ANSWER_BYTES = 1 << 20
@@ -71,59 +71,17 @@ def key_of(request: Mapping[str, Any], accept: str) -> bytes | None:
     return hashlib.sha256(canonical.encode()).digest()
 
 
-class ResponseCache:
-    """At most `entries` answers, each for `ttl` seconds (least recently used dropped first)."""
+class ResponseCache(SharedResults[bytes, Answer]):
+    """At most `entries` answers, each for `ttl` seconds (least recently used dropped first); only
+    `keepable` answers are kept."""
 
     def __init__(self, ttl: float, entries: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self.entries = entries
-        self.clock = clock
-        self._kept: OrderedDict[bytes, tuple[float, Answer]] = OrderedDict()
-        self._running: dict[bytes, asyncio.Future[Answer]] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def _fresh(self, key: bytes) -> Answer | None:
-        kept = self._kept.get(key)
-        if kept is None:
-            return None
-        expires, answer = kept
-        if self.clock() >= expires:
-            del self._kept[key]
-            return None
-        self._kept.move_to_end(key)
-        return answer
+        super().__init__(ttl, entries, keepable=lambda answer: answer.keepable, clock=clock)
 
     async def answer(self, key: bytes, execute: Callable[[], Awaitable[Answer]]) -> tuple[Answer, bool]:
         """(the answer, whether it came from the cache): a fresh kept one, the one being computed for
         the same key, or a new execution whose answer is kept when `keepable`."""
-        fresh = self._fresh(key)
-        if fresh is not None:
-            self.hits += 1
-            return fresh, True
-        self.misses += 1
-        running = self._running.get(key)
-        if running is None:
-            running = asyncio.ensure_future(self._execute(key, execute))
-            # Retrieved here too, so an execution whose every caller went away logs no "never retrieved".
-            running.add_done_callback(lambda done: done.cancelled() or done.exception())
-            self._running[key] = running
-        return await asyncio.shield(running), False
-
-    async def _execute(self, key: bytes, execute: Callable[[], Awaitable[Answer]]) -> Answer:
-        try:
-            answer = await execute()
-        finally:
-            del self._running[key]
-        if answer.keepable:
-            self._kept[key] = (self.clock() + self.ttl, answer)
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.entries:
-                self._kept.popitem(last=False)
-        return answer
+        return await self.get(key, execute)
 
 
 __all__ = ["MAX_ANSWER_BYTES", "Answer", "ResponseCache", "key_of"]
