@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 from conduit.articles.v1 import articles_pb2
 from conduit_server.articles.app import EVENTS_STREAM
+from conduit_server.runtime.consumers import GroupEntry
 from conduit_server.search.domain.documents import Change
 from conduit_server.search.domain.ports import SearchBackend
 from conduit_server.search.domain.reindex import Progress
-from conduit_server.search.events import Indexer, RawEntry, changes_of
+from conduit_server.search.events import Indexer, changes_of
 from tests.articles.conftest import Mesh, Person, stream_entries
 from tests.search.conftest import Search
 from tests.search.support import database_articles, index_matches_database, indexed, until
@@ -31,7 +32,7 @@ async def write_history(mesh: Mesh, author: Person, count: int = 12) -> None:
         await mesh.articles.DeleteArticle(articles_pb2.DeleteArticleRequest(slug=slug), metadata=author.auth)
 
 
-async def published(mesh: Mesh) -> list[RawEntry]:
+async def published(mesh: Mesh) -> list[GroupEntry]:
     """Every event of the stream, once the relay has published the whole outbox."""
     await until(lambda: _relayed(mesh))
     return list(await stream_entries(mesh.app.redis, EVENTS_STREAM))

@@ -10,11 +10,8 @@ from the start of whatever the stream still holds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC
@@ -26,13 +23,12 @@ from redis.exceptions import ResponseError
 
 from conduit.articles.v1 import events_pb2
 from conduit_server.runtime import metrics
-from conduit_server.runtime.tasks import cancel_until_done
+from conduit_server.runtime.consumers import GroupConsumer, GroupEntry
 from conduit_server.search.domain.documents import Change, Document, Tombstone, latest
 from conduit_server.search.domain.ports import SearchBackend
 
 log = logging.getLogger("conduit.search.indexer")
 
-RawEntry = tuple[bytes, dict[bytes, bytes] | None]
 GROUP = "search-indexer"
 _EPOCH_MS = 1000
 
@@ -56,7 +52,7 @@ def change_of(fields: dict[bytes, bytes]) -> Change | None:
     return document_of(holder.article, version)
 
 
-def changes_of(entries: Sequence[RawEntry]) -> list[Change]:
+def changes_of(entries: Sequence[GroupEntry]) -> list[Change]:
     """The changes of a batch; an entry that cannot be read is logged and skipped (never retried for ever)."""
     changes: list[Change] = []
     for entry_id, fields in entries:
@@ -88,12 +84,12 @@ class StreamLog:
         self._page = page
 
     async def position(self) -> str:
-        newest = cast("list[RawEntry]", await self._redis.xrevrange(self._stream, "+", "-", count=1))
+        newest = cast("list[GroupEntry]", await self._redis.xrevrange(self._stream, "+", "-", count=1))
         return newest[0][0].decode() if newest else "0-0"
 
     async def changes_after(self, position: str) -> AsyncIterator[tuple[str, list[Change]]]:
         while True:
-            entries = cast("list[RawEntry]", await self._redis.xrange(self._stream, f"({position}", "+",
+            entries = cast("list[GroupEntry]", await self._redis.xrange(self._stream, f"({position}", "+",
                                                                       count=self._page))
             if not entries:
                 return
@@ -101,33 +97,25 @@ class StreamLog:
             yield position, changes_of(entries)
 
 
-class Indexer:
+class Indexer(GroupConsumer):
     """One consumer of the group; run as many as wanted (one per search process).
 
     `after_apply` is a fault-injection point for tests: it runs after a batch is
     written and before it is acknowledged.
     """
 
+    activity = "indexing articles events"
+
     def __init__(self, redis: aioredis.Redis, stream: str, backend: SearchBackend, *, group: str = GROUP,
                  consumer: str = "", count: int = 200, block_ms: int = 1_000, claim_idle_ms: int = 30_000,
                  max_backoff_seconds: float = 5.0,
-                 after_apply: Callable[[Sequence[RawEntry]], Awaitable[None]] | None = None) -> None:
-        self._redis = redis
+                 after_apply: Callable[[Sequence[GroupEntry]], Awaitable[None]] | None = None) -> None:
+        super().__init__(redis, group=group, consumer=consumer, count=count, block_ms=block_ms,
+                         claim_idle_ms=claim_idle_ms, max_backoff_seconds=max_backoff_seconds)
         self.stream = stream
         self._backend = backend
-        self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._count = count
-        self._block_ms = block_ms
-        self._claim_idle_ms = claim_idle_ms
-        self._max_backoff = max_backoff_seconds
         self._after_apply = after_apply
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
-        self.reading = asyncio.Event()  # set while the group is read without error
         self.documents_indexed = 0
-        self.entries_acknowledged = 0
-        self.failures = 0
 
     async def ensure_group(self) -> None:
         """Create the group at the start of the stream (idempotent)."""
@@ -146,35 +134,23 @@ class Indexer:
             response: Any = await self._redis.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                                          count=self._count, block=self._block_ms)
             for _, raw in response or ():
-                await self._handle(cast("list[RawEntry]", raw))
+                await self._handle(cast("list[GroupEntry]", raw))
 
     async def _pending_of_mine(self) -> None:
         """Entries delivered to this consumer name and never acknowledged (a restart under one name)."""
         while True:
             response: Any = await self._redis.xreadgroup(self.group, self.consumer, {self.stream: "0"},
                                                          count=self._count)
-            entries = cast("list[RawEntry]", response[0][1]) if response else []
+            entries = cast("list[GroupEntry]", response[0][1]) if response else []
             if not entries:
                 return
             await self._handle(entries)
 
     async def claim_abandoned(self) -> int:
         """Take over entries another consumer read and left unacknowledged (it died); returns how many."""
-        start, claimed = "0-0", 0
-        while True:
-            answer: Any = await self._redis.xautoclaim(self.stream, self.group, self.consumer,
-                                                       min_idle_time=self._claim_idle_ms, start_id=start,
-                                                       count=self._count)
-            following, entries = answer[0], [entry for entry in answer[1] if entry]
-            if entries:
-                log.info("claimed %d abandoned events", len(entries))
-                await self._handle(cast("list[RawEntry]", entries))
-                claimed += len(entries)
-            start = following.decode() if isinstance(following, bytes) else str(following)
-            if start == "0-0":
-                return claimed
+        return await self._claim_abandoned(self.stream, self._handle)
 
-    async def _handle(self, entries: Sequence[RawEntry]) -> None:
+    async def _handle(self, entries: Sequence[GroupEntry]) -> None:
         changes = latest(changes_of(entries))
         if changes:
             await self._backend.apply(changes)
@@ -192,50 +168,12 @@ class Indexer:
             summary: Any = await self._redis.xpending(self.stream, self.group)
             groups: Any = await self._redis.xinfo_groups(self.stream)
         except ResponseError:  # no stream or no group yet: nothing was ever read, so all of it is behind
-            oldest = cast("list[RawEntry]", await self._redis.xrange(self.stream, "-", "+", count=1))
+            oldest = cast("list[GroupEntry]", await self._redis.xrange(self.stream, "-", "+", count=1))
             return entry_age_seconds(oldest[0][0]) if oldest else 0.0
         if summary and summary.get("pending"):
             return entry_age_seconds(summary["min"])
         delivered = next((g["last-delivered-id"] for g in groups
                           if g["name"] in (self.group, self.group.encode())), b"0-0")
         delivered = delivered.decode() if isinstance(delivered, bytes) else str(delivered)
-        following = cast("list[RawEntry]", await self._redis.xrange(self.stream, f"({delivered}", "+", count=1))
+        following = cast("list[GroupEntry]", await self._redis.xrange(self.stream, f"({delivered}", "+", count=1))
         return entry_age_seconds(following[0][0]) if following else 0.0
-
-    async def run(self) -> None:
-        backoff = 0.1
-        while not self._stopped:
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - Redis or the index away: back off, never give up
-                if self._stopped:
-                    return
-                if isinstance(error, ResponseError) and "NOGROUP" in str(error):
-                    log.warning("consumer group %s vanished (Redis lost its data?); creating it again", self.group)
-                    continue
-                if self.reading.is_set():
-                    backoff = 0.1
-                self.reading.clear()
-                self.failures += 1
-                log.warning("indexing %s failed, retrying in %.1fs: %r", self.stream, backoff, error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-
-    def start(self) -> None:
-        self._stopped = False
-        self._task = asyncio.create_task(self.run(), name=f"search-indexer-{self.consumer}")
-
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._task is not None:
-            await cancel_until_done(self._task)
-            self._task = None
-
-    def kill(self) -> None:
-        """Stop at once, wherever it is (tests: a crash mid-batch)."""
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None

@@ -11,12 +11,10 @@ The body of a delivery (Standard Webhooks' recommended shape):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -28,13 +26,12 @@ from redis.exceptions import ResponseError
 
 from conduit.articles.v1 import events_pb2 as article_events
 from conduit.users.v1 import events_pb2 as user_events
-from conduit_server.runtime.tasks import cancel_until_done
+from conduit_server.runtime.consumers import GroupConsumer, GroupEntry
 from conduit_server.webhooks.domain.ports import DeliveryQueue, Queued
 
 log = logging.getLogger("conduit.webhooks.events")
 
 GROUP = "webhooks"
-RawEntry = tuple[bytes, dict[bytes, bytes] | None]
 # outbox type -> (webhook event type, the payload's oneof field)
 ARTICLE_TYPES = {"article_created": "article.created", "article_updated": "article.updated",
                  "article_deleted": "article.deleted", "comment_added": "comment.created",
@@ -66,31 +63,24 @@ def queued_of(entry_id: bytes, fields: Mapping[bytes, bytes], types: Mapping[str
     return Queued(event_id, kind, body_of(kind, event), position_of(entry_id))
 
 
-class EventQueue:
+class EventQueue(GroupConsumer):
     """One consumer of the `webhooks` group on each stream; run one per process."""
+
+    activity = "queueing webhook events"
 
     def __init__(self, redis: aioredis.Redis, queue: DeliveryQueue, *, articles_stream: str, users_stream: str,
                  on_queued: Callable[[], None] = lambda: None, consumer: str = "", count: int = 200,
                  block_ms: int = 1_000, claim_idle_ms: int = 30_000, max_backoff_seconds: float = 5.0) -> None:
-        self._redis = redis
+        super().__init__(redis, group=GROUP, consumer=consumer, count=count, block_ms=block_ms,
+                         claim_idle_ms=claim_idle_ms, max_backoff_seconds=max_backoff_seconds)
         self._queue = queue
         self._streams: dict[str, tuple[Mapping[str, str], type[Message]]] = {
             articles_stream: (ARTICLE_TYPES, article_events.ArticleEvent),
             users_stream: (USER_TYPES, user_events.UserEvent)}
         self._on_queued = on_queued
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._count = count
-        self._block_ms = block_ms
-        self._claim_idle_ms = claim_idle_ms
-        self._max_backoff = max_backoff_seconds
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
-        self.reading = asyncio.Event()
-        self.entries_acknowledged = 0
         self.messages_queued = 0
-        self.failures = 0
 
-    async def _handle(self, stream: str, entries: Sequence[RawEntry]) -> None:
+    async def _handle(self, stream: str, entries: Sequence[GroupEntry]) -> None:
         types, message = self._streams[stream]
         batch: list[Queued] = []
         for entry_id, fields in entries:
@@ -121,7 +111,7 @@ class EventQueue:
         claimed_at = 0.0
         while not self._stopped:
             if time.monotonic() - claimed_at >= self._claim_idle_ms / 2000:
-                await self._claim_abandoned()
+                await self._claim_all_abandoned()
                 claimed_at = time.monotonic()
             await self._read(dict.fromkeys(self._streams, ">"))
 
@@ -133,50 +123,12 @@ class EventQueue:
             got = False
             for name, raw in response or ():
                 stream = name.decode() if isinstance(name, bytes) else str(name)
-                entries = cast("list[RawEntry]", raw)
+                entries = cast("list[GroupEntry]", raw)
                 got = got or bool(entries)
                 await self._handle(stream, entries)
             if not until_empty or not got:
                 return
 
-    async def _claim_abandoned(self) -> None:
+    async def _claim_all_abandoned(self) -> None:
         for stream in self._streams:
-            start = "0-0"
-            while True:
-                answer: Any = await self._redis.xautoclaim(stream, GROUP, self.consumer,
-                                                           min_idle_time=self._claim_idle_ms, start_id=start,
-                                                           count=self._count)
-                entries = [entry for entry in answer[1] if entry]
-                if entries:
-                    await self._handle(stream, cast("list[RawEntry]", entries))
-                start = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
-                if start == "0-0":
-                    break
-
-    async def run(self) -> None:
-        backoff = 0.1
-        while not self._stopped:
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - Redis or PostgreSQL away: back off, never give up
-                if self._stopped:
-                    return
-                if self.reading.is_set():
-                    backoff = 0.1
-                self.reading.clear()
-                self.failures += 1
-                log.warning("queueing webhook events failed, retrying in %.1fs: %r", backoff, error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-
-    def start(self) -> None:
-        self._stopped = False
-        self._task = asyncio.create_task(self.run(), name=f"webhooks-events-{self.consumer}")
-
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._task is not None:
-            await cancel_until_done(self._task)
-            self._task = None
+            await self._claim_abandoned(stream, functools.partial(self._handle, stream))
