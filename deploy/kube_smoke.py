@@ -48,6 +48,7 @@ PODMAN = str(ROOT / "deploy" / "podman" / "podman")
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "dev"
 INFRA_IMAGE = "localhost/conduit-infra:bookworm"
 POSTGRES_IMAGE = "localhost/conduit-postgres:dev"
+LEGACY_CONFIG_VOLUME = "conduit-gateway-"  # prefix of the ConfigMap volumes harnesses before 2026-12-04 left
 SERVICES = ("users", "articles", "search", "realtime", "webhooks")
 REPLICAS = 2
 Object = dict[str, Any]
@@ -192,6 +193,26 @@ class Smoke:
             raise RuntimeError(f"podman kube play {path.name}: {result.stderr.strip()}")
 
     # ---- stages ----
+    def clear_leftovers(self) -> None:
+        """Remove the gateway ConfigMap volumes that earlier versions of this harness left behind.
+
+        Podman kept each as a named volume (`conduit-gateway-<hash>`) holding a lock number; on a machine
+        whose /dev/shm lock table was renewed while /run/libpod survived, that number could be handed to a
+        new volume, and `kube play` then waited on a lock it already held (seen: the gateway pod hung
+        until the 300 s timeout, in CI and here). Only volumes no container uses are removed.
+        """
+        def stale() -> list[str]:
+            return podman("volume", "ls", "--filter", f"name={LEGACY_CONFIG_VOLUME}", "--filter", "dangling=true",
+                          "--format", "{{.Name}}").stdout.split()
+
+        found = stale()
+        # `volume rm` of such a volume was seen to exit 125 having removed it: judge by what is left.
+        errors = [podman("volume", "rm", name, check=False).stderr.strip() for name in found]
+        if left := stale():
+            raise RuntimeError(f"kube-smoke: cannot remove leftover volumes {', '.join(left)}: {'; '.join(errors)}")
+        if found:
+            print(f"kube-smoke: removed volumes an earlier harness left: {', '.join(found)}", flush=True)
+
     def start_datastores(self) -> None:
         postgres = {"metadata": {"labels": {"app.kubernetes.io/name": "postgres"}}, "spec": {
             "securityContext": {"runAsNonRoot": True},
@@ -253,7 +274,13 @@ class Smoke:
             if volume["name"] == "tls":
                 volume.pop("secret")
                 volume["hostPath"] = {"path": str(tls_dir), "type": "Directory"}
-        config_name = next(v["configMap"]["name"] for v in template["spec"]["volumes"] if "configMap" in v)
+        # Podman turns a ConfigMap into a named volume of the ConfigMap's name that outlives the pod: name it
+        # per run so it is made fresh and removed with the run (a leftover shared a lock with a new volume).
+        config_name = self.pod_name("gateway-config")
+        for volume in template["spec"]["volumes"]:
+            if "configMap" in volume:
+                volume["configMap"]["name"] = config_name
+        self.volumes.append(config_name)
         config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_name},
                       "data": {"envoy.yaml": envoy}}
         self.play(config_map, self.pod("gateway", template, {}))
@@ -388,6 +415,7 @@ def main() -> None:
     started = time.monotonic()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     with stack() as smoke:
+        smoke.clear_leftovers()
         smoke.start_datastores()
         print("kube-smoke: PostgreSQL and Redis pods up", flush=True)
         smoke.migrate()
