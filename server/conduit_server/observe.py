@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from conduit_server import with_parent
 from conduit_server.replicas import RestartPolicy
 from conduit_server.runtime.settings import SERVICES, ServiceName, Settings
-from conduit_server.supervisor import Mesh, _die_with_parent
+from conduit_server.supervisor import Mesh
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -173,8 +174,7 @@ class ObservedMesh:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(  # noqa: S603 - binaries we located ourselves
-            command, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
-            stdout=output, stderr=output)
+            with_parent.command(os.getpid(), command), start_new_session=True, stdout=output, stderr=output)
 
     def stop(self) -> None:
         """The mesh first (its last spans and scrapes go out), then Prometheus and Jaeger."""

@@ -12,7 +12,6 @@ reported, not hidden.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conduit_server import with_parent
 from conduit_server.edge import envoy_binary, gateway_spec, health_name
 from conduit_server.replicas import (
     ChildRecord,
@@ -42,12 +42,6 @@ from conduit_server.runtime.secrets import with_local_secrets
 from conduit_server.runtime.settings import SERVICES, ServiceName, Settings
 
 log = logging.getLogger("conduit.mesh")
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -152,7 +146,7 @@ class Mesh:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and envoy
-            command, env=env or self.env, start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            with_parent.command(os.getpid(), command), env=env or self.env, start_new_session=True,
             stdout=output, stderr=output)
         previous = self.children.get(name)
         self.children[name] = ChildRecord(command, time.monotonic(), env,

@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from conduit_server.runtime.errors import FailedPrecondition
+from conduit_server.runtime.tasks import cancel_until_done
 
 log = logging.getLogger("conduit.search.lease")
 
@@ -92,8 +93,6 @@ class Lease:
                 raise LeaseLost(self.key) from None
             raise
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+            await cancel_until_done(beating)  # renew() may swallow one cancellation: it is repeated
             with contextlib.suppress(Exception):  # an expired lease needs no release; Redis away: it expires
                 await self.release()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from conduit_server.runtime.tasks import cancel_until_done
 from conduit_server.webhooks.domain import signing
 from conduit_server.webhooks.domain.ports import Claimed, DeliveryQueue, Outcome, Sender
 from conduit_server.webhooks.domain.schedule import RetrySchedule
@@ -145,12 +146,11 @@ class Dispatcher:
         self._task = asyncio.create_task(self.run(), name=f"webhooks-dispatcher-{self.worker}")
 
     async def stop(self) -> None:
+        """Ends the loop and every delivery in flight (an unrecorded one is retried when its lease expires).
+        A cancellation swallowed by the database driver is cancelled again (see cancel_until_done)."""
         tasks = [task for task in (self._task, *self._sending) if task is not None]
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_until_done(task)
         self._task = None
 
 

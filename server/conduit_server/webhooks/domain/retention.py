@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from conduit_server.runtime.tasks import cancel_until_done
 from conduit_server.webhooks.domain.ports import PrunableQueue
 
 log = logging.getLogger("conduit.webhooks.retention")
@@ -55,6 +56,5 @@ class Retention:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_until_done(self._task)  # a cancellation the driver swallowed is repeated
             self._task = None
