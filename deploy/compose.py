@@ -2,7 +2,8 @@
 
 up: writes deploy/compose.env (random secrets, mode 0600, git-ignored) and the gateway's TLS pair
 under deploy/.compose/ when missing, starts the stack, waits for Envoy, then smoke-tests the REST
-API through the TLS port (register, write an article, read it back).
+API through the TLS port (register, write an article, read it back) and sends one GraphQL query
+through it (the article is listed).
 down: removes every container, volume and network of the project, then checks none is left.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy.kube_smoke import graphql_lists
 from deploy.rest_smoke import publish_and_read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,7 @@ STATE = DEPLOY / ".compose"
 PROJECT = "conduit"
 PODMAN = str(DEPLOY / "podman" / "podman")
 SERVICES = ("users", "articles", "search", "realtime", "webhooks")
+GRAPHQL = "graphql"
 
 
 def free_port() -> int:
@@ -114,8 +117,11 @@ def smoke(port: int, ca: Path) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("Envoy did not answer GET /api/tags within 180 s")
             time.sleep(0.5)
-        publish_and_read(client, f"compose{secrets.token_hex(3)}", "compose")
-    print(f"compose smoke: REST through Envoy's TLS port {port}: register, create, read: ok")
+        name = f"compose{secrets.token_hex(3)}"
+        slug = publish_and_read(client, name, "compose")
+        print(f"compose smoke: REST through Envoy's TLS port {port}: register, create, read: ok")
+        graphql_lists(client, slug, name)
+    print(f"compose smoke: GraphQL through Envoy's TLS port {port}: the new article listed with its author: ok")
 
 
 def leftovers() -> list[str]:
@@ -148,6 +154,8 @@ def up() -> None:
         wait_completed("migrate")
         compose("up", "--detach", "--no-deps", *SERVICES, environment=environment)
         wait_healthy(SERVICES)
+        compose("up", "--detach", "--no-deps", GRAPHQL, environment=environment)
+        wait_healthy((GRAPHQL,))
         compose("up", "--detach", "--no-deps", "gateway", "prometheus", environment=environment)
         wait_healthy(("prometheus",))
         smoke(port, ca)

@@ -1,5 +1,6 @@
-"""`make kube-smoke`: the dev overlay's workloads played by Podman, the REST API through Envoy,
-then one pod of every service deleted under a steady stream of reads, none of which may fail.
+"""`make kube-smoke`: the dev overlay's workloads played by Podman, the REST API and a GraphQL query
+through Envoy, then one pod of every service deleted under a steady stream of reads, none of which
+may fail.
 
 Podman runs Pods and Deployments but not a cluster: no Services, no DNS, one replica per
 Deployment, no Jobs, no operators. So this harness plays exactly the rendered manifests (image,
@@ -13,7 +14,8 @@ with these adaptations, each standing for what the cluster would do:
 - Secrets (never in the repository) are generated here; the CloudNativePG Cluster becomes a
   Pod of the PostgreSQL image built from Debian's packages (`make images`), Redis keeps its
   Deployment with that image; the migrations Job becomes a Pod run to completion first;
-- gRPC probes become the harness's own wait on the same gRPC health check.
+- gRPC probes become the harness's own wait on the same gRPC health check, and graphql's HTTP
+  probe its own poll of the same `/healthz`.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ INFRA_IMAGE = "localhost/conduit-infra:bookworm"
 POSTGRES_IMAGE = "localhost/conduit-postgres:dev"
 LEGACY_CONFIG_VOLUME = "conduit-gateway-"  # prefix of the ConfigMap volumes harnesses before 2026-12-04 left
 SERVICES = ("users", "articles", "search", "realtime", "webhooks")
+GRAPHQL = "graphql"
 REPLICAS = 2
+# Every article of the first page with its author: the article the REST step created must be there.
+ARTICLES_QUERY = "{ articles(first: 5) { totalCount nodes { slug author { username } } } }"
 Object = dict[str, Any]
 
 
@@ -93,6 +98,26 @@ def tcp_open(host: str, port: int) -> bool:
     return False
 
 
+def http_ok(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=2).status_code == 200
+    return False
+
+
+def graphql_lists(client: httpx.Client, slug: str, author: str) -> None:
+    """POST one GraphQL query to /graphql (through Envoy): the article `slug` is listed, by `author`."""
+    answer = client.post("/graphql", json={"query": ARTICLES_QUERY})
+    if answer.status_code != 200:
+        raise AssertionError(f"POST /graphql answered {answer.status_code} {answer.text[:300]}")
+    body = answer.json()
+    if body.get("errors") or not body.get("data"):
+        raise AssertionError(f"POST /graphql answered errors: {body}")
+    nodes = body["data"]["articles"]["nodes"]
+    found = [node for node in nodes if node["slug"] == slug]
+    if not found or (found[0]["author"] or {}).get("username") != author:
+        raise AssertionError(f"GraphQL's articles lack {slug} by {author}: {body['data']['articles']}")
+
+
 @dataclass
 class Smoke:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
@@ -104,7 +129,7 @@ class Smoke:
     objects: list[Object] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in (*SERVICES, "tls", "admin", "jwks", "postgres", "redis"):
+        for name in (*SERVICES, GRAPHQL, "tls", "admin", "jwks", "postgres", "redis"):
             self.ports[name] = free_port()
         database_password, redis_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         self.secrets = {
@@ -127,8 +152,9 @@ class Smoke:
         return f"127.0.0.{10 + index}"
 
     def targets(self) -> dict[str, str]:
-        return {f"CONDUIT_{service.upper()}_TARGET": ",".join(
-            f"{self.replica_host(i)}:{self.ports[service]}" for i in range(REPLICAS)) for service in SERVICES}
+        """Every replica's address of each workload (graphql's too: the gateway routes /graphql over them)."""
+        return {f"CONDUIT_{name.upper()}_TARGET": ",".join(
+            f"{self.replica_host(i)}:{self.ports[name]}" for i in range(REPLICAS)) for name in (*SERVICES, GRAPHQL)}
 
     def find(self, kind: str, name: str) -> Object:
         return next(o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name)
@@ -249,9 +275,18 @@ class Smoke:
                 self.play(self.pod(f"{service}-{index}", template, {
                     **self.targets(), "CONDUIT_HOST": self.replica_host(index),
                     f"CONDUIT_{service.upper()}_PORT": str(self.ports[service])}))
+        graphql = self.find("Deployment", GRAPHQL)["spec"]["template"]
+        for index in range(REPLICAS):
+            self.play(self.pod(f"{GRAPHQL}-{index}", graphql, {
+                **self.targets(), "CONDUIT_HOST": self.replica_host(index),
+                "CONDUIT_GRAPHQL__PORT": str(self.ports[GRAPHQL])}))
         for service in SERVICES:
             for index in range(REPLICAS):
                 wait_serving(f"{self.replica_host(index)}:{self.ports[service]}", timeout_seconds=180)
+        # graphql is probed over HTTP (its Deployment's httpGet /healthz), not by the gRPC health check.
+        for index in range(REPLICAS):
+            url = f"http://{self.replica_host(index)}:{self.ports[GRAPHQL]}/healthz"
+            wait_for(f"{GRAPHQL}-{index} ({url})", partial(http_ok, url), 180)
 
     def start_gateway(self) -> None:
         from conduit_gateway.tls import ensure_local_tls
@@ -304,6 +339,11 @@ class Smoke:
         with self.client() as client:
             slug = publish_and_read(client, name, "kube")
         return name, slug
+
+    def query_graphql(self, name: str, slug: str) -> None:
+        """One GraphQL query through Envoy's /graphql route: it lists the article the REST step created."""
+        with self.client() as client:
+            graphql_lists(client, slug, name)
 
     def watch_position_on_replica_0(self, tag: str) -> str:
         """The resume position a watcher connected to realtime replica 0 holds (its first heartbeat)."""
@@ -421,10 +461,12 @@ def main() -> None:
         smoke.migrate()
         print("kube-smoke: migrations Job completed", flush=True)
         smoke.start_services()
-        print(f"kube-smoke: {REPLICAS} replicas of {', '.join(SERVICES)} serving", flush=True)
+        print(f"kube-smoke: {REPLICAS} replicas of {', '.join((*SERVICES, GRAPHQL))} serving", flush=True)
         smoke.start_gateway()
         name, slug = smoke.exercise()
         print("kube-smoke: REST through Envoy (TLS): register, create, read: ok", flush=True)
+        smoke.query_graphql(name, slug)
+        print("kube-smoke: GraphQL through Envoy (TLS): the new article listed with its author: ok", flush=True)
         tag = f"resume{smoke.run_id}"
         token = smoke.watch_position_on_replica_0(tag)
         with smoke.client() as client:

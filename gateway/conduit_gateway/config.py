@@ -82,8 +82,8 @@ class GatewaySpec:
     127.0.0.1 only. `jwks_upstream` is where the JWKS RPC is served (default: the upstream of
     its service); `local_jwks`, a JWKS JSON document, replaces the remote fetch and the JWKS
     listener (tests). `replicas` lists every endpoint behind an upstream address when there are
-    several (the cluster of that address balances over them); a DNS name needs no entry: each of
-    its addresses is a host.
+    several (the cluster of that address balances over them; `graphql_upstream`'s too); a DNS name
+    needs no entry: each of its addresses is a host.
     """
 
     descriptor_path: Path
@@ -133,7 +133,8 @@ def build_config(spec: GatewaySpec) -> Config:
                        for address, name in clusters.items()]
     cluster_configs.append(unrouted_cluster())
     if spec.graphql_upstream is not None:
-        cluster_configs.append(graphql_cluster(address_key(spec.graphql_upstream), spec.limits))
+        graphql_address = address_key(spec.graphql_upstream)
+        cluster_configs.append(graphql_cluster(graphql_address, spec.limits, spec.replicas.get(graphql_address, ())))
     if spec.tracing is not None:
         cluster_configs.append(collector_cluster(spec.tracing))
     config: Config = {

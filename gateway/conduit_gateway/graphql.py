@@ -10,6 +10,7 @@ before the service sees it. The security-header filter is disabled too, as its C
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from conduit_gateway.clusters import Address, seconds, socket_address
@@ -50,10 +51,10 @@ def graphql_routes(limits: EdgeLimits, *, tls: bool) -> list[Config]:
     return [{"match": {"path": GRAPHQL_PATH}, **shared}, {"match": {"prefix": f"{GRAPHQL_PATH}/"}, **shared}]
 
 
-def graphql_cluster(address: Address, limits: EdgeLimits) -> Config:
-    """HTTP/1.1 to the service (WebSocket needs it), health-checked on /healthz, connections capped."""
+def graphql_cluster(address: Address, limits: EdgeLimits, endpoints: Sequence[Address] = ()) -> Config:
+    """HTTP/1.1 to the service at `address`, or at each of `endpoints` when given (replicas; a DNS name is
+    resolved to every address it has), health-checked on /healthz, connections capped."""
     interval = seconds(limits.health_check_interval_seconds)
-    host, port = address
     return {
         "name": GRAPHQL_CLUSTER,
         "type": "STRICT_DNS",
@@ -61,7 +62,7 @@ def graphql_cluster(address: Address, limits: EdgeLimits) -> Config:
         "connect_timeout": seconds(limits.upstream_connect_timeout_seconds),
         "per_connection_buffer_limit_bytes": limits.connection_buffer_bytes,
         "load_assignment": {"cluster_name": GRAPHQL_CLUSTER, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": socket_address(host, port)}}]}]},
+            {"endpoint": {"address": socket_address(host, port)}} for host, port in (endpoints or [address])]}]},
         # A Python HTTP server on a busy machine may take seconds to answer; a few slow answers must not
         # take the only host out (503 UH was seen with a 1 s timeout while 1,000 WebSockets connected).
         "health_checks": [{"timeout": "5s", "interval": interval, "no_traffic_interval": interval,

@@ -1,35 +1,56 @@
 """Commands for running the mesh as separate containers: the gateway alone, migrations alone.
 
 `conduit gateway` renders Envoy's bootstrap from the settings (each service's target: a DNS name
-or an address list) into state_dir and replaces itself with Envoy, so Envoy is the container's
-main process and receives its signals. `conduit migrate` applies every service's schema
-migrations and exits: a Job before a rollout (services also migrate on start, under the same
-advisory lock, so a rollout without the Job still converges).
+or an address list; `/graphql` routed to the graphql service's target when one is set) into
+state_dir and replaces itself with Envoy, so Envoy is the container's main process and receives its
+signals. `conduit migrate` applies every service's schema migrations and exits: a Job before a
+rollout (services also migrate on start, under the same advisory lock, so a rollout without the Job
+still converges).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.settings import Settings, split_address
+
+if TYPE_CHECKING:
+    from conduit_gateway.config import GatewaySpec
 
 log = logging.getLogger("conduit.deploy")
+
+
+def deployed_gateway_spec(settings: Settings, state: Path) -> GatewaySpec:
+    """Envoy's inputs for a gateway deployed apart from the services (a container, a pod): each service at
+    its target and, when `CONDUIT_GRAPHQL_TARGET` is set, `/graphql` routed to every address it names (a
+    headless Service's DNS name, or `host:port,host:port` balanced over)."""
+    from conduit_server.edge import gateway_spec
+
+    spec = gateway_spec(settings, state)
+    if not settings.graphql_target:
+        return spec
+    found = [split_address(part) for part in settings.graphql_target.split(",") if part.strip()]
+    if not found:
+        raise ValueError(f"CONDUIT_GRAPHQL_TARGET names no address: {settings.graphql_target!r}")
+    replicas = {**spec.replicas, found[0]: found} if len(found) > 1 else spec.replicas
+    return dataclasses.replace(spec, graphql_upstream=found[0], replicas=replicas)
 
 
 def gateway_command(settings: Settings, *, log_level: str = "warn") -> list[str]:
     """Write Envoy's config for `settings` under state_dir; return the command that runs Envoy."""
     from conduit_gateway.config import write_config
-    from conduit_server.edge import envoy_binary, gateway_spec
+    from conduit_server.edge import envoy_binary
 
     state = Path(settings.state_dir).resolve()
-    config_path = write_config(gateway_spec(settings, state), state / "envoy.yaml")
+    config_path = write_config(deployed_gateway_spec(settings, state), state / "envoy.yaml")
     # Drain long enough for the load balancer in front to stop sending (Kubernetes: endpoints
     # removed, then SIGTERM), with no hot restart (one Envoy per container).
     return [envoy_binary(), "-c", str(config_path), "--log-level", log_level, "--disable-hot-restart",
@@ -61,11 +82,11 @@ def image_gateway_config(settings: Settings) -> dict[str, Any]:
     """Envoy's bootstrap for `settings`, reading the descriptor set the image carries: the
     Kubernetes gateway ConfigMap. Needs gateway_tls_cert/key (issued elsewhere, mounted)."""
     from conduit_gateway.config import build_config
-    from conduit_server.edge import DESCRIPTOR_SET, gateway_spec
+    from conduit_server.edge import DESCRIPTOR_SET
 
     if not settings.gateway_tls_cert:
         raise ValueError("the image's gateway config needs CONDUIT_GATEWAY_TLS_CERT and _KEY")
-    config = build_config(gateway_spec(settings, Path(settings.state_dir)))
+    config = build_config(deployed_gateway_spec(settings, Path(settings.state_dir)))
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):

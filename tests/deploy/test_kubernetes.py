@@ -27,6 +27,9 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 SCHEMAS = KUBERNETES / "schemas"
 KUBERNETES_VERSION = "1.32.0"
 SERVICES = {"users": 50051, "articles": 50052, "search": 50053, "realtime": 50054, "webhooks": 50055}
+# The graphql service (HTTP and WebSocket, not gRPC) and the services it calls.
+GRAPHQL_PORT = 8090
+GRAPHQL_CALLS = ("users", "articles", "search", "realtime")
 Object = dict[str, Any]
 
 
@@ -165,6 +168,92 @@ def test_network_policies_deny_by_default(overlay: str) -> None:
     assert {p["port"] for p in services["ingress"][0]["ports"]} == ports
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_graphql_is_deployed_with_the_services_hardening(overlay: str) -> None:
+    """The graphql Deployment is probed over HTTP but otherwise hardened, sized, spread, scaled and
+    budgeted exactly as a service; it is given Redis, never the database."""
+    from conduit_server.runtime.settings import GraphqlSettings
+
+    objects = render(overlay)
+    deployments, services = by_kind(objects, "Deployment"), by_kind(objects, "Service")
+    autoscalers, budgets = by_kind(objects, "HorizontalPodAutoscaler"), by_kind(objects, "PodDisruptionBudget")
+    graphql, users = deployments["graphql"], deployments["users"]
+    pod, service_pod = graphql["spec"]["template"]["spec"], users["spec"]["template"]["spec"]
+    [container], service_container = pod["containers"], service_pod["containers"][0]
+    assert container["args"] == ["graphql", "serve"]
+    assert container["image"] == service_container["image"]
+    # The same hardening, byte for byte, as the services' (service-defaults.yaml).
+    for key in ("securityContext", "automountServiceAccountToken", "enableServiceLinks",
+                "terminationGracePeriodSeconds"):
+        assert pod[key] == service_pod[key], key
+    assert container["securityContext"] == service_container["securityContext"]
+    assert container["resources"] == service_container["resources"]
+    assert container["volumeMounts"] == service_container["volumeMounts"]  # the emptyDir /tmp
+    assert pod["volumes"] == service_pod["volumes"]
+    for key in ("replicas", "strategy", "revisionHistoryLimit"):
+        assert graphql["spec"][key] == users["spec"][key], key
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for constraint in pod["topologySpreadConstraints"]:
+        assert constraint["labelSelector"] == {"matchLabels": {"app.kubernetes.io/name": "graphql"}}
+    # HTTP probes on /healthz, with the services' timings.
+    assert container["ports"] == [{"name": "http", "containerPort": GRAPHQL_PORT}]
+    assert GraphqlSettings().port == GRAPHQL_PORT  # config.env does not move it
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+        timings = {key: value for key, value in container[probe].items() if key != "httpGet"}
+        assert timings == {key: value for key, value in service_container[probe].items() if key != "grpc"}, probe
+    # Configuration and secrets like a service; Redis (token revocations), no database.
+    assert container["envFrom"] == service_container["envFrom"]
+    variables = {entry["name"]: entry for entry in container["env"]}
+    assert variables.keys() == {"CONDUIT_REDIS_URL"}
+    assert variables["CONDUIT_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "conduit-redis", "key": "url"}
+    labels = graphql["spec"]["template"]["metadata"]["labels"]
+    assert labels["conduit.dev/role"] == "graphql"
+    assert "conduit.dev/database" not in labels
+    # Headless, scaled and budgeted as a service.
+    assert services["graphql"]["spec"]["clusterIP"] == "None"
+    assert services["graphql"]["spec"]["ports"][0]["port"] == GRAPHQL_PORT
+    assert services["graphql"]["spec"]["selector"] == {"app.kubernetes.io/name": "graphql"}
+    assert autoscalers["graphql"]["spec"]["minReplicas"] == autoscalers["users"]["spec"]["minReplicas"]
+    assert autoscalers["graphql"]["spec"]["maxReplicas"] == autoscalers["users"]["spec"]["maxReplicas"]
+    assert budgets["graphql"]["spec"] == {"maxUnavailable": 1,
+                                          "selector": {"matchLabels": {"app.kubernetes.io/name": "graphql"}}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_open_graphql_to_the_gateway_and_to_what_it_calls(overlay: str) -> None:
+    policies = by_kind(render(overlay), "NetworkPolicy")
+    graphql_pods = {"matchLabels": {"conduit.dev/role": "graphql"}}
+    gateway_rules = policies["gateway"]["spec"]["egress"]
+    assert {"to": [{"podSelector": graphql_pods}], "ports": [{"protocol": "TCP", "port": GRAPHQL_PORT}]} \
+        in gateway_rules
+    spec = policies["graphql"]["spec"]
+    assert spec["podSelector"] == graphql_pods
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"conduit.dev/role": "gateway"}}}],
+                                "ports": [{"protocol": "TCP", "port": GRAPHQL_PORT}]}]
+    reached = {(rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], rule["ports"][0]["port"])
+               for rule in spec["egress"]}
+    assert reached == {*((name, SERVICES[name]) for name in GRAPHQL_CALLS), ("redis", 6379)}
+    # ... and those services accept graphql's calls (nothing else of theirs is opened to it).
+    callee = policies["services-from-graphql"]["spec"]
+    assert callee["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": list(GRAPHQL_CALLS)}]
+    assert callee["ingress"] == [{"from": [{"podSelector": graphql_pods}], "ports": [
+        {"protocol": "TCP", "port": SERVICES[name]} for name in GRAPHQL_CALLS]}]
+    # No policy lets graphql reach PostgreSQL.
+    for name, policy in policies.items():
+        selector = policy["spec"]["podSelector"]
+        if selector in (graphql_pods, {}):
+            for rule in policy["spec"].get("egress", []):
+                assert all(port["port"] != 5432 for port in rule.get("ports", [])), name
+    if overlay == "prod":  # the managed Redis is an address block, opened to graphql beside the services
+        managed = policies["managed-redis-graphql"]["spec"]
+        assert managed["podSelector"] == graphql_pods
+        assert managed["egress"] == policies["managed-redis"]["spec"]["egress"]
+
+
 def covered(peers: list[Object], address: str) -> bool:
     """Whether an address is in one of the policy's ipBlocks (and not in its exceptions)."""
     ip = ipaddress.ip_address(address)
@@ -216,6 +305,35 @@ def test_gateway_config_map_routes_to_the_headless_services() -> None:
     deployment = by_kind(objects, "Deployment")["gateway"]
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_config_map_routes_graphql_to_its_headless_service(overlay: str) -> None:
+    """/graphql (and GraphiQL's files below it), WebSocket upgrades on, to the graphql Service's pods."""
+    objects = render(overlay)
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(
+        "conduit-gateway"))
+    envoy = yaml.safe_load(config_map["data"]["envoy.yaml"])
+    listener = next(item for item in envoy["static_resources"]["listeners"] if item["name"] == "conduit_tls")
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    graphql_routes = [route for route in routes if route["match"] in ({"path": "/graphql"}, {"prefix": "/graphql/"})]
+    assert len(graphql_routes) == 2
+    for route in graphql_routes:
+        assert route["route"]["cluster"] == "graphql"
+        assert route["route"]["upgrade_configs"] == [{"upgrade_type": "websocket", "enabled": True}]
+    # Before the catch-all routes, so nothing else answers /graphql.
+    assert routes.index(graphql_routes[0]) < routes.index(next(r for r in routes if r["match"] == {"prefix": "/"}))
+    cluster = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "graphql")
+    [endpoint] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    service = by_kind(objects, "Service")["graphql"]
+    assert (cluster["type"], address["address"], address["port_value"]) == (
+        "STRICT_DNS", service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    assert cluster["health_checks"][0]["http_health_check"] == {"path": "/healthz"}
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(
+        "conduit-config"))
+    assert config["data"]["CONDUIT_GRAPHQL_TARGET"] == f"graphql:{GRAPHQL_PORT}"
 
 
 def test_gateway_config_map_is_current() -> None:

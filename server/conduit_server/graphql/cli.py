@@ -41,7 +41,7 @@ async def serve(settings: Settings) -> None:
         raise SystemExit("conduit graphql serve needs CONDUIT_REDIS_URL (token revocations); `conduit run` sets it")
     token = settings.internal_token.get_secret_value()
     names: tuple[ServiceName, ...] = ("articles", "users", "search", "realtime")
-    opened = {name: channels.internal_channel(settings.target_of(name), token) for name in names}
+    opened = {name: channels.internal_channel(settings.grpc_target(name), token) for name in names}
     redis = aioredis.Redis.from_url(settings.redis_url, max_connections=16)
     resources = Resources(settings, "", redis, opened["users"])
     mesh = Mesh(articles=opened["articles"], users=opened["users"], search=opened["search"],

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     search_target: str = ""
     realtime_target: str = ""
     webhooks_target: str = ""
+    # Where a deployed Envoy (the `gateway` command, the image's config) reaches the graphql service: `name:port`,
+    # a DNS name or a comma-separated list of `host:port`, as above; it routes `/graphql` there (empty: no
+    # /graphql). `conduit run` routes /graphql to the graphql process it starts (host, CONDUIT_GRAPHQL__PORT).
+    graphql_target: str = ""
     # `conduit run` starts this many processes of each service (users, articles, search, realtime, webhooks):
     # the first on the port above, the others on free loopback ports; every one is in Envoy's
     # cluster and in the other services' address lists (unless a `*_target` is set).
