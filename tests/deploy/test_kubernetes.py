@@ -254,6 +254,59 @@ def test_network_policies_open_graphql_to_the_gateway_and_to_what_it_calls(overl
         assert managed["egress"] == policies["managed-redis"]["spec"]["egress"]
 
 
+# Every call one pod of the mesh makes to another (who calls whom over gRPC or HTTP, from the code's
+# channels: each service fetches users' JWKS and profiles; search reads articles; graphql reads four).
+CALLS = {("gateway", name) for name in SERVICES} | {("gateway", "graphql")} \
+    | {(name, "users") for name in SERVICES if name != "users"} | {("search", "articles")} \
+    | {("graphql", name) for name in GRAPHQL_CALLS}
+
+
+def selects(selector: Object, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects a pod with `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def allows(policies: dict[str, Object], direction: str, pod: dict[str, str], peer: dict[str, str],
+           port: int) -> bool:
+    """Whether some policy selecting `pod` lets it talk to `peer` on `port` in `direction`."""
+    side = "to" if direction == "egress" else "from"
+    for policy in policies.values():
+        spec = policy["spec"]
+        if not selects(spec["podSelector"], pod):
+            continue
+        for rule in spec.get(direction, []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            peers = [p["podSelector"] for p in rule.get(side, []) if set(p) == {"podSelector"}]
+            if (not ports or port in ports) and (side not in rule or any(selects(s, peer) for s in peers)):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_call_the_mesh_makes_is_allowed_both_ways_and_no_other(overlay: str) -> None:
+    """Pod to pod, the policies allow exactly the calls the code makes (egress of the caller and
+    ingress of the callee), judged from the pods' real labels."""
+    objects = render(overlay)
+    labels = {name: deployment["spec"]["template"]["metadata"]["labels"]
+              for name, deployment in by_kind(objects, "Deployment").items()}
+    policies = by_kind(objects, "NetworkPolicy")
+    ports = {**SERVICES, "graphql": GRAPHQL_PORT}
+    callers = [name for name in labels if name in {*SERVICES, "graphql", "gateway"}]
+    allowed = {(caller, callee) for caller in callers for callee, port in ports.items()
+               if allows(policies, "egress", labels[caller], labels[callee], port)
+               and allows(policies, "ingress", labels[callee], labels[caller], port)}
+    assert CALLS - allowed == set(), "calls the code makes that the policies refuse"
+    # The `services` policy opens users to every service pod, users' own among them: harmless, and
+    # the only pair allowed beyond the calls made.
+    assert allowed - CALLS == {("users", "users")}
+
+
 def covered(peers: list[Object], address: str) -> bool:
     """Whether an address is in one of the policy's ipBlocks (and not in its exceptions)."""
     ip = ipaddress.ip_address(address)
