@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conduit_server.replicas import free_ports
 from tests.e2e.conftest import RunningMesh, conduit_run, mesh_ports
 
 # The realtime service's per-client stream cap in this mesh: small, so a test can reach it.
@@ -23,6 +24,8 @@ WATCHERS_PER_CLIENT = 3
 class GraphqlMesh:
     mesh: RunningMesh
     log_path: Path
+    # The realtime service's Prometheus /metrics (how many watch streams it was asked for).
+    realtime_metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -83,15 +86,20 @@ class GraphqlClient:
 @pytest.fixture(scope="session")
 def graphql_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphqlMesh]:
     state = tmp_path_factory.mktemp("graphql-mesh")
+    metrics_ports = dict(zip(("users", "articles", "search", "realtime", "webhooks"), free_ports(5), strict=True))
     log_path = state / "services.log"
     env = {"CONDUIT_GRAPHQL__INTROSPECTION": "true", "CONDUIT_GRAPHQL__MAX_DEPTH": "3",
            "CONDUIT_REGISTRATIONS_PER_IP_PER_HOUR": "100000",
            "CONDUIT_REALTIME__MAX_WATCHERS_PER_CLIENT": str(WATCHERS_PER_CLIENT),
+           # Shared subscriptions are capped per client by the graphql service itself (decision 0050).
+           "CONDUIT_GRAPHQL__MAX_SHARED_SUBSCRIPTIONS_PER_CLIENT": str(WATCHERS_PER_CLIENT),
+           "CONDUIT_METRICS_ENABLED": "true",
+           **{f"CONDUIT_{name.upper()}_METRICS_PORT": str(port) for name, port in metrics_ports.items()},
            # Long enough that a test's repeated anonymous query is certainly shared (decision 0047).
            "CONDUIT_GRAPHQL__RESPONSE_CACHE_SECONDS": "60"}
     # A loaded machine (other suites in parallel) may need minutes to start a mesh.
     with conduit_run(state, mesh_ports(), timeout_seconds=300, extra_env=env, log_path=log_path) as mesh:
-        yield GraphqlMesh(mesh, log_path)
+        yield GraphqlMesh(mesh, log_path, metrics_ports["realtime"])
 
 
 @pytest.fixture(scope="session")

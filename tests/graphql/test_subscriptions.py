@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import WATCHERS_PER_CLIENT, GraphqlClient, GraphqlMesh
 from .ws import Subscriber
@@ -104,6 +106,77 @@ async def test_stream_caps_count_each_browser_not_the_graphql_service(graphql_me
         opened.append(await open_from("127.0.0.3"))
         other = await _first_result(opened[-1])
         assert (other.get("data") or {}).get("articleEvents", {}).get("type") == "HEARTBEAT", other
+    finally:
+        for subscriber in opened:
+            await subscriber.close()
+
+
+def _streams_opened(graphql_mesh: GraphqlMesh, method: str) -> float:
+    """How many `method` watch streams the realtime service has been asked for (its own counter)."""
+    url = f"http://127.0.0.1:{graphql_mesh.realtime_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "conduit_app_streams_opened_by_method"
+               for sample in family.samples if sample.labels.get("method", "").endswith(method))
+
+
+async def _next_article_event(subscriber: Subscriber) -> dict[str, Any]:
+    while True:
+        result = await asyncio.wait_for(subscriber.next(), WAIT_SECONDS)
+        assert "errors" not in result, result
+        event: dict[str, Any] = result["data"]["articleEvents"]
+        if event["type"] != "HEARTBEAT":
+            return event
+
+
+def _position(event_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = event_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+async def test_identical_subscriptions_share_one_stream_and_a_late_joiner_misses_nothing_after_joining(
+        graphql_mesh: GraphqlMesh, gql: GraphqlClient) -> None:
+    """Five browsers with the same subscription cost the realtime service one stream (decision 0050); each
+    gets every article once. One joining later starts with a heartbeat at the shared stream's position and
+    gets what follows; one resuming with `after` has a stream of its own and gets what it missed."""
+    _, token = gql.register("share")
+    tag = f"shared{uuid.uuid4().hex[:8]}"
+    query = "subscription($tag: String, $after: String) { articleEvents(tag: $tag, after: $after) { eventId type " \
+            "article { slug title } } }"
+    create = "mutation($t: String!, $tag: String!) { createArticle(article: {title: $t, description: \"d\", " \
+             "body: \"b\", tagList: [$tag]}) { slug } }"
+    before = _streams_opened(graphql_mesh, "WatchArticles")
+    opened = [await Subscriber.open(graphql_mesh.ws_url, graphql_mesh.mesh.ca, query, {"tag": tag},
+                                    source=f"127.0.1.{n}") for n in range(1, 6)]
+    try:
+        for subscriber in opened:
+            first = await asyncio.wait_for(subscriber.next(), WAIT_SECONDS)
+            assert first["data"]["articleEvents"]["type"] == "HEARTBEAT", first
+        assert _streams_opened(graphql_mesh, "WatchArticles") - before == 1
+
+        one = gql.run(create, {"t": f"One {tag}", "tag": tag}, token=token)["createArticle"]["slug"]
+        received = [await _next_article_event(subscriber) for subscriber in opened]
+        assert {(event["type"], event["article"]["slug"]) for event in received} == {("ARTICLE_CREATED", one)}
+        first_id = received[0]["eventId"]
+
+        late = await Subscriber.open(graphql_mesh.ws_url, graphql_mesh.mesh.ca, query, {"tag": tag},
+                                     source="127.0.1.6")
+        opened.append(late)
+        joined = (await asyncio.wait_for(late.next(), WAIT_SECONDS))["data"]["articleEvents"]
+        assert joined["type"] == "HEARTBEAT"
+        assert joined["article"] is None
+        assert _position(joined["eventId"]) >= _position(first_id)
+
+        resuming = await Subscriber.open(graphql_mesh.ws_url, graphql_mesh.mesh.ca, query,
+                                         {"tag": tag, "after": received[0]["eventId"]}, source="127.0.1.7")
+        opened.append(resuming)
+        two = gql.run(create, {"t": f"Two {tag}", "tag": tag}, token=token)["createArticle"]["slug"]
+        for subscriber in opened:
+            event = await _next_article_event(subscriber)
+            assert (event["type"], event["article"]["slug"]) == ("ARTICLE_CREATED", two)
+        # The resumed one has its own stream: two streams in all.
+        assert _streams_opened(graphql_mesh, "WatchArticles") - before == 2
     finally:
         for subscriber in opened:
             await subscriber.close()

@@ -74,6 +74,8 @@ class Context:
     # The caller's user id from their verified token; 0 for anonymous callers.
     viewer_id: int = 0
     loaders: Loaders = field(init=False)
+    # The event id of the last event a watch stream of this context yielded (a shared feed's position).
+    watch_position: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self._profiles)

@@ -32,11 +32,14 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types import ExecutionResult
 
 from conduit_server.graphql.api import MAX_PAGE, Context, Mesh, Mutation, Query
 from conduit_server.graphql.domain.limits import complexity_rule, query_size_limit
 from conduit_server.graphql.domain.responses import Answer, ResponseCache, key_of
-from conduit_server.graphql.events import Subscription
+from conduit_server.graphql.domain.sharing import SharedSubscriptions
+from conduit_server.graphql.events import SharingSchema, Subscription
 from conduit_server.runtime.errors import ConduitError
 from conduit_server.runtime.settings import GraphqlSettings
 from conduit_server.runtime.tokens import AccessTokenVerifier, parse_authorization_header
@@ -95,6 +98,18 @@ def build_schema(config: GraphqlSettings) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=config.documents_cached)])
 
 
+def sharing_handler(shared: SharedSubscriptions[ExecutionResult]) -> type[BaseGraphQLTransportWSHandler[Context, None]]:
+    """Strawberry's graphql-transport-ws handler, its subscriptions shared through `shared`."""
+
+    class SharingHandler(BaseGraphQLTransportWSHandler[Context, None]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The handler calls only schema.stream(), which SharingSchema answers.
+            self.schema = SharingSchema(self.schema, shared)  # type: ignore[assignment,arg-type]
+
+    return SharingHandler
+
+
 class ConduitGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the mesh's context, local GraphiQL and the caller's token verified."""
 
@@ -106,6 +121,10 @@ class ConduitGraphQL(GraphQL[Context, None]):
                          max_subscriptions_per_connection=config.max_subscriptions_per_connection)
         self.mesh = mesh
         self.verifier = verifier
+        if config.subscriptions_shared:
+            self.shared = SharedSubscriptions[ExecutionResult](per_client=config.max_shared_subscriptions_per_client,
+                                                              backlog=config.shared_subscription_backlog)
+            self.graphql_transport_ws_handler_class = sharing_handler(self.shared)
 
     async def context_for(self, authorization: str, request_id: str, forwarded_for: str = "") -> Context:
         """A context carrying `authorization` on; ConduitError when the token is not valid.

@@ -104,6 +104,15 @@ class GraphqlSettings(BaseModel):
     response_cache_entries: int = Field(default=1_024, ge=1)
     # Subscriptions one WebSocket connection may hold at once.
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    # Identical subscriptions (same document, variables and credentials, not resuming) share one realtime
+    # stream and one execution per event (decision 0050); off: one stream each.
+    subscriptions_shared: bool = True
+    # Shared subscriptions one client (a user, else an address) may hold at once, as the realtime service
+    # caps its streams (realtime max_watchers_per_client): one stream upstream no longer counts them.
+    max_shared_subscriptions_per_client: int = Field(default=100, ge=1)
+    # Results queued for one slow subscriber of a shared feed before it is ended (RESOURCE_EXHAUSTED;
+    # it resumes with `after`).
+    shared_subscription_backlog: int = Field(default=1_000, ge=1)
     # GraphiQL's built files (graphiql, react, react-dom from npm: `make graphql-clients`); empty = that cache.
     assets_dir: str = ""
 
