@@ -56,6 +56,15 @@ async def attached(feeds: SharedSubscriptions[str], count: int) -> None:
             await asyncio.sleep(0)
 
 
+async def reading_one_each(feeds: SharedSubscriptions[str], source: Source, *clients: str
+                           ) -> tuple[list[AsyncIterator[str]], list[asyncio.Task[list[str]]]]:
+    """A subscriber per client, each reading its next result in a task of its own, all attached."""
+    subscribers = [feeds.results("k", client, source.open, joined, fell_behind) for client in clients]
+    tasks = [asyncio.create_task(take(results, 1)) for results in subscribers]
+    await attached(feeds, len(clients))
+    return subscribers, tasks
+
+
 def shared(per_client: int = 100, backlog: int = 100) -> SharedSubscriptions[str]:
     return SharedSubscriptions[str](per_client=per_client, backlog=backlog)
 
@@ -91,10 +100,7 @@ async def test_a_late_joiner_starts_with_a_heartbeat_at_the_position_and_misses_
 
 async def test_a_slow_subscriber_is_cut_off_alone_and_the_others_go_on() -> None:
     source, feeds = Source(), shared(backlog=2)
-    slow = feeds.results("k", "ip:a", source.open, joined, fell_behind)
-    fast = feeds.results("k", "ip:b", source.open, joined, fell_behind)
-    reading = [asyncio.create_task(take(slow, 1)), asyncio.create_task(take(fast, 1))]
-    await attached(feeds, 2)
+    (slow, fast), reading = await reading_one_each(feeds, source, "ip:a", "ip:b")
     source.items.put_nowait("1")
     assert [await task for task in reading] == [["result 1"]] * 2
     for item in ("2", "3", "4", "5"):  # the fast one reads each; the slow one none: its backlog passes 2
@@ -109,10 +115,7 @@ async def test_a_slow_subscriber_is_cut_off_alone_and_the_others_go_on() -> None
 
 async def test_the_last_subscriber_to_leave_closes_the_source_and_a_new_one_opens_another() -> None:
     source, feeds = Source(), shared()
-    first = feeds.results("k", "ip:a", source.open, joined, fell_behind)
-    second = feeds.results("k", "ip:a", source.open, joined, fell_behind)
-    reading = [asyncio.create_task(take(first, 1)), asyncio.create_task(take(second, 1))]
-    await attached(feeds, 2)
+    (first, second), reading = await reading_one_each(feeds, source, "ip:a", "ip:a")
     source.items.put_nowait("1")
     await asyncio.gather(*reading)
     await first.aclose()  # type: ignore[attr-defined]
@@ -131,10 +134,7 @@ async def test_the_last_subscriber_to_leave_closes_the_source_and_a_new_one_open
 
 async def test_a_failing_source_fails_every_subscriber_and_is_forgotten() -> None:
     source, feeds = Source(), shared()
-    first = feeds.results("k", "ip:a", source.open, joined, fell_behind)
-    second = feeds.results("k", "ip:b", source.open, joined, fell_behind)
-    failing = [asyncio.create_task(take(first, 1)), asyncio.create_task(take(second, 1))]
-    await attached(feeds, 2)
+    _, failing = await reading_one_each(feeds, source, "ip:a", "ip:b")
     source.items.put_nowait(ConnectionError("realtime went away"))
     for task in failing:
         with pytest.raises(ConnectionError, match="realtime went away"):
