@@ -64,6 +64,17 @@ async def test_a_misspelt_word_finds_the_right_one_and_says_so(search: Search) -
     assert response.corrected
 
 
+async def test_a_word_too_short_to_misspell_is_never_corrected(search: Search) -> None:
+    """Both backends leave words under 3 characters as typed (Elasticsearch's AUTO fuzziness allows them
+    no edit): "70" does not find "700"."""
+    author = await search.mesh.person("shortword")
+    article = await search.mesh.create(author, "Route 700 to the harbour", body="Ferries leave at dawn.")
+    await searchable(search, "harbour", article.slug)
+    response = await search.find("70 harbour")
+    assert [hit.slug for hit in response.hits] == []
+    assert not response.corrected
+
+
 async def test_snippets_mark_matches_and_never_return_markup_from_the_article(search: Search) -> None:
     author = await search.mesh.person("escaper")
     body = 'Beware <script>alert("owned")</script> of the basilisk & its "gaze".'

@@ -209,10 +209,14 @@ class PostgresBackend:
         """The query with each unknown word replaced by the closest known one; None when none is."""
         async with self.database.read() as session:
             words = [row[0] for row in await session.execute(_QUERY_WORDS, {"q": query})]
-            if not words:
+            # A word shorter than the vocabulary's shortest is never corrected (as Elasticsearch's AUTO
+            # fuzziness allows no edit under 3 characters): "7" is not a misspelt "700", and looking
+            # for it by trigrams matched every number it starts, ~20 ms of PostgreSQL per search.
+            correctable = [word for word in words if len(word) >= _WORD_CHARS[0]]
+            if not correctable:
                 return None
             corrections = {row.word: row.correction
-                           for row in await session.execute(_CORRECTIONS, {"words": words})
+                           for row in await session.execute(_CORRECTIONS, {"words": correctable})
                            if row.correction}
         if not corrections:
             return None
