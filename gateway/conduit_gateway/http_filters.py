@@ -105,6 +105,9 @@ def transcoder(descriptor_path: Path, services: Sequence[str], limits: EdgeLimit
         # parameters are ignored, as RealWorld clients send extra ones (`?_=123`).
         request_validation_options={"reject_unknown_method": True},
         ignore_unknown_query_parameters=True,
+        # `+` in a query string is a space, as HTML forms send it (`?q=dragon+keeper`); a literal plus
+        # arrives as %2B. Off, Envoy passed `dragon+keeper` on as one word and the search found nothing.
+        query_param_unescape_plus=True,
         # Off: a unary error stays a trailers-only response whose grpc-status Lua reads from the
         # headers (with it on, the status is moved into a JSON body Lua cannot act on in time).
         convert_grpc_status=False,

@@ -61,6 +61,27 @@ def test_an_article_created_through_rest_is_searchable_within_two_seconds(http: 
     assert "<script>" not in hit["snippet"]
 
 
+def test_a_plus_in_the_query_string_is_a_space_and_an_escaped_plus_a_plus(http: httpx.Client) -> None:
+    """`?q=a+b` (an HTML form's encoding) is the query `a b`, as `?q=a%20b` is; `%2B` stays a plus."""
+    token = register(http)
+    first, second = f"kestrel{uuid.uuid4().hex[:6]}", f"osprey{uuid.uuid4().hex[:6]}"
+    created = http.post("/api/articles", headers={"Authorization": f"Token {token}"}, json={"article": {
+        "title": f"Birds: {first}", "description": "Raptors", "body": f"The {second} dives.", "tagList": []}})
+    assert created.status_code == 201, created.text
+    slug = created.json()["article"]["slug"]
+    deadline = time.monotonic() + 10.0
+    spaced: list[str] = []
+    while time.monotonic() < deadline and slug not in spaced:
+        spaced = [hit["slug"] for hit in http.get(f"/api/search/articles?q={first}%20{second}").json()["hits"]]
+    assert slug in spaced, "not searchable within 10 s"
+    plussed = http.get(f"/api/search/articles?q={first}+{second}").json()
+    assert [hit["slug"] for hit in plussed["hits"]] == [slug]
+    assert plussed["corrected"] is False
+    literal = http.get(f"/api/search/articles?q={first}%2B{second}")  # one word with a plus in it: no match
+    assert literal.status_code == 200, literal.text
+    assert literal.json()["hits"] == []
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.one_of(st.text(max_size=300), st.text(alphabet='"-()|&!:*<>~^ orOR\x00\t', max_size=40),
                        st.binary(max_size=64).map(lambda b: b.decode("latin-1"))))

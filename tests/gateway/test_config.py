@@ -58,6 +58,7 @@ def test_transcoder_serves_every_public_service_but_not_the_internal_one(config:
     # Unknown paths are refused; unknown query parameters are ignored (RealWorld clients send them).
     assert transcoder["request_validation_options"] == {"reject_unknown_method": True}
     assert transcoder["ignore_unknown_query_parameters"] is True
+    assert transcoder["query_param_unescape_plus"] is True  # a form's `q=a+b` is `a b`
     assert transcoder["print_options"]["always_print_primitive_fields"] is True
 
 
