@@ -99,7 +99,9 @@ async def test_results_have_the_list_shape_as_the_caller_sees_it_in_one_batched_
     (seen_by_reader,) = (await search.find("origami", metadata=reader.auth)).hits
     (seen_by_anyone,) = (await search.find("origami")).hits
 
-    assert search.app.article_records.batch_get_calls == calls + 2  # one per search, whatever the page size
+    # One per search whatever the page size; the anonymous one may be the view the last anonymous poll
+    # above fetched, shared for CONDUIT_SEARCH_ANSWERS_SHARED_SECONDS (decision 0048).
+    assert calls + 1 <= search.app.article_records.batch_get_calls <= calls + 2
     assert seen_by_reader.article.favorited
     assert seen_by_reader.article.author.following
     assert seen_by_reader.article.favorites_count == 1

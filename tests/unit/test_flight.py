@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from conduit_server.runtime.flight import SharedResults
 from conduit_server.search.domain.documents import Change, Document
 from conduit_server.search.domain.ports import IndexStats
 from conduit_server.search.domain.query import BackendHit, BackendPage, SearchQuery
-from conduit_server.search.domain.sharing import SharedSearches
+from conduit_server.search.domain.sharing import SharedSearches, SharedViews
 
 
 class Clock:
@@ -144,3 +145,33 @@ async def test_a_search_that_began_before_a_write_is_not_served_after_it() -> No
     assert (await early).total == 0  # its own caller gets what it read
     index.hold = None
     assert (await shared.search(query, fuzzy=False)).total == 1  # the writer's reader never sees it
+
+
+class Articles:
+    """The articles service as search sees it: counts each views call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], int]] = []
+
+    async def views(self, article_ids: Sequence[int], viewer_id: int) -> dict[int, str]:
+        self.calls.append((tuple(article_ids), viewer_id))
+        return {article_id: f"article {article_id} for {viewer_id}" for article_id in article_ids}
+
+    def snapshot(self) -> Any:
+        raise NotImplementedError
+
+
+async def test_anonymous_views_of_the_same_hits_are_shared_for_the_ttl_and_signed_in_ones_never() -> None:
+    articles, clock = Articles(), Clock()
+    views = SharedViews(articles, ttl=1.0, entries=10, clock=clock)
+    assert await views.views([1, 2], 0) == {1: "article 1 for 0", 2: "article 2 for 0"}
+    await views.views([1, 2], 0)
+    await asyncio.gather(views.views([3], 0), views.views([3], 0))  # concurrent: one call
+    assert articles.calls == [((1, 2), 0), ((3,), 0)]
+    assert await views.views([1, 2], 7) == {1: "article 1 for 7", 2: "article 2 for 7"}
+    await views.views([1, 2], 7)
+    assert articles.calls[2:] == [((1, 2), 7), ((1, 2), 7)]
+    clock.now = 1.0  # the ttl has passed: asked again
+    await views.views([1, 2], 0)
+    assert articles.calls[-1] == ((1, 2), 0)
+    assert len(articles.calls) == 5

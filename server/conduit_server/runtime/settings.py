@@ -279,8 +279,9 @@ class Settings(BaseSettings):
     # Events another indexer read and left unacknowledged this long are taken over (it died).
     search_claim_idle_seconds: float = Field(default=30.0, gt=0)
     # The same search asked again within this many seconds is answered from memory (hits, snippets,
-    # total, facets; who sees what is asked per caller); 0 turns it off. Writes through this replica's
-    # index forget everything at once; another replica's reach it within this time (decision 0048).
+    # total, facets; who sees what is asked per signed-in caller, and shared as long among anonymous
+    # ones); 0 turns it off. Writes through this replica's index forget everything at once; another
+    # replica's reach it within this time (decision 0048).
     search_answers_shared_seconds: float = Field(default=1.0, ge=0, le=60)
     # How many distinct searches are kept at most (least recently used dropped first).
     search_answers_shared_entries: int = Field(default=1_024, ge=1)

@@ -21,7 +21,7 @@ from conduit_server.search import api
 from conduit_server.search.domain.ports import IndexStatus, SearchBackend
 from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
-from conduit_server.search.domain.sharing import SharedSearches
+from conduit_server.search.domain.sharing import SharedSearches, SharedViews
 from conduit_server.search.events import Indexer, StreamLog
 from conduit_server.search.repository import models
 from conduit_server.search.repository.lease import Lease
@@ -72,7 +72,10 @@ class SearchApp:
                                                     timeout_seconds=timeout)
         self.articles = ArticlesSource(self.article_records)
         users = UsersClient(users_channel, timeout_cap_seconds=timeout)
-        self.searcher = Searcher(self.backend, self.articles, UsersDirectory(users, timeout_seconds=timeout))
+        shared = settings.search_answers_shared_seconds
+        views = self.articles if shared == 0 else SharedViews(self.articles, ttl=shared,
+                                                                entries=settings.search_answers_shared_entries)
+        self.searcher = Searcher(self.backend, views, UsersDirectory(users, timeout_seconds=timeout))
         self.events = StreamLog(redis, stream)
         self.indexer = Indexer(redis, stream, self.backend, consumer=consumer,
                                claim_idle_ms=int(settings.search_claim_idle_seconds * 1000))

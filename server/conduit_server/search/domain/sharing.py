@@ -6,18 +6,21 @@ Every write through the wrapper (the indexer's batches, a reindex's swap) forget
 a search that started before a write is never kept after it: on one replica, a search never answers
 older than the index. Another replica's writes reach this one's answers within `ttl`.
 
-What is shared is the index's part only (hits, snippets, total, facets): who sees what — `favorited`,
-`following` — is asked per caller after it.
+What is shared is the index's part (hits, snippets, total, facets). Who sees what — `favorited`,
+`following` — is asked per caller after it; `SharedViews` shares only what every anonymous caller
+sees alike (the articles in the list shape, favorited and following false), for the same `ttl`: an
+anonymous reader may see counts that old, as REST's public answers may be cached for longer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from conduit_server.runtime.flight import SharedResults
 from conduit_server.search.domain.documents import Change, Document
-from conduit_server.search.domain.ports import IndexStats, SearchBackend
+from conduit_server.search.domain.ports import ArticleSource, IndexStats, SearchBackend, SnapshotBatch
 from conduit_server.search.domain.query import BackendPage, SearchQuery
 
 
@@ -73,3 +76,23 @@ class SharedSearches:
 
 
 __all__ = ["SharedSearches"]
+
+
+class SharedViews:
+    """An `ArticleSource` whose views for anonymous callers (viewer 0) are shared for `ttl` seconds: the same
+    hits asked again, or by concurrent callers, are one articles call. Signed-in callers always ask."""
+
+    def __init__(self, articles: ArticleSource, *, ttl: float, entries: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.articles = articles
+        self.anonymous: SharedResults[tuple[int, ...], Mapping[int, Any]] = SharedResults(ttl, entries, clock=clock)
+
+    async def views(self, article_ids: Sequence[int], viewer_id: int) -> Mapping[int, Any]:
+        if viewer_id:
+            return await self.articles.views(article_ids, viewer_id)
+        ids = tuple(article_ids)
+        found, _ = await self.anonymous.get(ids, lambda: self.articles.views(ids, 0))
+        return found
+
+    def snapshot(self) -> AsyncIterator[SnapshotBatch]:
+        return self.articles.snapshot()
