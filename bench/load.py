@@ -8,6 +8,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,13 +37,20 @@ def wrk_available() -> bool:
 def run_wrk(url: str, *, paths: Sequence[str], method: str = "GET", body: str = "", token: str = "",
             toggle: str = "", users: int = 1, connections: int = 16, threads: int = 1,
             seconds: float = 10.0) -> LoadResult:
-    """Drive `url` + paths with wrk (HTTP/1.1 keep-alive over TLS) and parse its JSON summary."""
-    env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), "BENCH_METHOD": method,
-           "BENCH_PATHS": "\n".join(paths), "BENCH_BODY": body, "BENCH_TOKEN": token, "BENCH_TOGGLE": toggle,
-           "BENCH_USERS": str(users)}
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",
-               "--timeout", "5s", "-s", str(WRK_DIR / "request.lua"), url]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    """Drive `url` + paths with wrk (HTTP/1.1 keep-alive over TLS) and parse its JSON summary.
+
+    The paths go round-robin, each once per turn (twice with `toggle`: do, then undo); they are handed
+    over in a file, so a row may cycle through thousands of distinct requests."""
+    with tempfile.NamedTemporaryFile("w", prefix="conduit-wrk-paths-", suffix=".txt") as listing:
+        listing.write("\n".join(paths) + "\n")
+        listing.flush()
+        env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), "BENCH_METHOD": method,
+               "BENCH_PATHS_FILE": listing.name, "BENCH_BODY": body, "BENCH_TOKEN": token,
+               "BENCH_TOGGLE": toggle, "BENCH_USERS": str(users)}
+        command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",
+                   "--timeout", "5s", "-s", str(WRK_DIR / "request.lua"), url]
+        output = subprocess.run(command, env=env, capture_output=True, text=True,  # noqa: S603
+                                check=True).stdout
     summary = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
     errors = sum(summary[key] for key in
                  ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts"))

@@ -1,5 +1,5 @@
 -- One request shape per run, from environment variables set by the harness:
---   BENCH_METHOD, BENCH_PATHS (newline-separated, used round-robin), BENCH_BODY (may hold
+--   BENCH_METHOD, BENCH_PATHS_FILE (one path a line, used round-robin), BENCH_BODY (may hold
 --   {n}, replaced by a per-thread counter so created titles stay unique, and {u}, replaced by
 --   counter mod BENCH_USERS so logins spread over many accounts), BENCH_TOKEN.
 package.path = package.path .. ";" .. os.getenv("BENCH_WRK_DIR") .. "/?.lua"
@@ -13,9 +13,13 @@ local body = os.getenv("BENCH_BODY") or ""
 local token = os.getenv("BENCH_TOKEN") or ""
 local users = tonumber(os.getenv("BENCH_USERS") or "1")
 local paths = {}
-for line in string.gmatch(os.getenv("BENCH_PATHS") or "/", "[^\n]+") do
-  table.insert(paths, line)
+for line in io.lines(os.getenv("BENCH_PATHS_FILE")) do
+  if line ~= "" then
+    table.insert(paths, line)
+  end
 end
+-- A toggled path is asked twice in a row (do, undo); any other path once per turn.
+local per_path = (toggle ~= "") and 2 or 1
 
 local counter = 0
 local thread_id = 0
@@ -28,7 +32,7 @@ end
 
 function request()
   counter = counter + 1
-  local path = paths[(math.floor(counter / 2) % #paths) + 1]
+  local path = paths[(math.floor(counter / per_path) % #paths) + 1]
   local verb = method
   if toggle ~= "" and counter % 2 == 0 then
     verb = toggle

@@ -49,10 +49,10 @@ def elasticsearch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     node.stop()
 
 
-async def postgres_backend(postgres_url: str, *, window: int = SEARCH_WINDOW) -> PostgresBackend:
+async def postgres_backend(postgres_url: str, *, window: int = SEARCH_WINDOW, **options: Any) -> PostgresBackend:
     """The PostgreSQL backend on an empty `search` schema (made first, as the app does: it sets up
     every connection its engine opens)."""
-    backend = PostgresBackend(Database(postgres_url, SCHEMA), window=window)
+    backend = PostgresBackend(Database(postgres_url, SCHEMA), window=window, **options)
     await migrations.upgrade(backend.database, MIGRATIONS, models.Base.metadata)
     async with backend.database.transaction() as session:
         await session.execute(text("TRUNCATE documents, words"))

@@ -148,25 +148,36 @@ async def test_a_search_that_began_before_a_write_is_not_served_after_it() -> No
 
 
 class Articles:
-    """The articles service as search sees it: counts each views call."""
+    """The articles service as search sees it: counts each views call; `hold` keeps a call waiting,
+    `failure` makes the next call fail; `known` says which ids exist (all when None)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[tuple[int, ...], int]] = []
+        self.hold: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.failure: Exception | None = None
+        self.known: set[int] | None = None
 
     async def views(self, article_ids: Sequence[int], viewer_id: int) -> dict[int, str]:
         self.calls.append((tuple(article_ids), viewer_id))
-        return {article_id: f"article {article_id} for {viewer_id}" for article_id in article_ids}
+        self.started.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        return {article_id: f"article {article_id} for {viewer_id}" for article_id in article_ids
+                if self.known is None or article_id in self.known}
 
     def snapshot(self) -> Any:
         raise NotImplementedError
 
 
-async def test_anonymous_views_of_the_same_hits_are_shared_for_the_ttl_and_signed_in_ones_never() -> None:
+async def test_anonymous_views_are_kept_per_article_for_the_ttl_and_signed_in_ones_never() -> None:
     articles, clock = Articles(), Clock()
     views = SharedViews(articles, ttl=1.0, entries=10, clock=clock)
     assert await views.views([1, 2], 0) == {1: "article 1 for 0", 2: "article 2 for 0"}
-    await views.views([1, 2], 0)
-    await asyncio.gather(views.views([3], 0), views.views([3], 0))  # concurrent: one call
+    assert await views.views([2, 3], 0) == {2: "article 2 for 0", 3: "article 3 for 0"}  # only 3 is asked
     assert articles.calls == [((1, 2), 0), ((3,), 0)]
     assert await views.views([1, 2], 7) == {1: "article 1 for 7", 2: "article 2 for 7"}
     await views.views([1, 2], 7)
@@ -175,3 +186,55 @@ async def test_anonymous_views_of_the_same_hits_are_shared_for_the_ttl_and_signe
     await views.views([1, 2], 0)
     assert articles.calls[-1] == ((1, 2), 0)
     assert len(articles.calls) == 5
+
+
+async def test_misses_asked_during_a_call_go_together_in_the_next_one() -> None:
+    articles = Articles()
+    views = SharedViews(articles, ttl=1.0, entries=100, clock=Clock())
+    articles.hold = asyncio.Event()
+    first = asyncio.create_task(views.views([1, 2], 0))
+    await articles.started.wait()  # the first call is running
+    later = [asyncio.create_task(views.views(ids, 0)) for ids in ([2, 3], [4], [3, 5])]
+    await asyncio.sleep(0)  # the later searches have queued their misses
+    articles.hold.set()
+    assert await first == {1: "article 1 for 0", 2: "article 2 for 0"}
+    assert [sorted(await task) for task in later] == [[2, 3], [4], [3, 5]]
+    # 2 joined the running call; 3, 4 and 5 (3 asked twice) went in one call after it.
+    assert articles.calls == [((1, 2), 0), ((3, 4, 5), 0)]
+
+
+async def test_a_failed_call_reaches_each_of_its_waiters_and_nothing_is_kept() -> None:
+    articles = Articles()
+    views = SharedViews(articles, ttl=1.0, entries=10, clock=Clock())
+    articles.hold, articles.failure = asyncio.Event(), RuntimeError("articles down")
+    waiters = [asyncio.create_task(views.views(ids, 0)) for ids in ([1], [1, 2])]
+    await articles.started.wait()
+    articles.hold.set()
+    for outcome in await asyncio.gather(*waiters, return_exceptions=True):
+        assert isinstance(outcome, RuntimeError)
+    assert await views.views([1, 2], 0) == {1: "article 1 for 0", 2: "article 2 for 0"}  # asked again
+    assert len(articles.calls) == 2
+
+
+async def test_a_caller_that_goes_away_leaves_the_call_to_the_others_and_unknown_ids_are_not_kept() -> None:
+    articles = Articles()
+    articles.known = {1}
+    views = SharedViews(articles, ttl=1.0, entries=10, clock=Clock())
+    articles.hold = asyncio.Event()
+    gone = asyncio.create_task(views.views([1, 9], 0))
+    await articles.started.wait()
+    staying = asyncio.create_task(views.views([1, 9], 0))
+    await asyncio.sleep(0)
+    gone.cancel()
+    articles.hold.set()
+    assert await staying == {1: "article 1 for 0"}  # 9 does not exist
+    assert gone.cancelled()
+    assert await views.views([1, 9], 0) == {1: "article 1 for 0"}
+    assert articles.calls == [((1, 9), 0), ((9,), 0)]  # 1 was kept, 9 asked again
+
+
+async def test_more_misses_than_a_batch_go_in_several_calls() -> None:
+    articles = Articles()
+    views = SharedViews(articles, ttl=1.0, entries=10, batch=2, clock=Clock())
+    assert sorted(await views.views([1, 2, 3], 0)) == [1, 2, 3]
+    assert articles.calls == [((1, 2), 0), ((3,), 0)]

@@ -6,6 +6,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from conduit_server.runtime.errors import FieldViolation, InvalidArgument
@@ -52,6 +53,15 @@ class BackendHit:
     created_at: datetime
     title_marked: str
     snippet_marked: str
+
+    # Escaped once per hit, however many callers a shared answer (decision 0048) goes to.
+    @cached_property
+    def title_html(self) -> str:
+        return marked_html(self.title_marked)
+
+    @cached_property
+    def snippet_html(self) -> str:
+        return marked_html(self.snippet_marked, limit=SNIPPET_CHARS)
 
 
 @dataclass(frozen=True)

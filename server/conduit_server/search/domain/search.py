@@ -4,7 +4,7 @@ fallback), snippets escaped, and the articles fetched as the caller sees them in
 from __future__ import annotations
 
 from conduit_server.search.domain.ports import ArticleSource, Directory, SearchBackend
-from conduit_server.search.domain.query import SNIPPET_CHARS, Hit, SearchPage, marked_html, parse_query
+from conduit_server.search.domain.query import Hit, SearchPage, parse_query
 
 
 class Searcher:
@@ -29,8 +29,6 @@ class Searcher:
             page = await self._backend.search(query, fuzzy=True)
             corrected = page.total > 0
         views = await self._articles.views([hit.article_id for hit in page.hits], viewer_id) if page.hits else {}
-        hits = [Hit(found, marked_html(found.title_marked), marked_html(found.snippet_marked, limit=SNIPPET_CHARS),
-                    views.get(found.article_id))
-                for found in page.hits]
+        hits = [Hit(found, found.title_html, found.snippet_html, views.get(found.article_id)) for found in page.hits]
         return SearchPage(hits, page.total, page.facets, corrected, page.total_exact)
 

@@ -8,13 +8,16 @@ older than the index. Another replica's writes reach this one's answers within `
 
 What is shared is the index's part (hits, snippets, total, facets). Who sees what — `favorited`,
 `following` — is asked per caller after it; `SharedViews` shares only what every anonymous caller
-sees alike (the articles in the list shape, favorited and following false), for the same `ttl`: an
-anonymous reader may see counts that old, as REST's public answers may be cached for longer.
+sees alike (each article in the list shape, favorited and following false), for the same `ttl`: an
+anonymous reader may see counts that old, as REST's public answers may be cached for longer. Its
+misses are asked together, one articles call at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -79,20 +82,86 @@ __all__ = ["SharedSearches"]
 
 
 class SharedViews:
-    """An `ArticleSource` whose views for anonymous callers (viewer 0) are shared for `ttl` seconds: the same
-    hits asked again, or by concurrent callers, are one articles call. Signed-in callers always ask."""
+    """An `ArticleSource` for which anonymous callers (viewer 0) share views, per article.
 
-    def __init__(self, articles: ArticleSource, *, ttl: float, entries: int,
+    A view asked for within `ttl` seconds of being fetched is answered from memory (at most `entries`
+    kept, least recently used dropped first). The misses of concurrent anonymous callers are asked
+    together: while one articles call is running, the ids asked meanwhile wait and go in the next one
+    (at most `batch` ids per call), so under load many searches cost one call and when idle a search
+    waits for nobody. Signed-in callers always ask, each with their own call.
+    """
+
+    def __init__(self, articles: ArticleSource, *, ttl: float, entries: int, batch: int = 100,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.articles = articles
-        self.anonymous: SharedResults[tuple[int, ...], Mapping[int, Any]] = SharedResults(ttl, entries, clock=clock)
+        self.ttl = ttl
+        self.entries = entries
+        self.batch = batch
+        self.clock = clock
+        self._kept: OrderedDict[int, tuple[float, Any]] = OrderedDict()  # id -> (expires, view)
+        self._queued: dict[int, asyncio.Future[Any]] = {}  # asked, waiting for the next call
+        self._asked: dict[int, asyncio.Future[Any]] = {}  # in the running call
+        self._caller: asyncio.Task[None] | None = None
 
     async def views(self, article_ids: Sequence[int], viewer_id: int) -> Mapping[int, Any]:
         if viewer_id:
             return await self.articles.views(article_ids, viewer_id)
-        ids = tuple(article_ids)
-        found, _ = await self.anonymous.get(ids, lambda: self.articles.views(ids, 0))
+        found: dict[int, Any] = {}
+        waiting: dict[int, asyncio.Future[Any]] = {}
+        now = self.clock()
+        for article_id in dict.fromkeys(article_ids):
+            kept = self._kept.get(article_id)
+            if kept is not None and kept[0] > now:
+                self._kept.move_to_end(article_id)
+                found[article_id] = kept[1]
+            else:
+                waiting[article_id] = self._future(article_id)
+        if waiting:
+            if self._caller is None:
+                self._caller = asyncio.ensure_future(self._call_while_queued())
+            # Waited for, never cancelled: a caller that goes away leaves them to the others.
+            await asyncio.wait(waiting.values())
+            for article_id, future in waiting.items():
+                view = future.result()  # the call's error, if it failed
+                if view is not None:
+                    found[article_id] = view
         return found
+
+    def _future(self, article_id: int) -> asyncio.Future[Any]:
+        future = self._asked.get(article_id) or self._queued.get(article_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            # Retrieved here too: a failure whose every waiter went away logs no "never retrieved".
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._queued[article_id] = future
+        return future
+
+    async def _call_while_queued(self) -> None:
+        try:
+            while self._queued:
+                ids = list(self._queued)[:self.batch]
+                self._asked = {article_id: self._queued.pop(article_id) for article_id in ids}
+                try:
+                    views = await self.articles.views(ids, 0)
+                except Exception as error:  # noqa: BLE001 - each waiter of this call gets it; the queue goes on
+                    for future in self._asked.values():
+                        future.set_exception(error)
+                    continue
+                expires = self.clock() + self.ttl
+                for article_id, future in self._asked.items():
+                    view = views.get(article_id)
+                    if view is not None:  # an unknown id is asked again next time
+                        self._kept[article_id] = (expires, view)
+                        self._kept.move_to_end(article_id)
+                    future.set_result(view)
+                while len(self._kept) > self.entries:
+                    self._kept.popitem(last=False)
+        finally:
+            self._caller = None
+            for future in (*self._asked.values(), *self._queued.values()):
+                if not future.done():  # cancelled (the process stopping): nobody will answer these
+                    future.cancel()
+            self._asked, self._queued = {}, {}
 
     def snapshot(self) -> AsyncIterator[SnapshotBatch]:
         return self.articles.snapshot()

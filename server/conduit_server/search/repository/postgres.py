@@ -32,6 +32,14 @@ SEARCH_WINDOW = 500
 # Positions per lexeme in the ranking vector: ts_rank's cost grows with the product of the query words'
 # positions; three keep term frequency (saturating, as BM25 does), title occurrences first.
 _RANKED_POSITIONS = 3
+# The planner picks the recency walk (broad) or the GIN bitmap (selective) from the tables' statistics.
+# After a bulk load they are missing or stale until autovacuum gets to them (a minute or more): a
+# selective search then walks every document (measured on 10,000 freshly indexed articles: 171 instead
+# of ~550 searches/s at 16 callers, 13.6 instead of 4.4 ms alone). So the backend analyzes its tables
+# itself once it has written as many rows as ANALYZE_FRACTION of the documents it last counted (at
+# least ANALYZE_MIN_ROWS), and after every swap.
+ANALYZE_MIN_ROWS = 1_000
+ANALYZE_FRACTION = 0.2
 
 _UPSERT = text(f"""
 INSERT INTO documents AS d (generation, article_id, version, deleted, slug, title, description, body, tags,
@@ -157,10 +165,14 @@ def _row(change: Change) -> dict[str, Any]:
 class PostgresBackend:
     name = "postgresql"
 
-    def __init__(self, database: Database, *, batch_rows: int = 200, window: int = SEARCH_WINDOW) -> None:
+    def __init__(self, database: Database, *, batch_rows: int = 200, window: int = SEARCH_WINDOW,
+                 analyze_min_rows: int = ANALYZE_MIN_ROWS) -> None:
         self.database = database
         self._batch_rows = batch_rows
         self._window = window
+        self._analyze_min_rows = analyze_min_rows
+        self._written_since_analyze = 0
+        self._analyzed_documents = 0.0
         # Every search is planned with its own words: a plan cached for some query (after five
         # executions PostgreSQL may switch to a generic plan) would take the GIN bitmap and sort every
         # match of a broad one. Set on each connection the engine opens from now on.
@@ -180,7 +192,18 @@ class PostgresBackend:
                 result = await session.execute(_UPSERT, {"generation": generation, "changes": payload})
                 written += int(getattr(result, "rowcount", 0) or 0)
                 await session.execute(_WORDS, {"changes": payload})
+        self._written_since_analyze += len(rows)
+        if self._written_since_analyze >= max(self._analyze_min_rows, ANALYZE_FRACTION * self._analyzed_documents):
+            await self.analyze()
         return written
+
+    async def analyze(self) -> None:
+        """Fresh planner statistics for the documents and the words (see ANALYZE_MIN_ROWS)."""
+        self._written_since_analyze = 0
+        async with self.database.transaction() as session:
+            await session.execute(text("ANALYZE documents, words"))
+            self._analyzed_documents = float(await session.scalar(text(
+                "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = CAST('documents' AS regclass)")) or 0)
 
     async def search(self, query: SearchQuery, *, fuzzy: bool) -> BackendPage:
         text_query = query.text
@@ -233,6 +256,7 @@ class PostgresBackend:
             await session.execute(text("UPDATE state SET live_generation = :g WHERE id = 1"), {"g": int(target)})
         async with self.database.transaction() as session:
             await session.execute(text("DELETE FROM documents WHERE generation < :g"), {"g": int(target)})
+        await self.analyze()  # the live documents are now all new
 
     async def discard(self, target: str) -> None:
         async with self.database.transaction() as session:
