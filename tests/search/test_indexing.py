@@ -7,12 +7,14 @@ import asyncio
 import random
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from conduit.articles.v1 import articles_pb2
 from conduit_server.articles.app import EVENTS_STREAM
 from conduit_server.runtime.consumers import GroupEntry
-from conduit_server.search.domain.documents import Change
+from conduit_server.search.domain.documents import Change, Document
 from conduit_server.search.domain.ports import SearchBackend
+from conduit_server.search.domain.query import SearchQuery
 from conduit_server.search.domain.reindex import Progress
 from conduit_server.search.events import Indexer, changes_of
 from tests.articles.conftest import Mesh, Person, stream_entries
@@ -145,3 +147,23 @@ async def test_a_reindex_under_continuous_writes_ends_with_the_index_equal_to_th
     await until(lambda: _caught_up(search.app.backend, mesh), seconds=30)
     status = await search.app.status()
     assert status.stats.documents == len(await database_articles(mesh.app))
+
+
+async def test_a_live_write_is_searchable_when_it_returns_and_a_rebuilds_writes_only_after_the_swap(
+        backend: SearchBackend) -> None:
+    """No refresh called: what a search finds right after a write is what the shared answers (decision
+    0048), forgotten by that write, are refilled with."""
+    def lantern(article_id: int, title: str) -> Document:
+        return Document(article_id, 1, f"lantern-{article_id}", title, "", "paper and light", ("craft",), 1,
+                        datetime(2026, 12, 5, tzinfo=UTC))
+
+    async def found() -> list[int]:
+        return sorted(hit.article_id for hit in (await backend.search(SearchQuery("lanterns"), fuzzy=False)).hits)
+
+    await backend.apply([lantern(1, "Lanterns at dusk")])
+    assert await found() == [1]
+    target = await backend.begin_rebuild()
+    await backend.apply([lantern(1, "Lanterns at dusk"), lantern(2, "Lanterns at dawn")], target)
+    assert await found() == [1]
+    await backend.swap(target)
+    assert await found() == [1, 2]

@@ -32,10 +32,11 @@ class DocumentRow(Base):
 
     __tablename__ = "documents"
     __table_args__ = (
-        Index("ix_documents_document", "document", postgresql_using="gin"),
-        Index("ix_documents_tags", "tags", postgresql_using="gin"),
+        # GIN without a pending list (migration 0003, docs/decisions/0051).
+        Index("ix_documents_document", "document", postgresql_using="gin", postgresql_with={"fastupdate": "off"}),
+        Index("ix_documents_tags", "tags", postgresql_using="gin", postgresql_with={"fastupdate": "off"}),
         Index("ix_documents_author", "generation", "author_id"),
-        Index("ix_documents_head", "head", postgresql_using="gin"),
+        Index("ix_documents_head", "head", postgresql_using="gin", postgresql_with={"fastupdate": "off"}),
         Index("ix_documents_recent", "generation", text("created_at DESC"), "article_id"),
     )
 
@@ -63,6 +64,6 @@ class Word(Base):
 
     __tablename__ = "words"
     __table_args__ = (Index("ix_words_trigrams", "word", postgresql_using="gin",
-                            postgresql_ops={"word": "gin_trgm_ops"}),)
+                            postgresql_ops={"word": "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"}),)
 
     word: Mapped[str] = mapped_column(Text, primary_key=True)
