@@ -104,12 +104,13 @@ class ElasticBackend:
                    for change in latest(changes)]
         if not actions:
             return 0
-        # A live write returns once a refresh has made it searchable (as a PostgreSQL commit is), so the
-        # shared answers forgotten after it (decision 0048) are never refilled from the index before it.
-        # A rebuild's index does not refresh until its swap: waiting there would wait for ever.
+        # A live write refreshes the index before it returns, so it is searchable then (as a PostgreSQL
+        # commit is) and the shared answers forgotten after it (decision 0048) are never refilled from
+        # before it. One refresh per indexer batch: `wait_for` (the next periodic refresh) kept each
+        # batch waiting up to REFRESH_INTERVAL, and the batch behind it as long again. A rebuild's index
+        # is refreshed once, at its swap.
         written, errors = await async_bulk(self.client, actions, raise_on_error=False, raise_on_exception=True,
-                                           chunk_size=500, max_retries=3,
-                                           refresh="wait_for" if target is None else False)
+                                           chunk_size=500, max_retries=3, refresh=target is None)
         failures = [error for error in cast("list[dict[str, Any]]", errors) if _status(error) != _CONFLICT]
         if failures:
             raise RuntimeError(f"elasticsearch refused {len(failures)} writes, e.g. {failures[0]}")
