@@ -283,7 +283,8 @@ class Settings(BaseSettings):
     # ones); 0 turns it off. Writes through this replica's index forget everything at once; another
     # replica's reach it within this time (decision 0048).
     search_answers_shared_seconds: float = Field(default=1.0, ge=0, le=60)
-    # How many distinct searches are kept at most (least recently used dropped first).
+    # How many distinct searches are kept at most, and as many articles' anonymous views (least recently
+    # used dropped first).
     search_answers_shared_entries: int = Field(default=1_024, ge=1)
 
     # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.

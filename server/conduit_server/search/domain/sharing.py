@@ -78,9 +78,6 @@ class SharedSearches:
         await self.backend.close()
 
 
-__all__ = ["SharedSearches"]
-
-
 class SharedViews:
     """An `ArticleSource` for which anonymous callers (viewer 0) share views, per article.
 
@@ -165,3 +162,6 @@ class SharedViews:
 
     def snapshot(self) -> AsyncIterator[SnapshotBatch]:
         return self.articles.snapshot()
+
+
+__all__ = ["SharedSearches", "SharedViews"]
