@@ -3,10 +3,13 @@ search returns, how it ranks, what it tolerates and escapes, and that it follows
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import grpc
 import pytest
 
 from conduit.articles.v1 import articles_pb2
+from conduit.users.v1 import users_pb2
 from tests.search.conftest import Search
 from tests.search.support import index_matches_database, until
 
@@ -109,6 +112,33 @@ async def test_results_have_the_list_shape_as_the_caller_sees_it_in_one_batched_
     assert not seen_by_anyone.article.author.following
     assert seen_by_reader.author == author.username
     assert list(seen_by_reader.tag_list) == ["craft", "paper"]  # alphabetical, as in every article response
+
+
+async def test_an_anonymous_view_follows_its_articles_favorites_and_its_authors_profile(search: Search) -> None:
+    """Anonymous views are kept until an event says they changed (decision 0048), not for
+    CONDUIT_SEARCH_VIEWS_KEPT_SECONDS (30 s): a favorite and a profile edit reach an anonymous search
+    as soon as the streams carry them."""
+    author, reader = await search.mesh.person("author"), await search.mesh.person("reader")
+    article = await search.mesh.create(author, "Kite festival", body="Strings and wind.")
+    await searchable(search, "kite", article.slug)
+    (hit,) = (await search.find("kite")).hits
+    assert (hit.article.favorites_count, hit.article.author.bio) == (0, "")
+
+    async def anonymous_view() -> articles_pb2.ArticleSummary:
+        (found,) = (await search.find("kite")).hits
+        return found.article
+
+    await search.mesh.articles.FavoriteArticle(articles_pb2.FavoriteArticleRequest(slug=article.slug),
+                                               metadata=reader.auth)
+    await until(lambda: _holds(anonymous_view(), lambda view: view.favorites_count == 1))
+    await search.mesh.users.users.UpdateCurrentUser(users_pb2.UpdateCurrentUserRequest(
+        user=users_pb2.UpdateUser(bio="Flies kites")), metadata=author.auth)
+    await until(lambda: _holds(anonymous_view(), lambda view: view.author.bio == "Flies kites"))
+
+
+async def _holds(view: Awaitable[articles_pb2.ArticleSummary],
+                 condition: Callable[[articles_pb2.ArticleSummary], bool]) -> bool:
+    return condition(await view)
 
 
 async def test_filters_facets_totals_and_pages(search: Search) -> None:

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection
 
+from conduit.articles.v1 import events_pb2
 from conduit_server.runtime.errors import InvalidArgument
 from conduit_server.search.domain.documents import MARK_CLOSE, MARK_OPEN, Change, Document, Tombstone, latest
 from conduit_server.search.domain.query import marked_html, parse_query
+from conduit_server.search.events import changed_article_ids
 from conduit_server.search.repository import models
 from tests.search.conftest import postgres_backend
 
@@ -60,3 +62,21 @@ async def test_the_migrations_create_exactly_the_tables_of_the_models(postgres_u
             assert await connection.run_sync(differences) == []
     finally:
         await backend.close()
+
+
+def test_the_articles_events_that_change_an_anonymous_view_name_their_article() -> None:
+    def entry(kind: str, event: events_pb2.ArticleEvent) -> tuple[bytes, dict[bytes, bytes]]:
+        return b"1-0", {b"type": kind.encode(), b"payload": event.SerializeToString()}
+
+    entries = [
+        entry("article_updated", events_pb2.ArticleEvent(
+            article_updated=events_pb2.ArticleUpdated(article=events_pb2.ArticleRecord(id=1)))),
+        entry("article_deleted", events_pb2.ArticleEvent(article_deleted=events_pb2.ArticleDeleted(article_id=2))),
+        entry("favorite_changed", events_pb2.ArticleEvent(
+            favorite_changed=events_pb2.FavoriteChanged(article_id=3, favorited=True))),
+        entry("article_created", events_pb2.ArticleEvent(
+            article_created=events_pb2.ArticleCreated(article=events_pb2.ArticleRecord(id=4)))),
+        entry("comment_added", events_pb2.ArticleEvent()),
+    ]
+    assert changed_article_ids(entries) == {1, 2, 3}
+    assert changed_article_ids([*entries, (b"2-0", {b"type": b"favorite_changed", b"payload": b"\xff"})]) is None

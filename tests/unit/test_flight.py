@@ -238,3 +238,38 @@ async def test_more_misses_than_a_batch_go_in_several_calls() -> None:
     views = SharedViews(articles, ttl=1.0, entries=10, batch=2, clock=Clock())
     assert sorted(await views.views([1, 2, 3], 0)) == [1, 2, 3]
     assert articles.calls == [((1, 2), 0), ((3,), 0)]
+
+
+async def test_an_event_evicts_one_articles_view_and_a_view_loaded_across_it_is_not_kept() -> None:
+    articles = Articles()
+    views = SharedViews(articles, ttl=30.0, entries=10, clock=Clock())
+    await views.views([1, 2], 0)
+    views.evict(1)  # article 1 was favorited
+    await views.views([1, 2], 0)
+    assert articles.calls == [((1, 2), 0), ((1,), 0)]
+    articles.hold = asyncio.Event()
+    articles.started.clear()
+    loading = asyncio.create_task(views.views([3], 0))
+    await articles.started.wait()  # it read article 3 as it was
+    views.evict(3)  # then article 3 changed
+    articles.hold.set()
+    assert await loading == {3: "article 3 for 0"}  # its own caller gets what it read
+    articles.hold = None
+    await views.views([3], 0)
+    assert articles.calls[-2:] == [((3,), 0), ((3,), 0)]  # not kept: asked again
+    views.clear()  # a profile changed
+    await views.views([1, 2, 3], 0)
+    assert sorted(articles.calls[-1][0]) == [1, 2, 3]
+
+
+async def test_views_loaded_just_after_a_profile_change_are_served_but_not_kept() -> None:
+    articles, clock = Articles(), Clock()
+    views = SharedViews(articles, ttl=30.0, entries=10, clock=clock)
+    await views.views([1], 0)
+    views.author_changed()  # the articles service may not have read the same event yet
+    assert await views.views([1], 0) == {1: "article 1 for 0"}
+    await views.views([1], 0)
+    clock.now = 1.0  # the grace has passed: what is loaded now is kept
+    await views.views([1], 0)
+    await views.views([1], 0)
+    assert len(articles.calls) == 4

@@ -283,9 +283,15 @@ class Settings(BaseSettings):
     # ones); 0 turns it off. Writes through this replica's index forget everything at once; another
     # replica's reach it within this time (decision 0048).
     search_answers_shared_seconds: float = Field(default=1.0, ge=0, le=60)
-    # How many distinct searches are kept at most, and as many articles' anonymous views (least recently
-    # used dropped first).
+    # How many distinct searches are kept at most (least recently used dropped first).
     search_answers_shared_entries: int = Field(default=1_024, ge=1)
+    # An anonymous caller's view of a found article (the list shape: counts, author) is kept until an
+    # article or profile event evicts it, this many seconds at most: the bound when an eviction is
+    # missed or overtakes the articles service's own (decision 0048); what a browser may keep an
+    # anonymous search page (decision 0043). Off when search_answers_shared_seconds is 0.
+    search_views_kept_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How many articles' anonymous views are kept at most (least recently used dropped first).
+    search_views_kept_entries: int = Field(default=10_000, ge=1)
 
     # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
     metrics_enabled: bool = False

@@ -17,22 +17,25 @@ from conduit_server.runtime.errors import FailedPrecondition
 from conduit_server.runtime.resources import Resources
 from conduit_server.runtime.server import Binding
 from conduit_server.runtime.settings import Settings
+from conduit_server.runtime.tail import RawEntry, StreamFollower
 from conduit_server.search import api
 from conduit_server.search.domain.ports import IndexStatus, SearchBackend
 from conduit_server.search.domain.reindex import ProgressCallback, Reindexer
 from conduit_server.search.domain.search import Searcher
 from conduit_server.search.domain.sharing import SharedSearches, SharedViews
-from conduit_server.search.events import Indexer, StreamLog
+from conduit_server.search.events import Indexer, StreamLog, changed_article_ids
 from conduit_server.search.repository import models
 from conduit_server.search.repository.lease import Lease
 from conduit_server.search.repository.peers import ArticlesSource, UsersDirectory
 from conduit_server.search.repository.postgres import PostgresBackend
 from conduit_server.users.client.calls import UsersClient
+from conduit_server.users.client.profiles import user_events
 
 log = logging.getLogger("conduit.search")
 SCHEMA = models.SCHEMA
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENTS_STREAM = outbox.stream_name("articles")
+USERS_STREAM = outbox.stream_name("users")
 REINDEX_LOCK = "conduit:search:reindex"
 # The lock's time to live, renewed every third of it while the reindex runs (docs/decisions/0023):
 # a crashed reindex blocks the next one for at most this long.
@@ -72,10 +75,15 @@ class SearchApp:
                                                     timeout_seconds=timeout)
         self.articles = ArticlesSource(self.article_records)
         users = UsersClient(users_channel, timeout_cap_seconds=timeout)
-        shared = settings.search_answers_shared_seconds
-        views = self.articles if shared == 0 else SharedViews(self.articles, ttl=shared,
-                                                                entries=settings.search_answers_shared_entries)
-        self.searcher = Searcher(self.backend, views, UsersDirectory(users, timeout_seconds=timeout))
+        self.views: SharedViews | None = None
+        if settings.search_answers_shared_seconds:
+            self.views = SharedViews(self.articles, ttl=settings.search_views_kept_seconds,
+                                     entries=settings.search_views_kept_entries, name="search.anonymous_views")
+        # Article and profile events evict the anonymous views; a gap (start, Redis lost) clears them.
+        self.views_tail = StreamFollower(redis, [stream, USERS_STREAM], on_entries=self._changed,
+                                         on_gap=self.views.clear if self.views else None)
+        self.searcher = Searcher(self.backend, self.views or self.articles,
+                                 UsersDirectory(users, timeout_seconds=timeout))
         self.events = StreamLog(redis, stream)
         self.indexer = Indexer(redis, stream, self.backend, consumer=consumer,
                                claim_idle_ms=int(settings.search_claim_idle_seconds * 1000))
@@ -112,13 +120,30 @@ class SearchApp:
                 "search_indexing_failures": self.indexer.failures,
                 "search_events_acknowledged": self.indexer.entries_acknowledged}
 
+    def _changed(self, stream: str, entries: Sequence[RawEntry]) -> None:
+        if self.views is None:
+            return
+        if stream == USERS_STREAM:
+            if any(event.WhichOneof("payload") == "user_updated" for event in user_events(entries)):
+                self.views.author_changed()
+            return
+        changed = changed_article_ids(entries)
+        if changed is None:
+            self.views.clear()
+            return
+        for article_id in changed:
+            self.views.evict(article_id)
+
     async def start(self) -> None:
         if isinstance(self.store, PostgresBackend):
             await migrations.upgrade(self.store.database, MIGRATIONS, models.Base.metadata)
         await self.backend.prepare()
         self.indexer.start()
+        if self.views is not None:
+            self.views_tail.start()
 
     async def close(self) -> None:
+        await self.views_tail.stop()
         await self.indexer.stop()
         await self.backend.close()
         await self.articles_channel.close(None)

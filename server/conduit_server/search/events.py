@@ -52,6 +52,29 @@ def change_of(fields: dict[bytes, bytes]) -> Change | None:
     return document_of(holder.article, version)
 
 
+def changed_article_ids(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> set[int] | None:
+    """The articles whose anonymous view the articles-stream entries change: edited, deleted,
+    favorited or not (a new article has no view kept yet; comments are not in the list shape).
+    None when one of those could not be read: every view may have changed."""
+    changed: set[int] = set()
+    for entry_id, fields in entries:
+        if fields.get(b"type", b"").decode() not in ("article_updated", "article_deleted", "favorite_changed"):
+            continue
+        try:
+            event = events_pb2.ArticleEvent.FromString(fields[b"payload"])
+        except (KeyError, DecodeError) as error:
+            log.error("unreadable event %s: %r; every kept view is dropped", entry_id.decode(), error)
+            return None
+        which = event.WhichOneof("payload")
+        if which == "article_updated":
+            changed.add(event.article_updated.article.id)
+        elif which == "article_deleted":
+            changed.add(event.article_deleted.article_id)
+        elif which == "favorite_changed":
+            changed.add(event.favorite_changed.article_id)
+    return changed
+
+
 def changes_of(entries: Sequence[GroupEntry]) -> list[Change]:
     """The changes of a batch; an entry that cannot be read is logged and skipped (never retried for ever)."""
     changes: list[Change] = []

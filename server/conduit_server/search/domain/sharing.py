@@ -7,20 +7,19 @@ a search that started before a write is never kept after it: on one replica, a s
 older than the index. Another replica's writes reach this one's answers within `ttl`.
 
 What is shared is the index's part (hits, snippets, total, facets). Who sees what — `favorited`,
-`following` — is asked per caller after it; `SharedViews` shares only what every anonymous caller
-sees alike (each article in the list shape, favorited and following false), for the same `ttl`: an
-anonymous reader may see counts that old, as REST's public answers may be cached for longer. Its
-misses are asked together, one articles call at a time.
+`following` — is asked per caller after it; `SharedViews` keeps only what every anonymous caller
+sees alike (each article in the list shape, favorited and following false) until an event says it
+changed. Its misses are asked together, one articles call at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from conduit_server.runtime.expiring import ExpiringCache
 from conduit_server.runtime.flight import SharedResults
 from conduit_server.search.domain.documents import Change, Document
 from conduit_server.search.domain.ports import ArticleSource, IndexStats, SearchBackend, SnapshotBatch
@@ -78,42 +77,53 @@ class SharedSearches:
         await self.backend.close()
 
 
+AUTHOR_GRACE_SECONDS = 1.0
+
+
 class SharedViews:
     """An `ArticleSource` for which anonymous callers (viewer 0) share views, per article.
 
-    A view asked for within `ttl` seconds of being fetched is answered from memory (at most `entries`
-    kept, least recently used dropped first). The misses of concurrent anonymous callers are asked
-    together: while one articles call is running, the ids asked meanwhile wait and go in the next one
-    (at most `batch` ids per call), so under load many searches cost one call and when idle a search
-    waits for nobody. Signed-in callers always ask, each with their own call.
+    An anonymous view is kept until an event says its article or an author changed (`evict`, `clear`:
+    the search process follows the articles and users streams), for `ttl` seconds at most, at most
+    `entries` of them (least recently used dropped first). A load refuses the views evicted while it
+    ran (runtime/expiring.py). The misses of concurrent anonymous callers are asked together: while
+    one articles call is running, the ids asked meanwhile wait and go in the next one (at most
+    `batch` ids per call), so under load many searches cost one call and when idle a search waits
+    for nobody. Signed-in callers always ask, each with their own call.
     """
 
     def __init__(self, articles: ArticleSource, *, ttl: float, entries: int, batch: int = 100,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "") -> None:
         self.articles = articles
-        self.ttl = ttl
-        self.entries = entries
         self.batch = batch
         self.clock = clock
-        self._kept: OrderedDict[int, tuple[float, Any]] = OrderedDict()  # id -> (expires, view)
+        self.kept: ExpiringCache[Any] = ExpiringCache(ttl_seconds=ttl, max_entries=entries, clock=clock, name=name)
+        self._keep_after = 0.0
         self._queued: dict[int, asyncio.Future[Any]] = {}  # asked, waiting for the next call
         self._asked: dict[int, asyncio.Future[Any]] = {}  # in the running call
         self._caller: asyncio.Task[None] | None = None
 
+    def evict(self, article_id: int) -> None:
+        """The article changed (edited, deleted, favorited or not)."""
+        self.kept.evict(article_id)
+
+    def clear(self) -> None:
+        """Events may have been missed: nothing kept is trusted."""
+        self.kept.clear()
+
+    def author_changed(self) -> None:
+        """A profile changed: it is in the views of all its author's articles. The articles service
+        evicts its own copy when it reads the same event, possibly after this process did: views
+        loaded in the next AUTHOR_GRACE_SECONDS go to their callers but are not kept."""
+        self.kept.clear()
+        self._keep_after = self.clock() + AUTHOR_GRACE_SECONDS
+
     async def views(self, article_ids: Sequence[int], viewer_id: int) -> Mapping[int, Any]:
         if viewer_id:
             return await self.articles.views(article_ids, viewer_id)
-        found: dict[int, Any] = {}
-        waiting: dict[int, asyncio.Future[Any]] = {}
-        now = self.clock()
-        for article_id in dict.fromkeys(article_ids):
-            kept = self._kept.get(article_id)
-            if kept is not None and kept[0] > now:
-                self._kept.move_to_end(article_id)
-                found[article_id] = kept[1]
-            else:
-                waiting[article_id] = self._future(article_id)
-        if waiting:
+        found, missing = self.kept.get_many(dict.fromkeys(article_ids))
+        if missing:
+            waiting = {article_id: self._future(article_id) for article_id in missing}
             if self._caller is None:
                 self._caller = asyncio.ensure_future(self._call_while_queued())
             # Waited for, never cancelled: a caller that goes away leaves them to the others.
@@ -138,21 +148,17 @@ class SharedViews:
             while self._queued:
                 ids = list(self._queued)[:self.batch]
                 self._asked = {article_id: self._queued.pop(article_id) for article_id in ids}
-                try:
-                    views = await self.articles.views(ids, 0)
-                except Exception as error:  # noqa: BLE001 - each waiter of this call gets it; the queue goes on
-                    for future in self._asked.values():
-                        future.set_exception(error)
-                    continue
-                expires = self.clock() + self.ttl
+                with self.kept.loading(ids) as load:
+                    try:
+                        views = await self.articles.views(ids, 0)
+                    except Exception as error:  # noqa: BLE001 - each waiter of this call gets it; the queue goes on
+                        for future in self._asked.values():
+                            future.set_exception(error)
+                        continue
+                    if self.clock() >= self._keep_after:
+                        load.keep(views)  # an unknown id is not kept: asked again next time
                 for article_id, future in self._asked.items():
-                    view = views.get(article_id)
-                    if view is not None:  # an unknown id is asked again next time
-                        self._kept[article_id] = (expires, view)
-                        self._kept.move_to_end(article_id)
-                    future.set_result(view)
-                while len(self._kept) > self.entries:
-                    self._kept.popitem(last=False)
+                    future.set_result(views.get(article_id))
         finally:
             self._caller = None
             for future in (*self._asked.values(), *self._queued.values()):
