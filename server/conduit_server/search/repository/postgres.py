@@ -218,29 +218,27 @@ class PostgresBackend:
             params["tag"] = query.tag
         if query.author_id is not None:
             params["author_id"] = query.author_id
-        async with self.database.read() as session:
-            rows = (await session.execute(_SEARCHES[(bool(query.tag), query.author_id is not None)],
-                                          params)).all()
+        rows = await self.database.fetch(_SEARCHES[(bool(query.tag), query.author_id is not None)], params)
         first = rows[0]
-        hits = [BackendHit(row.article_id, float(row.score), row.slug, row.title, row.description, tuple(row.tags),
-                           row.author_id, row.created_at, row.title_marked or row.title, row.snippet_marked or "")
-                for row in rows if row.article_id is not None]
-        return BackendPage(hits, int(first.total), [(tag, int(count)) for tag, count in first.facets],
-                           total_exact=int(first.matched) <= self._window)
+        hits = [BackendHit(row["article_id"], float(row["score"]), row["slug"], row["title"], row["description"],
+                           tuple(row["tags"]), row["author_id"], row["created_at"],
+                           row["title_marked"] or row["title"], row["snippet_marked"] or "")
+                for row in rows if row["article_id"] is not None]
+        return BackendPage(hits, int(first["total"]), [(tag, int(count)) for tag, count in first["facets"]],
+                           total_exact=int(first["matched"]) <= self._window)
 
     async def _corrected(self, query: str) -> str | None:
         """The query with each unknown word replaced by the closest known one; None when none is."""
-        async with self.database.read() as session:
-            words = [row[0] for row in await session.execute(_QUERY_WORDS, {"q": query})]
-            # A word shorter than the vocabulary's shortest is never corrected (as Elasticsearch's AUTO
-            # fuzziness allows no edit under 3 characters): "7" is not a misspelt "700", and looking
-            # for it by trigrams matched every number it starts, ~20 ms of PostgreSQL per search.
-            correctable = [word for word in words if len(word) >= _WORD_CHARS[0]]
-            if not correctable:
-                return None
-            corrections = {row.word: row.correction
-                           for row in await session.execute(_CORRECTIONS, {"words": correctable})
-                           if row.correction}
+        words = [row[0] for row in await self.database.fetch(_QUERY_WORDS, {"q": query})]
+        # A word shorter than the vocabulary's shortest is never corrected (as Elasticsearch's AUTO
+        # fuzziness allows no edit under 3 characters): "7" is not a misspelt "700", and looking
+        # for it by trigrams matched every number it starts, ~20 ms of PostgreSQL per search.
+        correctable = [word for word in words if len(word) >= _WORD_CHARS[0]]
+        if not correctable:
+            return None
+        corrections = {row["word"]: row["correction"]
+                       for row in await self.database.fetch(_CORRECTIONS, {"words": correctable})
+                       if row["correction"]}
         if not corrections:
             return None
         return " ".join(corrections.get(word, word) for word in words)
