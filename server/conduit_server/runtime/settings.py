@@ -292,6 +292,10 @@ class Settings(BaseSettings):
     search_views_kept_seconds: float = Field(default=30.0, gt=0, le=3600)
     # How many articles' anonymous views are kept at most (least recently used dropped first).
     search_views_kept_entries: int = Field(default=10_000, ge=1)
+    # How many searches one search process runs on PostgreSQL at once; the others wait in arrival
+    # order. 0: the CPUs this process sees, right when PostgreSQL runs beside it (embedded); with a
+    # PostgreSQL of its own, about its cores divided by the search replicas (decision 0053).
+    search_database_concurrency: int = Field(default=0, ge=0, le=1_000)
 
     # Observability (decisions 0018, 0019). Prometheus `/metrics` per process, on its own port.
     metrics_enabled: bool = False

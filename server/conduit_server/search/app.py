@@ -48,7 +48,8 @@ def build_backend(settings: Settings, database_url: str) -> SearchBackend:
         from conduit_server.search.repository.elastic import ElasticBackend
 
         return ElasticBackend(settings.elasticsearch_url, alias=settings.search_index)
-    return PostgresBackend(Database.from_settings(settings, database_url, SCHEMA))
+    return PostgresBackend(Database.from_settings(settings, database_url, SCHEMA),
+                           concurrency=settings.search_database_concurrency)
 
 
 class SearchApp:

@@ -10,7 +10,9 @@ one and the swap is a one-row update.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +42,11 @@ _RANKED_POSITIONS = 3
 # least ANALYZE_MIN_ROWS), and after every swap.
 ANALYZE_MIN_ROWS = 1_000
 ANALYZE_FRACTION = 0.2
+
+
+def default_concurrency() -> int:
+    """The CPUs this process may run on: PostgreSQL's, when it runs beside it (embedded, `make run`)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 _UPSERT = text(f"""
 INSERT INTO documents AS d (generation, article_id, version, deleted, slug, title, description, body, tags,
@@ -166,8 +173,13 @@ class PostgresBackend:
     name = "postgresql"
 
     def __init__(self, database: Database, *, batch_rows: int = 200, window: int = SEARCH_WINDOW,
-                 analyze_min_rows: int = ANALYZE_MIN_ROWS) -> None:
+                 analyze_min_rows: int = ANALYZE_MIN_ROWS, concurrency: int = 0) -> None:
         self.database = database
+        # At most this many searches run on PostgreSQL at once; the others wait their turn in arrival
+        # order (docs/decisions/0053). More at once only share the same CPUs, and the slowest of them
+        # make the tail.
+        self.concurrency = concurrency or default_concurrency()
+        self._running = asyncio.Semaphore(self.concurrency)
         self._batch_rows = batch_rows
         self._window = window
         self._analyze_min_rows = analyze_min_rows
@@ -206,6 +218,10 @@ class PostgresBackend:
                 "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = CAST('documents' AS regclass)")) or 0)
 
     async def search(self, query: SearchQuery, *, fuzzy: bool) -> BackendPage:
+        async with self._running:
+            return await self._search(query, fuzzy=fuzzy)
+
+    async def _search(self, query: SearchQuery, *, fuzzy: bool) -> BackendPage:
         text_query = query.text
         if fuzzy:
             corrected = await self._corrected(text_query)
