@@ -125,6 +125,32 @@ def test_a_stream_reset_by_a_proxy_resumes(serve: Serve) -> None:
     assert realtime.resume_tokens == ["", "1"]
 
 
+def test_a_stream_the_server_cancelled_resumes(serve: Serve) -> None:
+    """A server stopping cancels the streams still open when its grace period ends (seen in CI with a
+    realtime restart under a watch through Envoy: CANCELLED, details "CANCELLED")."""
+    realtime = FakeRealtime([Connection([event("1")], end=Failure(S.CANCELLED, "CANCELLED")),
+                             Connection([event("2")])])
+    with _connect(serve, realtime) as conduit:
+        assert _ids(list(conduit.articles.watch("a"))) == ["1", "2"]
+    assert realtime.resume_tokens == ["", "1"]
+
+
+def test_a_watch_whose_client_closes_ends_without_reconnecting(serve: Serve) -> None:
+    release = threading.Event()
+    realtime = FakeRealtime([Connection([event("1")], hold=release), Connection([event("2")])])
+    conduit = _connect(serve, realtime)
+    try:
+        watch = conduit.articles.watch("a")
+        assert next(watch).event_id == "1"
+        conduit.close()  # the channel cancels the open stream: CANCELLED, "Channel closed!"
+        with pytest.raises(Exception, match=r"[Cc]hannel") as ended:
+            next(watch)
+        assert not isinstance(ended.value, StopIteration)
+        assert realtime.resume_tokens == [""]
+    finally:
+        release.set()
+
+
 def test_an_internal_error_the_server_sent_is_raised_at_once(serve: Serve) -> None:
     realtime = FakeRealtime([Connection([event("1")], end=Failure(S.INTERNAL, "handler failed"))])
     with _connect(serve, realtime) as conduit, pytest.raises(Internal):

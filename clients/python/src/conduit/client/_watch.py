@@ -57,6 +57,8 @@ LAST_EVENT_ID_KEY = "last_event_id"
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 #: How gRPC reports a stream that a proxy reset (HTTP/2 RST_STREAM): INTERNAL, "Stream removed (RST_STREAM …)".
 STREAM_RESET = "RST_STREAM"
+#: How gRPC words a CANCELLED that this process caused: its own cancel(), or its channel closing.
+LOCAL_CANCELS = ("Locally cancelled by application!", "Channel closed!")
 #: Failed reconnects in a row before a watch gives up (with the default backoff, about half a minute).
 MAX_RECONNECTS = 20
 #: The initial metadata key in which the realtime service announces its heartbeat interval.
@@ -88,7 +90,8 @@ OpenStream = Callable[[str, Budget], Any]
 def resumable(error: ConduitError) -> bool:
     """Whether a reconnect after the resume token can fix what ended the stream.
 
-    UNAVAILABLE and RESOURCE_EXHAUSTED (shutdown, slow consumer), and a stream reset by a proxy: when a
+    UNAVAILABLE and RESOURCE_EXHAUSTED (shutdown, slow consumer), CANCELLED by the other side, and a stream
+    reset by a proxy: when a
     replica dies under a watch that goes through Envoy, Envoy has already sent the response headers and
     can only reset the stream, which gRPC reports as INTERNAL "Stream removed (RST_STREAM …)". A watch is
     read-only and resumes after its token with no gap or duplicate, so it reconnects; an INTERNAL the
@@ -96,6 +99,10 @@ def resumable(error: ConduitError) -> bool:
     """
     if error.code in RESUMABLE:
         return True
+    if error.code == grpc.StatusCode.CANCELLED:
+        # Not by this process (a watch that closes itself never gets here): the server or a proxy ended
+        # the stream, as a server stopping does once its grace period is over (RST_STREAM CANCEL).
+        return not any(words in error.message for words in LOCAL_CANCELS)
     return error.code == grpc.StatusCode.INTERNAL and STREAM_RESET in error.message
 
 
